@@ -1,0 +1,157 @@
+/*
+ * qorus model files: llama2.c checkpoints (legacy v0, ak42 v1 float32, ak42 v2 Q8_0),
+ * llama2.c tokenizer.bin, and GGUF (v2/v3, llama architecture, F32/F16/Q8_0).
+ *
+ * Parsing is separate from file access: every parser takes (buf, len) and validates the
+ * whole file before anything is used; weights stay views into `buf`. The file loaders are
+ * thin wrappers that map the file with q_init_memory_ex and call the parser.
+ */
+#ifndef QORUS_MODEL_H
+#define QORUS_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qorus_core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Named limits of every config field (inclusive). A value outside is Q_ERR_INVALID_CONFIG. */
+#define Q_MAX_DIM 65536u
+#define Q_MAX_HIDDEN_DIM 262144u
+#define Q_MAX_LAYERS 1024u
+#define Q_MAX_HEADS 1024u
+#define Q_MAX_VOCAB 1048576u
+#define Q_MAX_SEQ_LEN 1048576u
+#define Q_MAX_TOKEN_BYTES 1024u  /* longest tokenizer piece */
+#define Q_MAX_GROUP_SIZE 65536u  /* ak42 v2 quantization group */
+
+/** Where a rejected file went wrong, for the driver's one-line message. */
+typedef struct q_diag {
+    char field[64];   /* offending field or key, e.g. "n_heads", "tensor blk.0.attn_q.weight" */
+    uint64_t offset;  /* byte offset in the file where the problem was found */
+    int64_t value;    /* offending value when it is a number */
+} q_diag;
+
+typedef enum q_model_format {
+    Q_FORMAT_LLAMA2C = 1, /* version 0 (legacy), 1 (ak42 float32), 2 (ak42 Q8_0) */
+    Q_FORMAT_GGUF = 2,    /* version 2 or 3 */
+} q_model_format;
+
+typedef enum q_tensor_type {
+    Q_TENSOR_F32 = 0,
+    Q_TENSOR_F16 = 1,
+    Q_TENSOR_Q8_0 = 8,      /* ggml blocks of 32: f16 scale then 32 int8 (34 bytes) */
+    Q_TENSOR_Q8_SPLIT = 64, /* llama2.c v2: rows*cols int8, then one float32 scale per group */
+} q_tensor_type;
+
+/** A read-only 2-D view into the mapping, row-major: `rows` rows of `cols` contiguous
+ *  values. 1-D tensors have rows == 1. Data may be unaligned: read through memcpy. */
+typedef struct q_tensor {
+    q_tensor_type type;
+    const void *data;
+    const void *scales; /* Q8_SPLIT only: rows*cols/group_size float32 scales */
+    size_t rows;
+    size_t cols;
+    size_t group_size;  /* values per scale: 32 for Q8_0, the header's for Q8_SPLIT */
+} q_tensor;
+
+typedef struct q_config {
+    size_t dim;         /* embedding width */
+    size_t hidden_dim;  /* FFN width */
+    size_t n_layers;
+    size_t n_heads;     /* query heads; divides dim, head_size = dim / n_heads is even */
+    size_t n_kv_heads;  /* key/value heads; divides n_heads */
+    size_t vocab_size;
+    size_t seq_len;     /* longest context */
+    float rope_theta;   /* 10000 for llama2.c */
+    float norm_eps;     /* RMSNorm epsilon, 1e-5 for llama2.c */
+} q_config;
+
+typedef struct q_layer {
+    q_tensor attn_norm; /* (dim) */
+    q_tensor wq;        /* (n_heads * head_size, dim) */
+    q_tensor wk;        /* (n_kv_heads * head_size, dim) */
+    q_tensor wv;        /* (n_kv_heads * head_size, dim) */
+    q_tensor wo;        /* (dim, n_heads * head_size) */
+    q_tensor ffn_norm;  /* (dim) */
+    q_tensor w1;        /* (hidden_dim, dim) gate */
+    q_tensor w2;        /* (dim, hidden_dim) down */
+    q_tensor w3;        /* (hidden_dim, dim) up */
+} q_layer;
+
+typedef struct q_model {
+    q_model_format format;
+    uint32_t version;
+    q_config config;
+    q_tensor token_embedding; /* (vocab_size, dim) */
+    q_layer *layers;          /* n_layers entries, heap-allocated by the parser */
+    q_tensor final_norm;      /* (dim) */
+    q_tensor classifier;      /* (vocab_size, dim); same view as token_embedding if shared */
+    int shared_classifier;
+} q_model;
+
+/** A tokenizer vocabulary. Pieces are heap copies, NUL-terminated (length kept too). */
+typedef struct q_tokenizer {
+    size_t vocab_size;
+    char **pieces;          /* vocab_size pieces */
+    size_t *piece_lengths;  /* vocab_size lengths */
+    float *scores;          /* vocab_size merge scores */
+    size_t max_token_length;
+    uint32_t bos_id;        /* 1 for llama2.c */
+    uint32_t eos_id;        /* 2 for llama2.c */
+    int has_byte_fallback;  /* all of <0x00>..<0xFF> present */
+    uint32_t byte_tokens[256]; /* id of <0xXX> when has_byte_fallback */
+} q_tokenizer;
+
+/**
+ * Parses a model file held in memory (format detected from the magic: "GGUF", "ak42",
+ * otherwise llama2.c legacy). Validates everything before returning; on success `model`
+ * holds views into `buf` (which must outlive it) and, for GGUF, `tokenizer` (may be NULL
+ * to skip) the vocabulary from the metadata. On error nothing is allocated and `diag` (may
+ * be NULL) names the offending field.
+ *
+ * Errors: Q_ERR_INVALID_ARG, Q_ERR_BAD_MAGIC, Q_ERR_UNSUPPORTED_VERSION,
+ * Q_ERR_INVALID_CONFIG, Q_ERR_TRUNCATED, Q_ERR_OVERFLOW, Q_ERR_UNSUPPORTED_TYPE,
+ * Q_ERR_BAD_ALIGNMENT, Q_ERR_DUPLICATE, Q_ERR_MISSING, Q_ERR_BAD_SHAPE, Q_ERR_BAD_TOKEN,
+ * Q_ERR_VOCAB_MISMATCH, Q_ERR_ALLOC.
+ */
+q_error_code q_model_parse(q_model *model, q_tokenizer *tokenizer, const void *buf, size_t len,
+                           q_diag *diag);
+
+/**
+ * Maps `path` into ctx (q_init_memory_ex with `strategy`) and parses it with q_model_parse.
+ * On error the mapping is released again. Errors: those of q_init_memory_ex and
+ * q_model_parse.
+ */
+q_error_code q_model_load(q_model *model, q_tokenizer *tokenizer, q_context *ctx,
+                          const char *path, q_mmap_strategy strategy, q_diag *diag);
+
+/**
+ * Parses a llama2.c tokenizer.bin held in memory: int32 max_token_length, then per token
+ * float32 score, int32 length, bytes. `expected_vocab` is the model's vocabulary size; the
+ * file must hold exactly that many tokens (Q_ERR_VOCAB_MISMATCH otherwise).
+ * Errors: Q_ERR_INVALID_ARG, Q_ERR_TRUNCATED, Q_ERR_VOCAB_MISMATCH, Q_ERR_BAD_TOKEN,
+ * Q_ERR_INVALID_CONFIG, Q_ERR_ALLOC.
+ */
+q_error_code q_tokenizer_parse(q_tokenizer *tokenizer, const void *buf, size_t len,
+                               size_t expected_vocab, q_diag *diag);
+
+/** Maps `path`, parses it with q_tokenizer_parse, unmaps it. Errors: those of
+ *  q_init_memory_ex and q_tokenizer_parse. */
+q_error_code q_tokenizer_load(q_tokenizer *tokenizer, const char *path, size_t expected_vocab,
+                              q_diag *diag);
+
+/** Frees what q_model_parse allocated and zeroes `model`. Safe on a zeroed model and twice. */
+void q_model_free(q_model *model);
+
+/** Frees the tokenizer's copies and zeroes it. Safe on a zeroed tokenizer and twice. */
+void q_tokenizer_free(q_tokenizer *tokenizer);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QORUS_MODEL_H */

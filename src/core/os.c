@@ -1,0 +1,105 @@
+/* OS wrappers with the countdown failure hook (see os.h and qorus_testing.h). */
+#include "core/os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "qorus_testing.h"
+
+static unsigned long fail_at;   /* 0: no injection; else the call number that fails */
+static unsigned long call_count;
+static int failure_fired;
+
+void q_test_fail_nth_os_call(unsigned long n)
+{
+    fail_at = n;
+    call_count = 0;
+    failure_fired = 0;
+}
+
+unsigned long q_test_os_call_count(void)
+{
+    return call_count;
+}
+
+int q_test_failure_fired(void)
+{
+    return failure_fired;
+}
+
+/* Counts one OS call; returns 1 if this one must fail. */
+static int injected_failure(void)
+{
+    call_count++;
+    if (fail_at != 0 && call_count == fail_at) {
+        failure_fired = 1;
+        errno = ENOMEM;
+        return 1;
+    }
+    return 0;
+}
+
+int q_os_open_read(const char *path)
+{
+    if (injected_failure())
+        return -1;
+    return open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+}
+
+void *q_os_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t offset)
+{
+    if (injected_failure())
+        return MAP_FAILED;
+    return mmap(addr, len, prot, flags, fd, offset);
+}
+
+int q_os_munmap(void *addr, size_t len)
+{
+    return munmap(addr, len);
+}
+
+int q_os_mprotect(void *addr, size_t len, int prot)
+{
+    if (injected_failure())
+        return -1;
+    return mprotect(addr, len, prot);
+}
+
+void *q_os_malloc(size_t size)
+{
+    if (injected_failure())
+        return NULL;
+    return malloc(size);
+}
+
+void *q_os_calloc(size_t n, size_t size)
+{
+    if (injected_failure())
+        return NULL;
+    return calloc(n, size);
+}
+
+void *q_os_realloc(void *p, size_t size)
+{
+    if (injected_failure())
+        return NULL;
+    return realloc(p, size);
+}
+
+void q_os_free(void *p)
+{
+    free(p);
+}
+
+size_t q_os_page_size(void)
+{
+    static size_t page;
+    if (page == 0) {
+        long v = sysconf(_SC_PAGESIZE);
+        page = v > 0 ? (size_t)v : 4096u;
+    }
+    return page;
+}
