@@ -27,6 +27,12 @@ extern "C" {
 #define Q_MAX_SEQ_LEN 1048576u
 #define Q_MAX_TOKEN_BYTES 1024u  /* longest tokenizer piece */
 #define Q_MAX_GROUP_SIZE 65536u  /* ak42 v2 quantization group */
+#define Q_GGUF_MAX_DIMS 4u         /* ggml's GGML_MAX_DIMS; more is Q_ERR_BAD_SHAPE */
+#define Q_GGUF_MAX_ALIGNMENT 65536u /* largest accepted general.alignment (power of two) */
+#define Q_GGUF_DEFAULT_ALIGNMENT 32u
+
+/** byte_tokens[] entry of a byte with no `<0xXX>` piece. */
+#define Q_TOKEN_NONE UINT32_MAX
 
 /** Where a rejected file went wrong, for the driver's one-line message. */
 typedef struct q_diag {
@@ -103,7 +109,8 @@ typedef struct q_tokenizer {
     uint32_t bos_id;        /* 1 for llama2.c */
     uint32_t eos_id;        /* 2 for llama2.c */
     int has_byte_fallback;  /* all of <0x00>..<0xFF> present */
-    uint32_t byte_tokens[256]; /* id of <0xXX> when has_byte_fallback */
+    uint32_t byte_tokens[256]; /* id of <0xXX>, Q_TOKEN_NONE when that piece is absent */
+    char *piece_storage;    /* one block holding every piece (pieces[i] point into it) */
 } q_tokenizer;
 
 /**
@@ -132,7 +139,11 @@ q_error_code q_model_load(q_model *model, q_tokenizer *tokenizer, q_context *ctx
 /**
  * Parses a llama2.c tokenizer.bin held in memory: int32 max_token_length, then per token
  * float32 score, int32 length, bytes. `expected_vocab` is the model's vocabulary size; the
- * file must hold exactly that many tokens (Q_ERR_VOCAB_MISMATCH otherwise).
+ * file must hold exactly that many tokens (Q_ERR_VOCAB_MISMATCH otherwise). With
+ * `expected_vocab == 0` the vocabulary is every token the file holds (for inspection).
+ * Pieces of the form `<0x..>` must be exactly `<0xHH>` (Q_ERR_BAD_TOKEN otherwise); bytes
+ * after the last token that do not form further tokens are Q_ERR_INVALID_CONFIG
+ * (field "trailing_bytes"). bos_id = 1 and eos_id = 2 must be < vocab (Q_ERR_BAD_TOKEN).
  * Errors: Q_ERR_INVALID_ARG, Q_ERR_TRUNCATED, Q_ERR_VOCAB_MISMATCH, Q_ERR_BAD_TOKEN,
  * Q_ERR_INVALID_CONFIG, Q_ERR_ALLOC.
  */
@@ -143,6 +154,16 @@ q_error_code q_tokenizer_parse(q_tokenizer *tokenizer, const void *buf, size_t l
  *  q_init_memory_ex and q_tokenizer_parse. */
 q_error_code q_tokenizer_load(q_tokenizer *tokenizer, const char *path, size_t expected_vocab,
                               q_diag *diag);
+
+/**
+ * Reads row `row` of `t` as float32 into `out` (t->cols values), converting F16 and
+ * dequantizing Q8_0 / Q8_SPLIT. For tools, tests and reference code paths, not hot loops.
+ * Errors: Q_ERR_INVALID_ARG (NULL, no data, row >= rows), Q_ERR_UNSUPPORTED_TYPE.
+ */
+q_error_code q_tensor_read_row(const q_tensor *t, size_t row, float *out);
+
+/** IEEE half to float (subnormals, infinities and NaN included). */
+float q_f16_to_f32(uint16_t h);
 
 /** Frees what q_model_parse allocated and zeroes `model`. Safe on a zeroed model and twice. */
 void q_model_free(q_model *model);

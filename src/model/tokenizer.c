@@ -1,0 +1,220 @@
+/*
+ * llama2.c tokenizer.bin, and the tokenizer construction shared with GGUF.
+ *
+ * On-disk format (little-endian, no header magic, no token count: the count is the model's
+ * vocab_size):
+ *   1. int32 max_token_length        longest piece in bytes, 1..Q_MAX_TOKEN_BYTES
+ *   2. vocab_size times:
+ *      a. float32 score              merge priority (NaN rejected)
+ *      b. int32 len                  0..max_token_length
+ *      c. len bytes                  the piece, not NUL-terminated, any bytes
+ *   3. end of file (bytes after the last token: if they parse as whole further tokens the
+ *      vocabularies differ, Q_ERR_VOCAB_MISMATCH; otherwise Q_ERR_INVALID_CONFIG,
+ *      field "trailing_bytes")
+ *
+ * Token ids 1 and 2 are BOS and EOS. Pieces `<0xHH>` are byte-fallback tokens; any other
+ * piece shaped `<0x...>` (`<0x-1>`, `<0x1>`, `<0xG0>`) is rejected, as is a second piece for
+ * the same byte.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "core/checked.h"
+#include "core/os.h"
+#include "model/model_internal.h"
+
+q_error_code q_tok_alloc(q_tokenizer *t, size_t n, size_t text_bytes)
+{
+    size_t storage;
+    memset(t, 0, sizeof *t);
+    /* every piece gets a NUL: text_bytes + n, plus one so an empty vocabulary is no
+     * zero-byte allocation */
+    if (!q_add_size(text_bytes, n, &storage) || !q_add_size(storage, 1, &storage))
+        return Q_ERR_OVERFLOW;
+    if (n > SIZE_MAX / sizeof(char *) || n > SIZE_MAX / sizeof(float))
+        return Q_ERR_OVERFLOW;
+    t->pieces = q_os_calloc(n ? n : 1, sizeof(char *));
+    t->piece_lengths = q_os_calloc(n ? n : 1, sizeof(size_t));
+    t->scores = q_os_calloc(n ? n : 1, sizeof(float));
+    t->piece_storage = q_os_malloc(storage);
+    if (t->pieces == NULL || t->piece_lengths == NULL || t->scores == NULL ||
+        t->piece_storage == NULL) {
+        q_tokenizer_free(t);
+        return Q_ERR_ALLOC;
+    }
+    t->vocab_size = n;
+    return Q_OK;
+}
+
+void q_tok_set(q_tokenizer *t, size_t i, const unsigned char *piece, size_t len, float score,
+               size_t *storage_used)
+{
+    char *dst = t->piece_storage + *storage_used;
+    if (len > 0)
+        memcpy(dst, piece, len);
+    dst[len] = '\0';
+    t->pieces[i] = dst;
+    t->piece_lengths[i] = len;
+    t->scores[i] = score;
+    if (len > t->max_token_length)
+        t->max_token_length = len;
+    *storage_used += len + 1;
+}
+
+static int q_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+q_error_code q_tok_finish(q_tokenizer *t, uint64_t offset, q_diag *diag)
+{
+    size_t i, found = 0;
+    for (i = 0; i < 256; i++)
+        t->byte_tokens[i] = Q_TOKEN_NONE;
+    for (i = 0; i < t->vocab_size; i++) {
+        const char *s = t->pieces[i];
+        size_t n = t->piece_lengths[i];
+        int hi, lo;
+        unsigned b;
+        if (n < 4 || memcmp(s, "<0x", 3) != 0 || s[n - 1] != '>')
+            continue;
+        hi = n == 6 ? q_hex_digit(s[3]) : -1;
+        lo = n == 6 ? q_hex_digit(s[4]) : -1;
+        if (hi < 0 || lo < 0)
+            return q_fail_named(diag, Q_ERR_BAD_TOKEN, "byte token ",
+                                (const unsigned char *)s, n, offset, (int64_t)i);
+        b = (unsigned)(hi * 16 + lo);
+        if (t->byte_tokens[b] != Q_TOKEN_NONE)
+            return q_fail_named(diag, Q_ERR_DUPLICATE, "byte token ",
+                                (const unsigned char *)s, n, offset, (int64_t)i);
+        t->byte_tokens[b] = (uint32_t)i;
+        found++;
+    }
+    t->has_byte_fallback = found == 256;
+    if (t->bos_id >= t->vocab_size)
+        return q_fail(diag, Q_ERR_BAD_TOKEN, "bos_id", offset, (int64_t)t->bos_id);
+    if (t->eos_id >= t->vocab_size)
+        return q_fail(diag, Q_ERR_BAD_TOKEN, "eos_id", offset, (int64_t)t->eos_id);
+    return Q_OK;
+}
+
+void q_tokenizer_free(q_tokenizer *tokenizer)
+{
+    if (tokenizer == NULL)
+        return;
+    q_os_free(tokenizer->pieces);
+    q_os_free(tokenizer->piece_lengths);
+    q_os_free(tokenizer->scores);
+    q_os_free(tokenizer->piece_storage);
+    memset(tokenizer, 0, sizeof *tokenizer);
+}
+
+/* Reads one token entry (score, len, bytes) with every check. Returns Q_OK, or an error
+ * with `diag` set; on Q_ERR_TRUNCATED nothing is consumed beyond what was read. */
+static q_error_code q_tok_entry(q_reader *r, size_t max_len, size_t index, float *score,
+                                const unsigned char **piece, size_t *len, q_diag *diag)
+{
+    size_t at = r->pos;
+    int32_t n;
+    if (!q_rd_f32(r, score))
+        return q_fail(diag, Q_ERR_TRUNCATED, "token score", at, (int64_t)index);
+    if (isnan(*score))
+        return q_fail(diag, Q_ERR_BAD_TOKEN, "token score (NaN)", at, (int64_t)index);
+    at = r->pos;
+    if (!q_rd_i32(r, &n))
+        return q_fail(diag, Q_ERR_TRUNCATED, "token length", at, (int64_t)index);
+    if (n < 0 || (uint32_t)n > max_len)
+        return q_fail(diag, Q_ERR_BAD_TOKEN, "token length", at, n);
+    if (!q_rd_take(r, (size_t)n, piece))
+        return q_fail(diag, Q_ERR_TRUNCATED, "token bytes", r->pos, n);
+    *len = (size_t)n;
+    return Q_OK;
+}
+
+q_error_code q_tokenizer_parse(q_tokenizer *tokenizer, const void *buf, size_t len,
+                               size_t expected_vocab, q_diag *diag)
+{
+    q_reader r;
+    int32_t max_len;
+    size_t n, i, text = 0, used = 0;
+    float score;
+    const unsigned char *piece;
+    size_t plen;
+    q_error_code rc;
+
+    if (diag != NULL)
+        memset(diag, 0, sizeof *diag);
+    if (tokenizer == NULL)
+        return q_fail(diag, Q_ERR_INVALID_ARG, "tokenizer", 0, 0);
+    memset(tokenizer, 0, sizeof *tokenizer);
+    if (buf == NULL)
+        return q_fail(diag, Q_ERR_INVALID_ARG, "buf", 0, 0);
+    if (expected_vocab > Q_MAX_VOCAB)
+        return q_fail(diag, Q_ERR_INVALID_CONFIG, "vocab_size", 0, (int64_t)expected_vocab);
+    r.base = buf;
+    r.len = len;
+    r.pos = 0;
+    if (!q_rd_i32(&r, &max_len))
+        return q_fail(diag, Q_ERR_TRUNCATED, "max_token_length", 0, (int64_t)len);
+    if (max_len < 1 || (uint32_t)max_len > Q_MAX_TOKEN_BYTES)
+        return q_fail(diag, Q_ERR_INVALID_CONFIG, "max_token_length", 0, max_len);
+
+    /* pass 1: validate every entry and size the copy, allocating nothing */
+    for (n = 0; expected_vocab == 0 || n < expected_vocab; n++) {
+        if (q_rd_left(&r) == 0) {
+            if (expected_vocab == 0)
+                break;
+            return q_fail(diag, Q_ERR_VOCAB_MISMATCH, "vocab_size", r.pos, (int64_t)n);
+        }
+        if (n == Q_MAX_VOCAB)
+            return q_fail(diag, Q_ERR_INVALID_CONFIG, "vocab_size", r.pos, (int64_t)n);
+        rc = q_tok_entry(&r, (size_t)max_len, n, &score, &piece, &plen, diag);
+        if (rc != Q_OK)
+            return rc;
+        text += plen; /* <= len: the bytes are in the buffer */
+    }
+    if (n == 0)
+        return q_fail(diag, Q_ERR_INVALID_CONFIG, "vocab_size", r.pos, 0);
+    if (q_rd_left(&r) != 0) {
+        /* more tokens than the model's vocabulary, or garbage? */
+        size_t at = r.pos, extra = 0;
+        q_reader probe = r;
+        while (q_rd_left(&probe) != 0) {
+            if (q_tok_entry(&probe, (size_t)max_len, n + extra, &score, &piece, &plen, NULL) !=
+                Q_OK)
+                break;
+            extra++;
+        }
+        if (q_rd_left(&probe) == 0 && extra > 0)
+            return q_fail(diag, Q_ERR_VOCAB_MISMATCH, "vocab_size", at, (int64_t)(n + extra));
+        return q_fail(diag, Q_ERR_INVALID_CONFIG, "trailing_bytes", at,
+                      (int64_t)(len - at));
+    }
+
+    /* pass 2: copy */
+    rc = q_tok_alloc(tokenizer, n, text);
+    if (rc != Q_OK)
+        return q_fail(diag, rc, "tokenizer", 0, (int64_t)n);
+    r.pos = 4;
+    for (i = 0; i < n; i++) {
+        rc = q_tok_entry(&r, (size_t)max_len, i, &score, &piece, &plen, diag);
+        if (rc != Q_OK) { /* unreachable: pass 1 accepted the same bytes */
+            q_tokenizer_free(tokenizer);
+            return rc;
+        }
+        q_tok_set(tokenizer, i, piece, plen, score, &used);
+    }
+    tokenizer->max_token_length = (size_t)max_len;
+    tokenizer->bos_id = 1;
+    tokenizer->eos_id = 2;
+    rc = q_tok_finish(tokenizer, 4, diag);
+    if (rc != Q_OK)
+        q_tokenizer_free(tokenizer);
+    return rc;
+}
