@@ -1,0 +1,211 @@
+/*
+ * fuzz_arena_reset: interleavings of q_arena_alloc, q_arena_reset, q_arena_set_base,
+ * arena and KV cache (re)allocation and release, q_kv_cache_clear and q_free_memory, with
+ * OS failures injected at positions drawn from the input. After every step the context is
+ * compared with the shadow model (arena_shadow.h plus the KV cache state), live blocks keep
+ * their contents, blocks below the base survive resets, and the KV cache reads as zero
+ * after allocation and after a clear.
+ */
+#include "arena_shadow.h"
+#include "qorus_testing.h"
+
+#define MAX_STEPS 256
+#define KV_PROBES 8
+
+typedef struct kv_shadow {
+    int exists;
+    size_t size;
+    size_t probe_off[KV_PROBES]; /* written bytes */
+    uint8_t probe_val[KV_PROBES];
+    size_t n_probes;
+} kv_shadow;
+
+static void check_kv(const q_context *ctx, const kv_shadow *kv)
+{
+    if (!kv->exists) {
+        FUZZ_ASSERT(ctx->kv_buffer == NULL && ctx->kv_size == 0 && ctx->kv_mapped_size == 0);
+        return;
+    }
+    FUZZ_ASSERT(ctx->kv_buffer != NULL);
+    FUZZ_ASSERT(((uintptr_t)ctx->kv_buffer & (Q_ALIGN - 1)) == 0);
+    FUZZ_ASSERT(ctx->kv_size == kv->size);
+    FUZZ_ASSERT(ctx->kv_mapped_size >= kv->size);
+    long page = sysconf(_SC_PAGESIZE);
+    FUZZ_ASSERT(page > 0 && ctx->kv_mapped_size % (size_t)page == 0);
+    FUZZ_ASSERT(ctx->kv_mapped_size - kv->size < (size_t)page);
+    const unsigned char *b = ctx->kv_buffer;
+    for (size_t i = 0; i < kv->n_probes; i++)
+        FUZZ_ASSERT(b[kv->probe_off[i]] == kv->probe_val[i]);
+}
+
+/* KV bytes read as zero: first and last bytes, and a sample in between. */
+static void check_kv_zero(const q_context *ctx, const kv_shadow *kv)
+{
+    const unsigned char *b = ctx->kv_buffer;
+    FUZZ_ASSERT(b[0] == 0 && b[kv->size - 1] == 0);
+    for (size_t off = 0; off < kv->size; off += 4093)
+        FUZZ_ASSERT(b[off] == 0);
+}
+
+static size_t draw_region_bytes(fuzz_producer *fp)
+{
+    switch (fuzz_producer_u32(fp, 0, 7)) {
+    case 0: return fuzz_producer_size(fp, 1, 512);
+    case 1: return (size_t)Q_ALIGN * fuzz_producer_size(fp, 1, 256);
+    case 2: return fuzz_producer_size(fp, 1, 1 << 18);
+    case 3: return 0;                                              /* invalid */
+    case 4: return Q_MAX_REGION_BYTES + fuzz_producer_size(fp, 1, 4096); /* too large */
+    case 5: return SIZE_MAX - fuzz_producer_size(fp, 0, 4096);        /* overflows */
+    default: return 4096 * fuzz_producer_size(fp, 1, 8) - fuzz_producer_size(fp, 0, 64);
+    }
+}
+
+static size_t draw_request(fuzz_producer *fp, const arena_shadow *s)
+{
+    size_t avail = s->size - s->head;
+    switch (fuzz_producer_u32(fp, 0, 6)) {
+    case 0: return 0;
+    case 1: return fuzz_producer_size(fp, 1, 200);
+    case 2: return (size_t)Q_ALIGN * fuzz_producer_size(fp, 1, 32);
+    case 3: return avail;
+    case 4: return avail + fuzz_producer_size(fp, 0, 64) - 32;
+    case 5: return SIZE_MAX - fuzz_producer_size(fp, 0, 64);
+    default: return fuzz_producer_size(fp, 0, s->size + 64);
+    }
+}
+
+static void forget_all_blocks(arena_shadow *s)
+{
+    memset(s, 0, sizeof *s);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_producer fp = fuzz_producer_make(data, size);
+    q_context ctx = {0};
+    arena_shadow s = {0};
+    kv_shadow kv = {0};
+
+    for (unsigned step = 0; step < MAX_STEPS && fuzz_producer_remaining(&fp) > 0; step++) {
+        /* Per step: 0 (none) or the position (1-3) of an OS call made to fail. */
+        q_test_fail_nth_os_call(fuzz_producer_u32(&fp, 0, 3));
+
+        switch (fuzz_producer_u32(&fp, 0, 11)) {
+        case 0: case 1: case 2: /* allocate */
+            (void)shadow_alloc(&ctx, &s, draw_request(&fp, &s));
+            break;
+        case 3: case 4: /* reset */
+            shadow_reset(&ctx, &s);
+            break;
+        case 5: { /* set the base */
+            q_error_code rc = q_arena_set_base(&ctx);
+            if (s.exists) {
+                FUZZ_ASSERT(rc == Q_OK);
+                s.base = s.head;
+            } else {
+                FUZZ_ASSERT(rc == Q_ERR_INVALID_STATE);
+            }
+            break;
+        }
+        case 6: { /* create the arena */
+            size_t bytes = draw_region_bytes(&fp);
+            q_error_code rc = q_alloc_arena(&ctx, bytes);
+            int ok;
+            size_t rounded = shadow_round(bytes, &ok);
+            if (bytes == 0) {
+                FUZZ_ASSERT(rc == Q_ERR_INVALID_ARG);
+            } else if (s.exists) {
+                FUZZ_ASSERT(rc == Q_ERR_INVALID_STATE);
+            } else if (bytes > Q_MAX_REGION_BYTES || !ok) {
+                FUZZ_ASSERT(rc == Q_ERR_OVERFLOW);
+            } else if (q_test_failure_fired()) {
+                FUZZ_ASSERT_MSG(rc == Q_ERR_ALLOC, "injected failure gave %d", (int)rc);
+            } else {
+                FUZZ_ASSERT_MSG(rc == Q_OK, "q_alloc_arena(%zu) gave %d", bytes, (int)rc);
+                s.exists = 1;
+                s.size = rounded;
+                shadow_check_ctx(&ctx, &s);
+                shadow_check_free_poisoned(&ctx, &s);
+            }
+            break;
+        }
+        case 7: /* release the arena */
+            shadow_verify_all(&ctx, &s);
+            FUZZ_ASSERT(q_free_arena(&ctx) == Q_OK);
+            forget_all_blocks(&s);
+            break;
+        case 8: { /* create the KV cache */
+            size_t bytes = draw_region_bytes(&fp);
+            q_error_code rc = q_alloc_kv_cache(&ctx, bytes);
+            if (bytes == 0) {
+                FUZZ_ASSERT(rc == Q_ERR_INVALID_ARG);
+            } else if (kv.exists) {
+                FUZZ_ASSERT(rc == Q_ERR_INVALID_STATE);
+            } else if (bytes > Q_MAX_REGION_BYTES) {
+                FUZZ_ASSERT(rc == Q_ERR_OVERFLOW);
+            } else if (q_test_failure_fired()) {
+                FUZZ_ASSERT_MSG(rc == Q_ERR_ALLOC, "injected failure gave %d", (int)rc);
+            } else {
+                FUZZ_ASSERT_MSG(rc == Q_OK, "q_alloc_kv_cache(%zu) gave %d", bytes, (int)rc);
+                kv.exists = 1;
+                kv.size = bytes;
+                kv.n_probes = 0;
+                check_kv(&ctx, &kv);
+                check_kv_zero(&ctx, &kv);
+            }
+            break;
+        }
+        case 9: /* write to the KV cache, or clear it */
+            if (!kv.exists) {
+                FUZZ_ASSERT(q_kv_cache_clear(&ctx) == Q_ERR_INVALID_STATE);
+            } else if (fuzz_producer_bool(&fp) && kv.n_probes < KV_PROBES) {
+                size_t off = fuzz_producer_size(&fp, 0, kv.size - 1);
+                uint8_t val = (uint8_t)fuzz_producer_u32(&fp, 1, 255);
+                ((unsigned char *)ctx.kv_buffer)[off] = val;
+                /* A later probe at the same offset supersedes the earlier one. */
+                for (size_t i = 0; i < kv.n_probes; i++)
+                    if (kv.probe_off[i] == off)
+                        kv.probe_val[i] = val;
+                kv.probe_off[kv.n_probes] = off;
+                kv.probe_val[kv.n_probes] = val;
+                kv.n_probes++;
+            } else {
+                FUZZ_ASSERT(q_kv_cache_clear(&ctx) == Q_OK);
+                kv.n_probes = 0;
+                check_kv_zero(&ctx, &kv);
+            }
+            break;
+        case 10: /* release the KV cache */
+            FUZZ_ASSERT(q_free_kv_cache(&ctx) == Q_OK);
+            memset(&kv, 0, sizeof kv);
+            break;
+        default: /* release everything */
+            shadow_verify_all(&ctx, &s);
+            q_free_memory(&ctx);
+            forget_all_blocks(&s);
+            memset(&kv, 0, sizeof kv);
+            FUZZ_ASSERT(ctx.weights_mmap == NULL && ctx.weights_size == 0);
+            break;
+        }
+        q_test_fail_nth_os_call(0);
+        shadow_check_ctx(&ctx, &s);
+        check_kv(&ctx, &kv);
+    }
+
+    shadow_verify_all(&ctx, &s);
+    shadow_check_free_poisoned(&ctx, &s);
+    if (s.exists)
+        shadow_check_guard_page(&ctx);
+    /* NULL arguments are refused, never dereferenced. */
+    FUZZ_ASSERT(q_arena_alloc(NULL, 0) == NULL);
+    FUZZ_ASSERT(q_arena_set_base(NULL) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(q_alloc_kv_cache(NULL, 64) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(q_kv_cache_clear(NULL) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(q_free_kv_cache(NULL) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(q_free_arena(NULL) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(q_arena_used(NULL) == 0);
+    q_free_memory(NULL);
+    q_free_memory(&ctx);
+    q_free_memory(&ctx);
+    return 0;
+}
