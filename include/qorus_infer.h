@@ -1,11 +1,329 @@
 /*
- * qorus inference: tokenizer encode/decode, forward pass, sampler.
- * (Interface owned by the inference module; see src/infer/.)
+ * qorus inference: the building blocks (F16 conversion, RMSNorm, softmax, matrix-vector
+ * products on F32 / F16 / Q8_0 / Q8_SPLIT weights), the tokenizer (llama2.c BPE encode,
+ * streaming UTF-8-safe decode), the forward pass of a llama-family transformer, the sampler
+ * and the generation loop of the `qorus run` command.
+ *
+ * Memory: the forward pass takes every activation from the scratch arena of a q_context
+ * (q_arena_alloc) and rewinds it (q_arena_reset) after each token; the KV cache comes from
+ * q_alloc_kv_cache; weights are read in place from the model's views (never copied to a
+ * float32 model). The tokenizer helpers use the heap (they run once per prompt).
+ *
+ * Token ids are uint32_t and always < vocab_size: every id that crosses this API is checked.
+ * Nothing here prints, exits or aborts: failures are q_error_code values.
  */
 #ifndef QORUS_INFER_H
 #define QORUS_INFER_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "qorus_core.h"
 #include "qorus_model.h"
 
+#ifdef __cplusplus
+extern "C" {
 #endif
+
+/* ======================================================================================
+ * Building blocks
+ * ====================================================================================== */
+
+/* binary16 -> binary32 is q_f16_to_f32 in qorus_model.h. */
+
+/** binary32 -> binary16, rounded to nearest even; overflow gives infinity, NaN stays NaN. */
+uint16_t q_f32_to_f16(float f);
+
+/** out[i] = weight[i] * x[i] / sqrt(mean(x^2) + eps), for i < n. `out` may equal `x`. */
+void q_rmsnorm(float *out, const float *x, const float *weight, size_t n, float eps);
+
+/** In-place softmax over x[0..n) (max subtracted first). Does nothing for n == 0. */
+void q_softmax(float *x, size_t n);
+
+/**
+ * Checks that `t` can be read: a known type, data present, rows and cols non-zero, for
+ * Q8_0 cols a multiple of 32 and group_size 32, for Q8_SPLIT a non-zero group_size dividing
+ * rows*cols and scales present. Does not check that the bytes exist (the parser did).
+ * Errors: Q_ERR_INVALID_ARG (t NULL), Q_ERR_UNSUPPORTED_TYPE, Q_ERR_BAD_SHAPE,
+ * Q_ERR_OVERFLOW.
+ */
+q_error_code q_tensor_check(const q_tensor *t);
+
+/**
+ * Dequantizes row `row` of `t` into out[0..t->cols).
+ * Errors: those of q_tensor_check, Q_ERR_INVALID_ARG (out NULL, row >= rows).
+ */
+q_error_code q_tensor_row(float *out, const q_tensor *t, size_t row);
+
+/**
+ * out[i] = sum_j W[i][j] * x[j] for i < t->rows, j < t->cols: W (rows, cols) @ x (cols)
+ * -> out (rows), computed directly on the stored type (F32, F16, Q8_0 blocks dequantized
+ * one block at a time, Q8_SPLIT one group at a time). `n_in` must equal t->cols; `out` must
+ * not overlap `x`. Sums run in float, in index order within a row (as llama2.c's matmul).
+ * Errors: those of q_tensor_check, Q_ERR_INVALID_ARG (NULL pointers), Q_ERR_BAD_SHAPE
+ * (n_in != cols).
+ */
+q_error_code q_matvec(float *out, const q_tensor *t, const float *x, size_t n_in);
+
+/* ======================================================================================
+ * Tokenizer: encode (llama2.c run.c BPE) and decode (streaming, UTF-8 safe)
+ * ====================================================================================== */
+
+/** Lookup index over a tokenizer's pieces, built once and reused for every prompt. */
+typedef struct q_encoder {
+    const q_tokenizer *tok;
+    const char *const *pieces;   /* (vocab_size) piece text, see q_encoder_init */
+    const size_t *piece_lengths; /* (vocab_size) */
+    void *owned;                 /* the translated pieces, when there are any */
+    uint32_t *sorted;    /* (vocab_size) token ids ordered by piece bytes, ties by id */
+    char *buf;           /* (buf_cap) scratch for the concatenation of two pieces */
+    size_t buf_cap;
+    int64_t space_id;    /* id of the " " piece (the dummy prefix), -1 if absent */
+    uint32_t unk_id;     /* id of "<unk>" (0 if absent): unknown characters without byte fallback */
+} q_encoder;
+
+/**
+ * Builds the lookup index of `tok` (which must outlive `enc`). Duplicate pieces resolve
+ * to the lowest id. A SentencePiece-spelled vocabulary (GGUF: no piece contains a space,
+ * some contain U+2581 "▁") is used with every "▁" read as " ", so that both spellings
+ * encode and decode the same text (the decoder does the same).
+ * Errors: Q_ERR_INVALID_ARG (NULL, empty vocabulary, missing pieces), Q_ERR_OVERFLOW,
+ * Q_ERR_ALLOC. On error `enc` is zeroed and nothing is allocated.
+ */
+q_error_code q_encoder_init(q_encoder *enc, const q_tokenizer *tok);
+
+/** Frees the index and zeroes `enc`. Safe on a zeroed encoder and twice. */
+void q_encoder_free(q_encoder *enc);
+
+/** Tokens q_encode can produce for `text_len` bytes: text_len + 3 (BOS, dummy prefix, EOS).
+ *  Returns 0 if that overflows. */
+size_t q_encode_capacity(size_t text_len);
+
+/**
+ * Encodes text[0..text_len) exactly as llama2.c run.c's encode(): BOS (tok->bos_id) when
+ * `add_bos`; the " " piece when the text is non-empty (skipped if the vocabulary has none);
+ * then one token per UTF-8 codepoint found in the vocabulary (a codepoint is a lead byte
+ * plus at most three continuation bytes, as run.c groups them: invalid sequences are cut
+ * the same way); a codepoint not found becomes its byte-fallback tokens
+ * (tok->byte_tokens[byte], one per byte) or, without byte fallback, one unk_id; then
+ * pairs are merged greedily, highest score first (the leftmost pair on ties), while the
+ * concatenation of two adjacent pieces is itself a piece; EOS (tok->eos_id) when
+ * `add_eos`. NUL bytes inside the text are ordinary bytes.
+ *
+ * `tokens` must hold `capacity` ids; q_encode_capacity(text_len) is always enough.
+ * Every id written is < vocab_size.
+ * Errors: Q_ERR_INVALID_ARG (NULL pointer with text_len > 0, uninitialized encoder),
+ * Q_ERR_OVERFLOW (capacity too small: *n_tokens is then 0), Q_ERR_BAD_TOKEN (bos_id or
+ * eos_id >= vocab_size), Q_ERR_ALLOC.
+ */
+q_error_code q_encode(const q_encoder *enc, const char *text, size_t text_len, int add_bos,
+                      int add_eos, uint32_t *tokens, size_t capacity, size_t *n_tokens);
+
+/**
+ * Streaming decoder state. The bytes of every piece go through a UTF-8 assembler:
+ *  - after BOS a leading space of the piece is dropped (as run.c);
+ *  - a piece that is a byte-fallback token (<0xXX>) contributes its single byte;
+ *  - ASCII bytes are kept if printable or whitespace (run.c's isprint || isspace), other
+ *    control bytes (and DEL) are dropped;
+ *  - bytes >= 0x80 are kept only as complete, valid UTF-8 sequences (no overlongs, no
+ *    surrogates, <= U+10FFFF), which may span several tokens; an incomplete sequence is
+ *    dropped when a byte that cannot continue it arrives, or at q_decoder_finish.
+ * For ASCII output this is exactly run.c's safe_printf; unlike run.c (which drops every
+ * non-ASCII fallback byte, printing "Olá" as "Ol") valid UTF-8 from byte fallback is kept.
+ */
+typedef struct q_decoder {
+    const q_tokenizer *tok;
+    const char *const *pieces;   /* (vocab_size) piece text ("▁" read as " ", see q_encoder_init) */
+    const size_t *piece_lengths; /* (vocab_size) */
+    void *owned;                 /* the translated pieces, when there are any */
+    unsigned char pending[4]; /* bytes of an incomplete UTF-8 sequence */
+    size_t n_pending;
+    size_t n_needed;          /* total length of the pending sequence, 0 when none */
+    char *out;                /* (out_cap) output of the last call */
+    size_t out_cap;
+} q_decoder;
+
+/**
+ * Prepares a decoder for `tok` (which must outlive it).
+ * Errors: Q_ERR_INVALID_ARG (NULL, empty vocabulary), Q_ERR_OVERFLOW, Q_ERR_ALLOC.
+ */
+q_error_code q_decoder_init(q_decoder *dec, const q_tokenizer *tok);
+
+/** Frees the decoder's buffer and zeroes it. Safe on a zeroed decoder and twice. */
+void q_decoder_free(q_decoder *dec);
+
+/**
+ * Decodes `token`, which follows `prev_token` (used only for the space after BOS), and
+ * sets *out / *out_len to the bytes to print now (valid until the next call; possibly 0).
+ * Errors: Q_ERR_INVALID_ARG (NULL pointers), Q_ERR_BAD_TOKEN (token >= vocab_size); the
+ * state is then unchanged and *out_len is 0.
+ */
+q_error_code q_decoder_next(q_decoder *dec, uint32_t prev_token, uint32_t token,
+                            const char **out, size_t *out_len);
+
+/** Drops an incomplete pending sequence (end of stream). */
+void q_decoder_finish(q_decoder *dec);
+
+/**
+ * Feeds raw bytes to the decoder's UTF-8 assembler (no tokenizer involved) and sets *out /
+ * *out_len to what may be printed. For tests and for callers that produce bytes
+ * themselves. At most len + 3 bytes come out; `len` must be at most 4096.
+ * Errors: Q_ERR_INVALID_ARG (NULL pointers, len too large).
+ */
+q_error_code q_decoder_feed_bytes(q_decoder *dec, const void *bytes, size_t len,
+                                  const char **out, size_t *out_len);
+
+/* ======================================================================================
+ * Forward pass
+ * ====================================================================================== */
+
+/** Per-model inference state over one q_context. */
+typedef struct q_state {
+    const q_model *model;
+    q_context *ctx;
+    size_t head_size;        /* dim / n_heads */
+    size_t kv_dim;           /* n_kv_heads * head_size */
+    float *key_cache;        /* (n_layers, seq_len, kv_dim) in ctx->kv_buffer */
+    float *value_cache;      /* (n_layers, seq_len, kv_dim) right after key_cache */
+    float *logits;           /* (vocab_size) below the arena base: survives resets */
+    size_t kv_bytes;         /* n_layers * seq_len * kv_dim * 2 * sizeof(float) */
+    size_t arena_bytes;      /* size of the arena created by q_state_init */
+    size_t arena_high_water; /* largest q_arena_used() seen, persistent part included */
+} q_state;
+
+/**
+ * Validates `model` (config consistent, every tensor readable by q_tensor_check and shaped
+ * as the config says), then creates in `ctx` the KV cache (q_alloc_kv_cache, size computed
+ * with overflow checks) and a scratch arena sized for one token's activations plus the
+ * persistent logits and the sampler's scratch. `ctx` may already hold the model mapping
+ * but no KV cache or arena. `model` and `ctx` must outlive `st`.
+ * Errors: Q_ERR_INVALID_ARG (NULL), Q_ERR_INVALID_CONFIG, Q_ERR_BAD_SHAPE,
+ * Q_ERR_UNSUPPORTED_TYPE, Q_ERR_OVERFLOW, Q_ERR_INVALID_STATE (ctx already has a KV cache
+ * or arena), Q_ERR_ALLOC. On error nothing is left allocated in ctx by this call.
+ */
+q_error_code q_state_init(q_state *st, q_context *ctx, const q_model *model);
+
+/**
+ * Runs the transformer on `token` at position `pos`: writes this position's keys and
+ * values into the KV cache and sets *logits (may be NULL) to the vocab_size logits of the
+ * next token (st->logits, overwritten by the next call). Positions before `pos` must have
+ * been run before for a meaningful result (unrun positions read as zeros). Activations
+ * come from the arena, which is reset before returning.
+ * Errors: Q_ERR_INVALID_ARG (st not initialized), Q_ERR_BAD_TOKEN (token >= vocab_size),
+ * Q_ERR_INVALID_CONFIG (pos >= seq_len), Q_ERR_ARENA_OOM (should not happen with the
+ * arena q_state_init made).
+ */
+q_error_code q_forward(q_state *st, uint32_t token, size_t pos, float **logits);
+
+/**
+ * Runs q_forward on tokens[i] at position i for i < n (n <= seq_len) and copies the last
+ * logits into logits_out (vocab_size floats, may be NULL). The entry point for fuzzers.
+ * Errors: those of q_forward, Q_ERR_INVALID_ARG (n == 0 or tokens NULL),
+ * Q_ERR_INVALID_CONFIG (n > seq_len).
+ */
+q_error_code q_forward_tokens(q_state *st, const uint32_t *tokens, size_t n,
+                              float *logits_out);
+
+/** Releases the KV cache and arena that q_state_init created in st->ctx (the model mapping
+ *  stays) and zeroes `st`. Safe on a zeroed state and twice. */
+void q_state_free(q_state *st);
+
+/**
+ * Builds `model` as views into `weights`: n_floats float32 values in llama2.c checkpoint
+ * order WITHOUT the freq_cis block: token_embedding (vocab, dim); attn_norm (layers, dim);
+ * wq (layers, n_heads*head_size, dim); wk, wv (layers, kv_dim, dim); wo (layers, dim,
+ * n_heads*head_size); ffn_norm (layers, dim); w1 (layers, hidden, dim); w2 (layers, dim,
+ * hidden); w3 (layers, hidden, dim); final_norm (dim); then classifier (vocab, dim) unless
+ * `shared_classifier`. Extra floats are ignored. rope_theta and norm_eps default to 10000
+ * and 1e-5 when 0. The result has format Q_FORMAT_LLAMA2C, version 0, and is freed with
+ * q_model_free. For tests and fuzzers (tiny models built in memory).
+ * Errors: Q_ERR_INVALID_ARG (NULL), Q_ERR_INVALID_CONFIG (a field 0 or above its Q_MAX_*,
+ * n_heads not dividing dim, odd head size, n_kv_heads not dividing n_heads),
+ * Q_ERR_OVERFLOW, Q_ERR_TRUNCATED (fewer floats than the shapes need), Q_ERR_ALLOC.
+ */
+q_error_code q_model_from_floats(q_model *model, const q_config *config, const float *weights,
+                                 size_t n_floats, int shared_classifier);
+
+/** Number of floats q_model_from_floats needs for `config`; 0 on overflow or bad config. */
+size_t q_model_float_count(const q_config *config, int shared_classifier);
+
+/* ======================================================================================
+ * Sampler
+ * ====================================================================================== */
+
+typedef struct q_sampler {
+    size_t vocab_size;
+    float temperature;       /* 0: greedy argmax */
+    float topp;              /* in (0,1): nucleus sampling; otherwise plain multinomial */
+    uint64_t rng_state;      /* xorshift64* state, never 0 */
+    size_t arena_high_water; /* largest q_arena_used() seen while sampling */
+} q_sampler;
+
+/** Seed used when 0 is given (xorshift cannot leave state 0). */
+#define Q_SAMPLER_SEED_FOR_ZERO 0x9E3779B97F4A7C15ull
+
+/**
+ * Sets up a sampler: temperature 0 is greedy (argmax, the lowest index on ties, as run.c);
+ * otherwise logits are divided by the temperature, softmaxed, and a token is drawn with
+ * the xorshift64* generator of run.c seeded with `seed` (0 is replaced by
+ * Q_SAMPLER_SEED_FOR_ZERO), by top-p (nucleus) sampling when 0 < topp < 1, else from the
+ * full distribution. Same seed, same model, same prompt: same tokens.
+ * Errors: Q_ERR_INVALID_ARG (NULL, vocab_size 0, temperature negative or not finite, topp
+ * not finite).
+ */
+q_error_code q_sampler_init(q_sampler *s, size_t vocab_size, float temperature, float topp,
+                            uint64_t seed);
+
+/**
+ * Picks the next token from logits[0..vocab_size) (modified in place when sampling).
+ * Top-p takes its (vocab_size) scratch from ctx's arena and resets the arena before
+ * returning (`ctx` may be NULL for greedy or plain multinomial sampling).
+ * Errors: Q_ERR_INVALID_ARG (NULL), Q_ERR_ARENA_OOM (arena too small for the scratch).
+ */
+q_error_code q_sample(q_sampler *s, q_context *ctx, float *logits, uint32_t *token);
+
+/** The generator of run.c: xorshift64* step, the high 32 bits. */
+uint32_t q_random_u32(uint64_t *state);
+
+/** A float in [0, 1) from q_random_u32, as run.c's random_f32. */
+float q_random_f32(uint64_t *state);
+
+/* ======================================================================================
+ * Generation (the loop of `qorus run`)
+ * ====================================================================================== */
+
+/** Receives output bytes; returning non-zero stops generation (q_generate then returns
+ *  Q_ERR_IO). */
+typedef int (*q_emit_fn)(void *user, const char *bytes, size_t len);
+
+typedef struct q_gen_stats {
+    size_t n_prompt_tokens;   /* after encoding, BOS included */
+    size_t n_positions;       /* forward passes run */
+    size_t n_sampled;         /* tokens chosen by the sampler (not forced by the prompt) */
+    double seconds;           /* wall time of the loop, prompt encoding included */
+    double seconds_to_first;  /* until the first sampled token (the whole run if none) */
+    double tokens_per_second; /* n_positions / seconds */
+    size_t arena_high_water;  /* bytes: max of the forward pass and the sampler */
+    size_t kv_bytes;
+} q_gen_stats;
+
+/**
+ * Generates as run.c's generate(): encodes `prompt` (NULL is "") with BOS; for pos = 0 ..
+ * steps-1 runs the forward pass on the current token, takes the next prompt token while
+ * the prompt lasts and samples afterwards, stops at a BOS token, and emits each next
+ * token decoded after the current one (so the prompt is echoed without its BOS); finally
+ * emits "\n". `steps` 0 or above seq_len means seq_len; a prompt longer than the steps
+ * is cut (only its first `steps` positions run). `emit` may be NULL; `stats` may be NULL.
+ * Errors: Q_ERR_INVALID_ARG (NULL st/tok/sampler), Q_ERR_VOCAB_MISMATCH (tokenizer and
+ * model vocabularies differ), those of q_encoder_init, q_encode, q_forward, q_sample,
+ * Q_ERR_IO (emit asked to stop).
+ */
+q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
+                        const char *prompt, size_t steps, q_emit_fn emit, void *user,
+                        q_gen_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QORUS_INFER_H */

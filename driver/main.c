@@ -1,0 +1,412 @@
+/*
+ * qorus: the reference driver.
+ *
+ *   qorus run MODEL [-z TOKENIZER] [-i PROMPT] [-n STEPS] [-t TEMP] [-p TOPP] [-s SEED]
+ *   qorus inspect MODEL [-z TOKENIZER]
+ *
+ * Exit status: 0 on success, 1 when a file is rejected or generation fails (one line on
+ * stderr: "qorus: FILE: <q_strerror text> (<field> = <value> at offset <off>)"), 2 on bad
+ * arguments (one line on stderr). See docs/driver.md.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "qorus.h"
+
+#define EXIT_BAD_INPUT 1
+#define EXIT_USAGE 2
+
+/* ---- messages ---- */
+
+static const char usage_top[] =
+    "usage: qorus <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run MODEL [-z TOKENIZER] [-i PROMPT] [-n STEPS] [-t TEMP] [-p TOPP] [-s SEED]\n"
+    "              generate text (streamed to stdout, one stats line on stderr)\n"
+    "  inspect MODEL [-z TOKENIZER]\n"
+    "              validate a model and print its format, config, tensors, tokenizer\n"
+    "\n"
+    "'qorus <command> --help' describes each command.\n";
+
+static const char usage_run[] =
+    "usage: qorus run MODEL [-z TOKENIZER] [-i PROMPT] [-n STEPS] [-t TEMP] [-p TOPP] [-s SEED]\n"
+    "\n"
+    "Generates text from MODEL (llama2.c .bin, legacy or ak42 v1/v2, or GGUF) and streams it\n"
+    "to stdout, the prompt echoed first. Ends with one stats line on stderr.\n"
+    "\n"
+    "  -z TOKENIZER  llama2.c tokenizer.bin; required for llama2.c checkpoints (no default\n"
+    "                file is looked for); GGUF models use the vocabulary in their metadata\n"
+    "                unless -z is given\n"
+    "  -i PROMPT     prompt text (default: empty)\n"
+    "  -n STEPS      positions to run, prompt tokens included (default 256; 0 or more\n"
+    "                than the model's seq_len means seq_len)\n"
+    "  -t TEMP       temperature >= 0 (default 1.0; 0 = greedy, same text as llama2.c run.c)\n"
+    "  -p TOPP       top-p in [0, 1] (default 0.9; 0 or 1 = sample the full distribution)\n"
+    "  -s SEED       random seed, an unsigned integer (default or 0: the current time)\n"
+    "  -h, --help    this text\n";
+
+static const char usage_inspect[] =
+    "usage: qorus inspect MODEL [-z TOKENIZER]\n"
+    "\n"
+    "Validates MODEL completely and prints its format and version, config, tensor table\n"
+    "(name, type, shape as (rows, cols), byte offset in the file) and a tokenizer summary\n"
+    "(from -z, or from GGUF metadata).\n"
+    "\n"
+    "  -z TOKENIZER  llama2.c tokenizer.bin to validate against the model\n"
+    "  -h, --help    this text\n";
+
+static int usage_error(const char *cmd, const char *what, const char *arg)
+{
+    fprintf(stderr, "qorus: %s: %s '%s' (see 'qorus %s --help')\n", cmd, what, arg, cmd);
+    return EXIT_USAGE;
+}
+
+/* The one-line report of a rejected file. */
+static int file_error(const char *file, q_error_code err, const q_diag *diag)
+{
+    if (diag != NULL && diag->field[0] != '\0')
+        fprintf(stderr, "qorus: %s: %s (%.64s = %" PRId64 " at offset %" PRIu64 ")\n", file,
+                q_strerror(err), diag->field, diag->value, diag->offset);
+    else
+        fprintf(stderr, "qorus: %s: %s\n", file, q_strerror(err));
+    return EXIT_BAD_INPUT;
+}
+
+/* ---- arguments ---- */
+
+typedef struct options {
+    const char *model;
+    const char *tokenizer;
+    const char *prompt;
+    size_t steps;
+    float temperature;
+    float topp;
+    uint64_t seed;
+} options;
+
+static int parse_size(const char *s, size_t *out)
+{
+    if (s[0] < '0' || s[0] > '9')
+        return 0;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > SIZE_MAX)
+        return 0;
+    *out = (size_t)v;
+    return 1;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    size_t v;
+    if (sizeof(size_t) >= sizeof(uint64_t)) {
+        if (!parse_size(s, &v))
+            return 0;
+        *out = (uint64_t)v;
+        return 1;
+    }
+    if (s[0] < '0' || s[0] > '9')
+        return 0;
+    errno = 0;
+    char *end;
+    unsigned long long u = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return 0;
+    *out = (uint64_t)u;
+    return 1;
+}
+
+static int parse_float(const char *s, float lo, float hi, float *out)
+{
+    if (s[0] == '\0')
+        return 0;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno != 0 || *end != '\0' || !isfinite(v) || v < (double)lo || v > (double)hi)
+        return 0;
+    *out = (float)v;
+    return 1;
+}
+
+static int is_help(const char *a)
+{
+    return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
+}
+
+/* Parses argv[0..argc) of a subcommand. Returns -1 to continue, else an exit status. */
+static int parse_options(const char *cmd, int argc, char **argv, options *o, int run)
+{
+    int seed_given = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            fputs(run ? usage_run : usage_inspect, stdout);
+            return 0;
+        }
+        if (a[0] != '-' || a[1] == '\0') {
+            if (o->model != NULL)
+                return usage_error(cmd, "unexpected argument", a);
+            o->model = a;
+            continue;
+        }
+        const char *flags = run ? "zinpts" : "z";
+        if (a[2] != '\0' || strchr(flags, a[1]) == NULL)
+            return usage_error(cmd, "unknown option", a);
+        if (i + 1 >= argc)
+            return usage_error(cmd, "missing value after", a);
+        const char *v = argv[++i];
+        switch (a[1]) {
+        case 'z': o->tokenizer = v; break;
+        case 'i': o->prompt = v; break;
+        case 'n':
+            if (!parse_size(v, &o->steps))
+                return usage_error(cmd, "-n needs a non-negative integer, not", v);
+            break;
+        case 't':
+            if (!parse_float(v, 0.0f, 1e30f, &o->temperature))
+                return usage_error(cmd, "-t needs a number >= 0, not", v);
+            break;
+        case 'p':
+            if (!parse_float(v, 0.0f, 1.0f, &o->topp))
+                return usage_error(cmd, "-p needs a number in [0, 1], not", v);
+            break;
+        case 's':
+            if (!parse_u64(v, &o->seed))
+                return usage_error(cmd, "-s needs an unsigned integer, not", v);
+            seed_given = 1;
+            break;
+        }
+    }
+    if (o->model == NULL) {
+        fprintf(stderr, "qorus: %s: no MODEL given (see 'qorus %s --help')\n", cmd, cmd);
+        return EXIT_USAGE;
+    }
+    if (!seed_given || o->seed == 0)
+        o->seed = (uint64_t)time(NULL);
+    return -1;
+}
+
+/* ---- loading ---- */
+
+typedef struct loaded {
+    q_context ctx;
+    q_model model;
+    q_tokenizer tok; /* from -z, or from GGUF metadata */
+    int have_tok;
+    const char *tok_source;
+} loaded;
+
+static void unload(loaded *L)
+{
+    q_tokenizer_free(&L->tok);
+    q_model_free(&L->model);
+    q_free_memory(&L->ctx);
+}
+
+/* Loads the model and the tokenizer (-z wins over GGUF metadata). Returns -1 or an exit
+ * status after printing the error line. */
+static int load(loaded *L, const options *o, int need_tokenizer)
+{
+    memset(L, 0, sizeof *L);
+    q_diag diag;
+    memset(&diag, 0, sizeof diag);
+    q_error_code err = q_model_load(&L->model, &L->tok, &L->ctx, o->model, Q_MMAP_LAZY, &diag);
+    if (err != Q_OK)
+        return file_error(o->model, err, &diag);
+    L->have_tok = L->tok.vocab_size != 0;
+    L->tok_source = "model metadata";
+    if (o->tokenizer != NULL) {
+        q_tokenizer_free(&L->tok);
+        memset(&diag, 0, sizeof diag);
+        err = q_tokenizer_load(&L->tok, o->tokenizer, L->model.config.vocab_size, &diag);
+        if (err != Q_OK) {
+            unload(L);
+            return file_error(o->tokenizer, err, &diag);
+        }
+        L->have_tok = 1;
+        L->tok_source = o->tokenizer;
+    }
+    if (need_tokenizer && !L->have_tok) {
+        fprintf(stderr, "qorus: %s: llama2.c checkpoints carry no vocabulary: give its "
+                        "tokenizer with -z TOKENIZER\n", o->model);
+        unload(L);
+        return EXIT_USAGE;
+    }
+    if (L->have_tok && L->tok.vocab_size != L->model.config.vocab_size) {
+        unload(L);
+        return file_error(L->tok_source, Q_ERR_VOCAB_MISMATCH, NULL);
+    }
+    return -1;
+}
+
+/* ---- run ---- */
+
+static int emit_stdout(void *user, const char *bytes, size_t len)
+{
+    (void)user;
+    if (fwrite(bytes, 1, len, stdout) != len || fflush(stdout) != 0)
+        return 1;
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    options o = {NULL, NULL, "", 256, 1.0f, 0.9f, 0};
+    int rc = parse_options("run", argc, argv, &o, 1);
+    if (rc >= 0)
+        return rc;
+    loaded L;
+    if ((rc = load(&L, &o, 1)) >= 0)
+        return rc;
+
+    q_state st;
+    q_sampler sampler;
+    q_gen_stats stats;
+    q_error_code err = q_state_init(&st, &L.ctx, &L.model);
+    if (err == Q_OK) {
+        err = q_sampler_init(&sampler, L.model.config.vocab_size, o.temperature, o.topp,
+                             o.seed);
+        if (err == Q_OK)
+            err = q_generate(&st, &L.tok, &sampler, o.prompt, o.steps, emit_stdout, NULL,
+                             &stats);
+        q_state_free(&st);
+    }
+    if (err != Q_OK) {
+        fflush(stdout);
+        rc = file_error(o.model, err, NULL);
+    } else {
+        fprintf(stderr,
+                "stats: tokens=%zu prompt=%zu sampled=%zu time_s=%.3f tok_per_s=%.1f "
+                "ttft_ms=%.2f arena_hwm_bytes=%zu kv_bytes=%zu\n",
+                stats.n_positions, stats.n_prompt_tokens, stats.n_sampled, stats.seconds,
+                stats.tokens_per_second, stats.seconds_to_first * 1000.0,
+                stats.arena_high_water, stats.kv_bytes);
+        rc = 0;
+    }
+    unload(&L);
+    return rc;
+}
+
+/* ---- inspect ---- */
+
+static const char *type_name(q_tensor_type t)
+{
+    switch (t) {
+    case Q_TENSOR_F32: return "F32";
+    case Q_TENSOR_F16: return "F16";
+    case Q_TENSOR_Q8_0: return "Q8_0";
+    case Q_TENSOR_Q8_SPLIT: return "Q8_SPLIT";
+    }
+    return "?";
+}
+
+static void print_tensor(const loaded *L, const char *name, const q_tensor *t)
+{
+    const char *base = (const char *)L->ctx.weights_mmap;
+    unsigned long long off = (unsigned long long)((const char *)t->data - base);
+    printf("  %-28s %-8s (%zu, %zu)%*s offset %llu", name, type_name(t->type), t->rows,
+           t->cols, 2, "", off);
+    if (t->type == Q_TENSOR_Q8_SPLIT && t->scales != NULL)
+        printf(", scales at %llu (group %zu)",
+               (unsigned long long)((const char *)t->scales - base), t->group_size);
+    printf("\n");
+}
+
+static int cmd_inspect(int argc, char **argv)
+{
+    options o = {NULL, NULL, "", 0, 0.0f, 0.0f, 0};
+    int rc = parse_options("inspect", argc, argv, &o, 0);
+    if (rc >= 0)
+        return rc;
+    loaded L;
+    if ((rc = load(&L, &o, 0)) >= 0)
+        return rc;
+    const q_model *m = &L.model;
+    const q_config *c = &m->config;
+    int gguf = m->format == Q_FORMAT_GGUF;
+
+    printf("file: %s (%zu bytes)\n", o.model, L.ctx.weights_size);
+    if (gguf)
+        printf("format: GGUF version %u\n", (unsigned)m->version);
+    else
+        printf("format: llama2.c version %u (%s)\n", (unsigned)m->version,
+               m->version == 0 ? "legacy, float32"
+               : m->version == 1 ? "ak42, float32" : "ak42, Q8 groups");
+    printf("config: dim=%zu hidden_dim=%zu n_layers=%zu n_heads=%zu n_kv_heads=%zu "
+           "vocab_size=%zu seq_len=%zu head_size=%zu rope_theta=%g norm_eps=%g "
+           "classifier=%s\n",
+           c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size,
+           c->seq_len, c->dim / c->n_heads, (double)c->rope_theta, (double)c->norm_eps,
+           m->shared_classifier ? "shared" : "separate");
+
+    size_t n_tensors = 2 + 9 * c->n_layers + (m->shared_classifier ? 0 : 1);
+    printf("tensors: %zu\n", n_tensors);
+    print_tensor(&L, gguf ? "token_embd.weight" : "tok_embeddings", &m->token_embedding);
+    static const char *const gguf_names[9] = {"attn_norm", "attn_q", "attn_k",
+                                              "attn_v", "attn_output", "ffn_norm",
+                                              "ffn_gate", "ffn_down", "ffn_up"};
+    static const char *const l2c_names[9] = {"attention_norm", "attention.wq",
+                                             "attention.wk", "attention.wv",
+                                             "attention.wo", "ffn_norm",
+                                             "feed_forward.w1", "feed_forward.w2",
+                                             "feed_forward.w3"};
+    for (size_t l = 0; l < c->n_layers; l++) {
+        const q_layer *ly = &m->layers[l];
+        const q_tensor *ts[9] = {&ly->attn_norm, &ly->wq, &ly->wk, &ly->wv, &ly->wo,
+                                 &ly->ffn_norm, &ly->w1, &ly->w2, &ly->w3};
+        for (int k = 0; k < 9; k++) {
+            char name[96];
+            if (gguf)
+                snprintf(name, sizeof name, "blk.%zu.%s.weight", l, gguf_names[k]);
+            else
+                snprintf(name, sizeof name, "layers.%zu.%s", l, l2c_names[k]);
+            print_tensor(&L, name, ts[k]);
+        }
+    }
+    print_tensor(&L, gguf ? "output_norm.weight" : "norm", &m->final_norm);
+    if (!m->shared_classifier)
+        print_tensor(&L, gguf ? "output.weight" : "output", &m->classifier);
+
+    if (L.have_tok) {
+        const q_tokenizer *t = &L.tok;
+        size_t max_len = 0;
+        for (size_t i = 0; i < t->vocab_size; i++)
+            if (t->piece_lengths[i] > max_len)
+                max_len = t->piece_lengths[i];
+        printf("tokenizer: %s: vocab_size=%zu max_token_length=%zu (longest piece %zu) "
+               "bos=%u eos=%u byte_fallback=%s\n",
+               L.tok_source, t->vocab_size, t->max_token_length, max_len,
+               (unsigned)t->bos_id, (unsigned)t->eos_id, t->has_byte_fallback ? "yes" : "no");
+    } else {
+        printf("tokenizer: none (llama2.c checkpoint; give one with -z)\n");
+    }
+    unload(&L);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_top, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (is_help(cmd) || strcmp(cmd, "help") == 0) {
+        fputs(usage_top, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 2, argv + 2);
+    if (strcmp(cmd, "inspect") == 0)
+        return cmd_inspect(argc - 2, argv + 2);
+    fprintf(stderr, "qorus: unknown command '%s' (see 'qorus --help')\n", cmd);
+    return EXIT_USAGE;
+}

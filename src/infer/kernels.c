@@ -1,0 +1,278 @@
+/*
+ * Building blocks of the forward pass: F16 conversion, RMSNorm, softmax, and the
+ * matrix-vector product on every weight type, computed in place on the mapped weights.
+ *
+ * Weight layouts (q_tensor, `rows` x `cols`, row-major):
+ *   F32       rows*cols little-endian float32
+ *   F16       rows*cols little-endian binary16
+ *   Q8_0      ggml blocks: per row cols/32 blocks of {binary16 scale d; int8 q[32]}
+ *             (34 bytes); value = d * q
+ *   Q8_SPLIT  llama2.c v2: rows*cols int8 q, then rows*cols/group_size float32 scales;
+ *             value of flat element e = q[e] * scale[e / group_size] (a group may span
+ *             rows when cols is not a multiple of group_size)
+ * Data may be unaligned (file offsets), so every load goes through memcpy or bytes; the
+ * host is assumed little-endian, as the file formats are.
+ */
+#include "qorus_infer.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/checked.h"
+
+#define Q8_0_BLOCK 32
+#define Q8_0_BLOCK_BYTES 34 /* 2-byte scale + 32 int8 */
+
+/* ---- F16 ---- */
+
+/* q_f16_to_f32 is the model module's (qorus_model.h). */
+
+uint16_t q_f32_to_f16(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    uint16_t sign = (uint16_t)((bits >> 16) & 0x8000u);
+    uint32_t exp = (bits >> 23) & 0xffu;
+    uint32_t mant = bits & 0x7fffffu;
+    if (exp == 0xff) /* inf or NaN (quiet bit forced so NaN stays NaN) */
+        return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u | (mant >> 13) : 0));
+    int32_t e = (int32_t)exp - 127 + 15;
+    if (e >= 31)
+        return (uint16_t)(sign | 0x7c00u);
+    if (e <= 0) { /* subnormal or zero in half precision */
+        if (e < -10)
+            return sign;
+        mant |= 0x800000u;
+        uint32_t shift = (uint32_t)(14 - e);
+        uint32_t half = mant >> shift;
+        uint32_t rem = mant & ((1u << shift) - 1);
+        uint32_t mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1u)))
+            half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = ((uint32_t)e << 10) | (mant >> 13);
+    uint32_t rem = mant & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (half & 1u)))
+        half++; /* may carry into the exponent, up to infinity: correct */
+    return (uint16_t)(sign | half);
+}
+
+static inline float load_f32(const unsigned char *p)
+{
+    float f;
+    memcpy(&f, p, sizeof f);
+    return f;
+}
+
+static inline float load_f16(const unsigned char *p)
+{
+    return q_f16_to_f32((uint16_t)(p[0] | (p[1] << 8)));
+}
+
+/* ---- RMSNorm, softmax ---- */
+
+void q_rmsnorm(float *out, const float *x, const float *weight, size_t n, float eps)
+{
+    float ss = 0.0f;
+    for (size_t j = 0; j < n; j++)
+        ss += x[j] * x[j];
+    ss /= (float)n;
+    ss += eps;
+    ss = 1.0f / sqrtf(ss);
+    for (size_t j = 0; j < n; j++)
+        out[j] = weight[j] * (ss * x[j]);
+}
+
+void q_softmax(float *x, size_t n)
+{
+    if (n == 0)
+        return;
+    float max_val = x[0];
+    for (size_t i = 1; i < n; i++)
+        if (x[i] > max_val)
+            max_val = x[i];
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max_val);
+        sum += x[i];
+    }
+    for (size_t i = 0; i < n; i++)
+        x[i] /= sum;
+}
+
+/* ---- tensors ---- */
+
+q_error_code q_tensor_check(const q_tensor *t)
+{
+    if (t == NULL)
+        return Q_ERR_INVALID_ARG;
+    if (t->data == NULL || t->rows == 0 || t->cols == 0)
+        return Q_ERR_BAD_SHAPE;
+    size_t count;
+    if (!q_mul_size(t->rows, t->cols, &count))
+        return Q_ERR_OVERFLOW;
+    switch (t->type) {
+    case Q_TENSOR_F32:
+    case Q_TENSOR_F16:
+        return Q_OK;
+    case Q_TENSOR_Q8_0:
+        if ((t->cols & (Q8_0_BLOCK - 1)) != 0 || t->group_size != Q8_0_BLOCK)
+            return Q_ERR_BAD_SHAPE;
+        return Q_OK;
+    case Q_TENSOR_Q8_SPLIT:
+        if (t->scales == NULL || t->group_size == 0 || count % t->group_size != 0)
+            return Q_ERR_BAD_SHAPE;
+        return Q_OK;
+    }
+    return Q_ERR_UNSUPPORTED_TYPE;
+}
+
+/* Dequantizes elements [col0, col0+n) of row `row` (no checks). */
+static void dequant_span(float *out, const q_tensor *t, size_t row, size_t col0, size_t n)
+{
+    const unsigned char *base = (const unsigned char *)t->data;
+    size_t e0 = row * t->cols + col0; /* flat index of the first element */
+    switch (t->type) {
+    case Q_TENSOR_F32:
+        memcpy(out, base + e0 * 4, n * 4);
+        break;
+    case Q_TENSOR_F16:
+        for (size_t j = 0; j < n; j++)
+            out[j] = load_f16(base + (e0 + j) * 2);
+        break;
+    case Q_TENSOR_Q8_0: {
+        size_t row_bytes = t->cols / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
+        const unsigned char *r = base + row * row_bytes;
+        for (size_t j = 0; j < n; j++) {
+            size_t c = col0 + j;
+            const unsigned char *blk = r + c / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
+            int8_t q;
+            memcpy(&q, blk + 2 + c % Q8_0_BLOCK, 1);
+            out[j] = load_f16(blk) * (float)q;
+        }
+        break;
+    }
+    case Q_TENSOR_Q8_SPLIT: {
+        const unsigned char *sc = (const unsigned char *)t->scales;
+        for (size_t j = 0; j < n; j++) {
+            int8_t q;
+            memcpy(&q, base + e0 + j, 1);
+            out[j] = (float)q * load_f32(sc + (e0 + j) / t->group_size * 4);
+        }
+        break;
+    }
+    }
+}
+
+q_error_code q_tensor_row(float *out, const q_tensor *t, size_t row)
+{
+    q_error_code err = q_tensor_check(t);
+    if (err != Q_OK)
+        return err;
+    if (out == NULL || row >= t->rows)
+        return Q_ERR_INVALID_ARG;
+    dequant_span(out, t, row, 0, t->cols);
+    return Q_OK;
+}
+
+/* ---- matrix-vector products, one per type ---- */
+
+/* W (d, n) F32 @ x (n) -> out (d) */
+static void matvec_f32(float *out, const unsigned char *w, const float *x, size_t n, size_t d)
+{
+    for (size_t i = 0; i < d; i++) {
+        const unsigned char *row = w + i * n * 4;
+        float val = 0.0f;
+        for (size_t j = 0; j < n; j++)
+            val += load_f32(row + j * 4) * x[j];
+        out[i] = val;
+    }
+}
+
+/* W (d, n) F16 @ x (n) -> out (d) */
+static void matvec_f16(float *out, const unsigned char *w, const float *x, size_t n, size_t d)
+{
+    for (size_t i = 0; i < d; i++) {
+        const unsigned char *row = w + i * n * 2;
+        float val = 0.0f;
+        for (size_t j = 0; j < n; j++)
+            val += load_f16(row + j * 2) * x[j];
+        out[i] = val;
+    }
+}
+
+/* W (d, n) Q8_0 @ x (n) -> out (d); n a multiple of 32, one block at a time */
+static void matvec_q8_0(float *out, const unsigned char *w, const float *x, size_t n, size_t d)
+{
+    size_t nb = n / Q8_0_BLOCK;
+    for (size_t i = 0; i < d; i++) {
+        const unsigned char *blk = w + i * nb * Q8_0_BLOCK_BYTES;
+        float val = 0.0f;
+        for (size_t b = 0; b < nb; b++, blk += Q8_0_BLOCK_BYTES) {
+            int8_t q[Q8_0_BLOCK];
+            memcpy(q, blk + 2, sizeof q);
+            const float *xb = x + b * Q8_0_BLOCK;
+            float sum = 0.0f;
+            for (size_t j = 0; j < Q8_0_BLOCK; j++)
+                sum += (float)q[j] * xb[j];
+            val += sum * load_f16(blk);
+        }
+        out[i] = val;
+    }
+}
+
+/* W (d, n) Q8_SPLIT @ x (n) -> out (d); one scale group (or the part of it in this row)
+ * at a time */
+static void matvec_q8_split(float *out, const q_tensor *t, const float *x)
+{
+    const unsigned char *q8 = (const unsigned char *)t->data;
+    const unsigned char *sc = (const unsigned char *)t->scales;
+    size_t n = t->cols, gs = t->group_size;
+    for (size_t i = 0; i < t->rows; i++) {
+        float val = 0.0f;
+        size_t j = 0;
+        while (j < n) {
+            size_t e = i * n + j;
+            size_t span = gs - e % gs; /* elements left in this group */
+            if (span > n - j)
+                span = n - j;
+            float sum = 0.0f;
+            for (size_t k = 0; k < span; k++) {
+                int8_t q;
+                memcpy(&q, q8 + e + k, 1);
+                sum += (float)q * x[j + k];
+            }
+            val += sum * load_f32(sc + e / gs * 4);
+            j += span;
+        }
+        out[i] = val;
+    }
+}
+
+q_error_code q_matvec(float *out, const q_tensor *t, const float *x, size_t n_in)
+{
+    q_error_code err = q_tensor_check(t);
+    if (err != Q_OK)
+        return err;
+    if (out == NULL || x == NULL)
+        return Q_ERR_INVALID_ARG;
+    if (n_in != t->cols)
+        return Q_ERR_BAD_SHAPE;
+    const unsigned char *w = (const unsigned char *)t->data;
+    switch (t->type) {
+    case Q_TENSOR_F32:
+        matvec_f32(out, w, x, t->cols, t->rows);
+        break;
+    case Q_TENSOR_F16:
+        matvec_f16(out, w, x, t->cols, t->rows);
+        break;
+    case Q_TENSOR_Q8_0:
+        matvec_q8_0(out, w, x, t->cols, t->rows);
+        break;
+    case Q_TENSOR_Q8_SPLIT:
+        matvec_q8_split(out, t, x);
+        break;
+    }
+    return Q_OK;
+}
