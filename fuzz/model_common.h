@@ -1,0 +1,397 @@
+/*
+ * Shared checks of the model-file targets (fuzz_model_llama2c, fuzz_gguf, fuzz_tokenizer).
+ *
+ * The payload is the WHOLE input (a model or tokenizer file as the corpus stores it), so
+ * valid seed files are accepted as they are. Parameters that are not part of the file
+ * (the failure injection position) are derived from a hash of the input, as libpng's
+ * nalloc does: still a pure function of the input, so every crash reproduces.
+ *
+ * What "accepted" must mean, checked on every accepted file:
+ *   - every config field within its Q_MAX_* limit, n_heads | dim, n_kv_heads | n_heads,
+ *     even head size;
+ *   - every tensor's bytes inside the input buffer, its shape as the config says; its
+ *     first and last bytes are read (ASan sees a view past the end);
+ *   - a tokenizer's pieces within max_token_length, ids below vocab_size;
+ *   - parsing from memory and through the file path (q_model_load on a temporary file)
+ *     give the same result;
+ *   - with an injected OS failure the parser returns Q_ERR_ALLOC and leaves nothing behind.
+ * When the model is small, one or two forward steps run and every logit is read (MSan).
+ */
+#ifndef QORUS_FUZZ_MODEL_COMMON_H
+#define QORUS_FUZZ_MODEL_COMMON_H
+
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "fuzz_helpers.h"
+#include "qorus_model.h"
+#include "qorus_testing.h"
+#if defined(QORUS_FUZZ_HAVE_FORWARD) || defined(QORUS_FUZZ_HAVE_ENCODE)
+#include "qorus_infer.h"
+#endif
+
+/* Work caps per input: larger models are parsed and checked, not run. */
+#define FUZZ_MAX_FORWARD_MACS ((size_t)1 << 21)
+#define FUZZ_MAX_KV_BYTES ((size_t)64 << 20)
+#define FUZZ_MAX_ENCODE_BYTES 48
+
+static inline uint64_t fuzz_hash(const uint8_t *data, size_t size)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (size_t i = 0; i < size; i++) {
+        h ^= data[i];
+        h *= 0x100000001b3ull;
+    }
+    return h ^ (h >> 29);
+}
+
+/* Failure position for one run: 0 (none) in 3 of 4 inputs, else 1..16. */
+static inline unsigned long fuzz_injection_from_hash(uint64_t h)
+{
+    if ((h & 3u) != 0)
+        return 0;
+    return 1 + (unsigned long)((h >> 2) % 16u);
+}
+
+/* Writes the input to a per-process temporary file, returns its path (or NULL if the file
+ * system refuses: the file-path check is then skipped). */
+static inline const char *fuzz_temp_file(const uint8_t *data, size_t size)
+{
+    static char path[64];
+    if (path[0] == '\0') {
+        const char *dir = getenv("TMPDIR");
+        snprintf(path, sizeof path, "%s/qorus-fuzz-%ld", dir && strlen(dir) < 32 ? dir : "/tmp",
+                 (long)getpid());
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return NULL;
+    size_t done = 0;
+    while (done < size) {
+        ssize_t w = write(fd, data + done, size - done);
+        if (w <= 0) {
+            close(fd);
+            return NULL;
+        }
+        done += (size_t)w;
+    }
+    close(fd);
+    return path;
+}
+
+static inline void fuzz_remove_temp_file(const char *path)
+{
+    if (path != NULL)
+        (void)unlink(path);
+}
+
+static inline size_t fuzz_type_bytes(const q_tensor *t, size_t *scale_bytes)
+{
+    size_t n = t->rows * t->cols; /* the parser checked this product */
+    *scale_bytes = 0;
+    switch (t->type) {
+    case Q_TENSOR_F32: return n * 4;
+    case Q_TENSOR_F16: return n * 2;
+    case Q_TENSOR_Q8_0:
+        FUZZ_ASSERT(t->cols % 32 == 0);
+        return n / 32 * 34;
+    case Q_TENSOR_Q8_SPLIT:
+        FUZZ_ASSERT(t->group_size > 0 && n % t->group_size == 0);
+        *scale_bytes = n / t->group_size * 4;
+        return n;
+    }
+    FUZZ_ASSERT_MSG(0, "unknown tensor type %d", (int)t->type);
+    return 0;
+}
+
+static inline void fuzz_check_view(const void *p, size_t n, const uint8_t *buf, size_t len,
+                                   const char *what)
+{
+    const uint8_t *b = p;
+    FUZZ_ASSERT_MSG(b != NULL && n > 0, "%s: empty view", what);
+    FUZZ_ASSERT_MSG(b >= buf && b <= buf + len && n <= (size_t)(buf + len - b),
+                    "%s: %zu bytes at offset %td outside the %zu-byte file", what, n, b - buf,
+                    len);
+    volatile uint8_t first = b[0], last = b[n - 1];
+    (void)first;
+    (void)last;
+}
+
+static inline void fuzz_check_tensor(const q_tensor *t, size_t rows, size_t cols,
+                                     const uint8_t *buf, size_t len, const char *what)
+{
+    FUZZ_ASSERT_MSG(t->rows == rows && t->cols == cols,
+                    "%s: shape %zux%zu, config says %zux%zu", what, t->rows, t->cols, rows, cols);
+    FUZZ_ASSERT(t->rows > 0 && t->cols > 0);
+    FUZZ_ASSERT(t->rows <= SIZE_MAX / t->cols);
+    size_t scale_bytes;
+    size_t bytes = fuzz_type_bytes(t, &scale_bytes);
+    fuzz_check_view(t->data, bytes, buf, len, what);
+    if (scale_bytes)
+        fuzz_check_view(t->scales, scale_bytes, buf, len, what);
+}
+
+static inline void fuzz_check_config(const q_config *c)
+{
+    FUZZ_ASSERT(c->dim >= 1 && c->dim <= Q_MAX_DIM);
+    FUZZ_ASSERT(c->hidden_dim >= 1 && c->hidden_dim <= Q_MAX_HIDDEN_DIM);
+    FUZZ_ASSERT(c->n_layers >= 1 && c->n_layers <= Q_MAX_LAYERS);
+    FUZZ_ASSERT(c->n_heads >= 1 && c->n_heads <= Q_MAX_HEADS);
+    FUZZ_ASSERT(c->n_kv_heads >= 1 && c->n_kv_heads <= c->n_heads);
+    FUZZ_ASSERT(c->vocab_size >= 1 && c->vocab_size <= Q_MAX_VOCAB);
+    FUZZ_ASSERT(c->seq_len >= 1 && c->seq_len <= Q_MAX_SEQ_LEN);
+    FUZZ_ASSERT(c->dim % c->n_heads == 0);
+    FUZZ_ASSERT(c->n_heads % c->n_kv_heads == 0);
+    FUZZ_ASSERT((c->dim / c->n_heads) % 2 == 0);
+    FUZZ_ASSERT(isfinite(c->rope_theta) && c->rope_theta > 0.0f);
+    FUZZ_ASSERT(isfinite(c->norm_eps) && c->norm_eps > 0.0f);
+}
+
+static inline void fuzz_check_model(const q_model *m, const uint8_t *buf, size_t len)
+{
+    const q_config *c = &m->config;
+    fuzz_check_config(c);
+    size_t hs = c->dim / c->n_heads, kv_dim = c->n_kv_heads * hs;
+    FUZZ_ASSERT(m->layers != NULL);
+    fuzz_check_tensor(&m->token_embedding, c->vocab_size, c->dim, buf, len, "token_embedding");
+    for (size_t l = 0; l < c->n_layers; l++) {
+        const q_layer *L = &m->layers[l];
+        fuzz_check_tensor(&L->attn_norm, 1, c->dim, buf, len, "attn_norm");
+        fuzz_check_tensor(&L->wq, c->n_heads * hs, c->dim, buf, len, "wq");
+        fuzz_check_tensor(&L->wk, kv_dim, c->dim, buf, len, "wk");
+        fuzz_check_tensor(&L->wv, kv_dim, c->dim, buf, len, "wv");
+        fuzz_check_tensor(&L->wo, c->dim, c->n_heads * hs, buf, len, "wo");
+        fuzz_check_tensor(&L->ffn_norm, 1, c->dim, buf, len, "ffn_norm");
+        fuzz_check_tensor(&L->w1, c->hidden_dim, c->dim, buf, len, "w1");
+        fuzz_check_tensor(&L->w2, c->dim, c->hidden_dim, buf, len, "w2");
+        fuzz_check_tensor(&L->w3, c->hidden_dim, c->dim, buf, len, "w3");
+    }
+    fuzz_check_tensor(&m->final_norm, 1, c->dim, buf, len, "final_norm");
+    fuzz_check_tensor(&m->classifier, c->vocab_size, c->dim, buf, len, "classifier");
+    if (m->shared_classifier)
+        FUZZ_ASSERT(m->classifier.data == m->token_embedding.data);
+}
+
+static inline void fuzz_check_tokenizer(const q_tokenizer *t)
+{
+    FUZZ_ASSERT(t->vocab_size >= 1 && t->vocab_size <= Q_MAX_VOCAB);
+    FUZZ_ASSERT(t->pieces != NULL && t->piece_lengths != NULL && t->scores != NULL);
+    FUZZ_ASSERT(t->max_token_length <= Q_MAX_TOKEN_BYTES);
+    for (size_t i = 0; i < t->vocab_size; i++) {
+        FUZZ_ASSERT(t->pieces[i] != NULL);
+        FUZZ_ASSERT_MSG(t->piece_lengths[i] <= t->max_token_length,
+                        "piece %zu: %zu bytes > max_token_length %zu", i, t->piece_lengths[i],
+                        t->max_token_length);
+        FUZZ_ASSERT(t->pieces[i][t->piece_lengths[i]] == '\0');
+        fuzz_touch_bytes(t->pieces[i], t->piece_lengths[i]);
+        volatile float score = t->scores[i];
+        (void)score;
+    }
+    if (t->has_byte_fallback)
+        for (unsigned b = 0; b < 256; b++)
+            FUZZ_ASSERT(t->byte_tokens[b] < t->vocab_size);
+}
+
+static inline int fuzz_model_is_small(const q_config *c)
+{
+    size_t hs = c->dim / c->n_heads, kv_dim = c->n_kv_heads * hs;
+    /* Per token: layers * (dim * (2 dim + 2 kv_dim) + 3 dim hidden) + vocab dim, and the
+     * attention over at most 2 positions. All factors are bounded by Q_MAX_*, so the
+     * products fit in 64 bits; saturate anyway. */
+    double macs = (double)c->n_layers *
+                      ((double)c->dim * (2.0 * (double)c->dim + 2.0 * (double)kv_dim) +
+                       3.0 * (double)c->dim * (double)c->hidden_dim) +
+                  (double)c->vocab_size * (double)c->dim;
+    double kv = (double)c->n_layers * (double)c->seq_len * (double)kv_dim * 8.0;
+    return macs <= (double)FUZZ_MAX_FORWARD_MACS && kv <= (double)FUZZ_MAX_KV_BYTES;
+}
+
+#ifdef QORUS_FUZZ_HAVE_FORWARD
+/* One or two forward steps; every logit is read. Failures other than injected ones are
+ * bugs: the model was accepted. */
+static inline void fuzz_run_forward(const q_model *m, uint64_t h)
+{
+    if (!fuzz_model_is_small(&m->config))
+        return;
+    q_context ctx = {0};
+    q_state st = {0};
+    q_error_code rc = q_state_init(&st, &ctx, m);
+    FUZZ_ASSERT_MSG(rc == Q_OK, "q_state_init on an accepted model: %s", q_error_name(rc));
+    size_t steps = m->config.seq_len < 2 ? 1 : 2;
+    for (size_t pos = 0; pos < steps; pos++) {
+        uint32_t token = (uint32_t)((h >> (8 * pos)) % m->config.vocab_size);
+        float *logits = NULL;
+        rc = q_forward(&st, token, pos, &logits);
+        FUZZ_ASSERT_MSG(rc == Q_OK, "q_forward: %s", q_error_name(rc));
+        FUZZ_ASSERT(logits != NULL);
+        volatile size_t nonfinite = 0;
+        for (size_t i = 0; i < m->config.vocab_size; i++)
+            if (!isfinite(logits[i]))
+                nonfinite++;
+        (void)nonfinite;
+    }
+    FUZZ_ASSERT(q_forward(&st, m->config.vocab_size > UINT32_MAX ? 0 : (uint32_t)m->config.vocab_size,
+                          0, NULL) == Q_ERR_BAD_TOKEN);
+    FUZZ_ASSERT(q_forward(&st, 0, m->config.seq_len, NULL) == Q_ERR_INVALID_CONFIG);
+    q_state_free(&st);
+    q_free_memory(&ctx);
+}
+#else
+static inline void fuzz_run_forward(const q_model *m, uint64_t h)
+{
+    (void)m;
+    (void)h;
+}
+#endif
+
+#ifdef QORUS_FUZZ_HAVE_ENCODE
+/* Encodes a few bytes with an accepted tokenizer and decodes the tokens back. */
+static inline void fuzz_run_tokenizer(const q_tokenizer *tok, const uint8_t *text, size_t n)
+{
+    if (n > FUZZ_MAX_ENCODE_BYTES)
+        n = FUZZ_MAX_ENCODE_BYTES;
+    q_encoder enc;
+    q_error_code rc = q_encoder_init(&enc, tok);
+    if (rc != Q_OK) {
+        FUZZ_ASSERT_MSG(rc == Q_ERR_ALLOC || rc == Q_ERR_OVERFLOW, "q_encoder_init: %s",
+                        q_error_name(rc));
+        return;
+    }
+    uint32_t tokens[FUZZ_MAX_ENCODE_BYTES + 3];
+    size_t n_tokens = 0;
+    rc = q_encode(&enc, (const char *)text, n, 1, 0, tokens, q_encode_capacity(n), &n_tokens);
+    if (rc == Q_OK) {
+        FUZZ_ASSERT(n_tokens <= q_encode_capacity(n));
+        for (size_t i = 0; i < n_tokens; i++)
+            FUZZ_ASSERT_MSG(tokens[i] < tok->vocab_size, "token %u >= vocab %zu", tokens[i],
+                            tok->vocab_size);
+        q_decoder dec;
+        if (q_decoder_init(&dec, tok) == Q_OK) {
+            for (size_t i = 1; i < n_tokens; i++) {
+                const char *out = NULL;
+                size_t out_len = 0;
+                FUZZ_ASSERT(q_decoder_next(&dec, tokens[i - 1], tokens[i], &out, &out_len) == Q_OK);
+                if (out_len)
+                    fuzz_touch_bytes(out, out_len);
+            }
+            const char *out = NULL;
+            size_t out_len = 0;
+            FUZZ_ASSERT(q_decoder_next(&dec, 0, (uint32_t)tok->vocab_size, &out, &out_len) ==
+                        Q_ERR_BAD_TOKEN);
+            q_decoder_finish(&dec);
+            q_decoder_free(&dec);
+        }
+    } else {
+        FUZZ_ASSERT_MSG(rc == Q_ERR_BAD_TOKEN || rc == Q_ERR_ALLOC, "q_encode: %s",
+                        q_error_name(rc));
+    }
+    q_encoder_free(&enc);
+}
+#else
+static inline void fuzz_run_tokenizer(const q_tokenizer *tok, const uint8_t *text, size_t n)
+{
+    (void)tok;
+    (void)text;
+    (void)n;
+}
+#endif
+
+static inline int fuzz_model_equal(const q_model *a, const q_model *b)
+{
+    return a->format == b->format && a->version == b->version &&
+           memcmp(&a->config, &b->config, sizeof a->config) == 0 &&
+           a->shared_classifier == b->shared_classifier;
+}
+
+static inline int fuzz_model_is_empty(const q_model *m)
+{
+    static const q_model zero;
+    return memcmp(m, &zero, sizeof zero) == 0;
+}
+
+/*
+ * The whole model-file check: parse with an injected failure (some inputs), parse from
+ * memory, check what was accepted, compare with the file path, run forward steps.
+ */
+static inline void fuzz_model_input(const uint8_t *data, size_t size, int want_tokenizer)
+{
+    uint64_t h = fuzz_hash(data, size);
+    q_model model;
+    q_tokenizer tok;
+    q_diag diag;
+    q_tokenizer *tp = want_tokenizer ? &tok : NULL;
+
+    unsigned long inject = fuzz_injection_from_hash(h);
+    if (inject) {
+        q_test_fail_nth_os_call(inject);
+        q_error_code rc = q_model_parse(&model, tp, data, size, &diag);
+        int fired = q_test_failure_fired();
+        q_test_fail_nth_os_call(0);
+        if (fired) {
+            FUZZ_ASSERT_MSG(rc == Q_ERR_ALLOC, "allocation %lu failed, parser said %s", inject,
+                            q_error_name(rc));
+            FUZZ_ASSERT(fuzz_model_is_empty(&model));
+        } else {
+            if (rc == Q_OK) {
+                q_model_free(&model);
+                if (tp)
+                    q_tokenizer_free(tp);
+            }
+        }
+    }
+
+    q_error_code rc = q_model_parse(&model, tp, data, size, &diag);
+    if (rc != Q_OK) {
+        FUZZ_ASSERT(rc < 0 && q_strerror(rc) != NULL);
+        FUZZ_ASSERT(fuzz_model_is_empty(&model));
+        FUZZ_ASSERT(memchr(diag.field, '\0', sizeof diag.field) != NULL);
+    } else {
+        fuzz_check_model(&model, data, size);
+        if (tp && tok.vocab_size) {
+            fuzz_check_tokenizer(&tok);
+            FUZZ_ASSERT(tok.vocab_size == model.config.vocab_size);
+            fuzz_run_tokenizer(&tok, data, size);
+        }
+        fuzz_run_forward(&model, h);
+    }
+
+    /* The file path must agree with the memory path. */
+    if (size >= Q_MIN_MODEL_FILE_BYTES) {
+        const char *path = fuzz_temp_file(data, size);
+        if (path != NULL) {
+            q_context ctx = {0};
+            q_model m2;
+            q_tokenizer tok2;
+            q_error_code rc2 = q_model_load(&m2, tp ? &tok2 : NULL, &ctx, path,
+                                            (h >> 40) & 1 ? Q_MMAP_EAGER : Q_MMAP_LAZY, NULL);
+            FUZZ_ASSERT_MSG(rc2 == rc, "q_model_parse said %s, q_model_load %s", q_error_name(rc),
+                            q_error_name(rc2));
+            if (rc2 == Q_OK) {
+                FUZZ_ASSERT(fuzz_model_equal(&model, &m2));
+                fuzz_check_model(&m2, ctx.weights_mmap, ctx.weights_size);
+                if (tp) {
+                    FUZZ_ASSERT(tok2.vocab_size == tok.vocab_size);
+                    q_tokenizer_free(&tok2);
+                }
+                q_model_free(&m2);
+                q_free_memory(&ctx);
+            } else {
+                FUZZ_ASSERT(ctx.weights_mmap == NULL && ctx.kv_buffer == NULL);
+            }
+            fuzz_remove_temp_file(path);
+        }
+    }
+    if (rc == Q_OK) {
+        q_model_free(&model);
+        FUZZ_ASSERT(fuzz_model_is_empty(&model));
+        q_model_free(&model);
+    }
+    if (tp) {
+        q_tokenizer_free(tp);
+        q_tokenizer_free(tp);
+    }
+}
+
+#endif
