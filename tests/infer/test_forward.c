@@ -1,0 +1,306 @@
+/*
+ * Forward-pass tests on a tiny random model built in memory (q_model_from_floats):
+ * logits at every position against an independent double-precision reference (grouped-query
+ * attention, RoPE, SwiGLU, shared and separate classifier), the same with every tensor
+ * converted to F16, Q8_0 and Q8_SPLIT (reference on the dequantized values), arena reset
+ * after each token, KV cache size, and the errors of q_state_init / q_forward.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_infer.h"
+#include "qorus.h"
+
+static uint64_t rng = 0xC0FFEEull;
+
+/* ---- reference (llama2.c order, doubles) ---- */
+
+typedef struct ref_model {
+    q_config c;
+    const float *w; /* llama2.c order without freq_cis */
+    int shared;
+} ref_model;
+
+static void ref_matmul(double *out, const float *w, const double *x, size_t n, size_t d)
+{
+    for (size_t i = 0; i < d; i++) {
+        double v = 0.0;
+        for (size_t j = 0; j < n; j++)
+            v += (double)w[i * n + j] * x[j];
+        out[i] = v;
+    }
+}
+
+static void ref_rmsnorm(double *o, const double *x, const float *w, size_t n, double eps)
+{
+    double ss = 0.0;
+    for (size_t j = 0; j < n; j++)
+        ss += x[j] * x[j];
+    ss = 1.0 / sqrt(ss / (double)n + eps);
+    for (size_t j = 0; j < n; j++)
+        o[j] = (double)w[j] * x[j] * ss;
+}
+
+/* Logits after feeding tokens[0..n) at positions 0..n-1. */
+static void ref_forward(const ref_model *m, const uint32_t *tokens, size_t n, double *logits)
+{
+    const q_config *c = &m->c;
+    size_t dim = c->dim, hid = c->hidden_dim, nl = c->n_layers, hs = dim / c->n_heads;
+    size_t kvd = c->n_kv_heads * hs, kv_mul = c->n_heads / c->n_kv_heads;
+    const float *emb = m->w;
+    const float *att_norm = emb + c->vocab_size * dim;
+    const float *wq = att_norm + nl * dim, *wk = wq + nl * dim * dim, *wv = wk + nl * kvd * dim;
+    const float *wo = wv + nl * kvd * dim, *ffn_norm = wo + nl * dim * dim;
+    const float *w1 = ffn_norm + nl * dim, *w2 = w1 + nl * hid * dim, *w3 = w2 + nl * dim * hid;
+    const float *fnorm = w3 + nl * hid * dim;
+    const float *cls = m->shared ? emb : fnorm + dim;
+    double *kc = calloc(nl * n * kvd, sizeof(double)), *vc = calloc(nl * n * kvd, sizeof(double));
+    double x[128], xb[128], q[128], t[128], h1[256], h3[256], att[64];
+    for (size_t pos = 0; pos < n; pos++) {
+        for (size_t i = 0; i < dim; i++)
+            x[i] = emb[tokens[pos] * dim + i];
+        for (size_t l = 0; l < nl; l++) {
+            ref_rmsnorm(xb, x, att_norm + l * dim, dim, c->norm_eps);
+            double *k = kc + (l * n + pos) * kvd, *v = vc + (l * n + pos) * kvd;
+            ref_matmul(q, wq + l * dim * dim, xb, dim, dim);
+            ref_matmul(k, wk + l * kvd * dim, xb, dim, kvd);
+            ref_matmul(v, wv + l * kvd * dim, xb, dim, kvd);
+            for (size_t i = 0; i < dim; i += 2) {
+                double f = pow((double)c->rope_theta, -(double)(i % hs) / (double)hs);
+                double cr = cos((double)pos * f), ci = sin((double)pos * f);
+                double a = q[i], b = q[i + 1];
+                q[i] = a * cr - b * ci;
+                q[i + 1] = a * ci + b * cr;
+                if (i < kvd) {
+                    a = k[i];
+                    b = k[i + 1];
+                    k[i] = a * cr - b * ci;
+                    k[i + 1] = a * ci + b * cr;
+                }
+            }
+            for (size_t h = 0; h < c->n_heads; h++) {
+                size_t off = (h / kv_mul) * hs;
+                double mx = -1e300, sum = 0.0;
+                for (size_t s = 0; s <= pos; s++) {
+                    double sc = 0.0;
+                    for (size_t i = 0; i < hs; i++)
+                        sc += q[h * hs + i] * kc[(l * n + s) * kvd + off + i];
+                    att[s] = sc / sqrt((double)hs);
+                    if (att[s] > mx)
+                        mx = att[s];
+                }
+                for (size_t s = 0; s <= pos; s++)
+                    sum += (att[s] = exp(att[s] - mx));
+                for (size_t i = 0; i < hs; i++) {
+                    double v_acc = 0.0;
+                    for (size_t s = 0; s <= pos; s++)
+                        v_acc += att[s] / sum * vc[(l * n + s) * kvd + off + i];
+                    xb[h * hs + i] = v_acc;
+                }
+            }
+            ref_matmul(t, wo + l * dim * dim, xb, dim, dim);
+            for (size_t i = 0; i < dim; i++)
+                x[i] += t[i];
+            ref_rmsnorm(xb, x, ffn_norm + l * dim, dim, c->norm_eps);
+            ref_matmul(h1, w1 + l * hid * dim, xb, dim, hid);
+            ref_matmul(h3, w3 + l * hid * dim, xb, dim, hid);
+            for (size_t i = 0; i < hid; i++)
+                h1[i] = h1[i] / (1.0 + exp(-h1[i])) * h3[i];
+            ref_matmul(t, w2 + l * dim * hid, h1, hid, dim);
+            for (size_t i = 0; i < dim; i++)
+                x[i] += t[i];
+        }
+        ref_rmsnorm(xb, x, fnorm, dim, c->norm_eps);
+        ref_matmul(logits, cls, xb, dim, c->vocab_size);
+    }
+    free(kc);
+    free(vc);
+}
+
+/* ---- quantized copies ---- */
+
+/* Converts `t` (an F32 view into `floats`) to `type` in a new buffer, and writes the
+ * dequantized values back into `deq` (same layout as floats) for the reference. */
+static q_tensor convert(const q_tensor *t, q_tensor_type type, const float *floats, float *deq,
+                        void **owned)
+{
+    size_t n = t->rows * t->cols, at = (size_t)((const float *)t->data - floats);
+    const float *src = (const float *)t->data;
+    q_tensor out = {type, NULL, NULL, t->rows, t->cols, 0};
+    unsigned char *buf;
+    if (type == Q_TENSOR_F16) {
+        buf = malloc(n * 2);
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = q_f32_to_f16(src[i]);
+            memcpy(buf + 2 * i, &h, 2);
+        }
+    } else if (type == Q_TENSOR_Q8_0) {
+        buf = malloc(n / 32 * 34);
+        out.group_size = 32;
+        for (size_t b = 0; b < n / 32; b++) {
+            float amax = 0.0f;
+            for (size_t j = 0; j < 32; j++)
+                amax = fmaxf(amax, fabsf(src[b * 32 + j]));
+            uint16_t dh = q_f32_to_f16(amax / 127.0f);
+            float d = q_f16_to_f32(dh);
+            memcpy(buf + b * 34, &dh, 2);
+            for (size_t j = 0; j < 32; j++) {
+                int8_t q = (int8_t)lrintf(d > 0 ? src[b * 32 + j] / d : 0.0f);
+                memcpy(buf + b * 34 + 2 + j, &q, 1);
+            }
+        }
+    } else { /* Q8_SPLIT, groups of 16 over the flat tensor */
+        size_t gs = 16;
+        buf = malloc(n + n / gs * 4);
+        out.group_size = gs;
+        out.scales = buf + n;
+        for (size_t g = 0; g < n / gs; g++) {
+            float amax = 0.0f;
+            for (size_t j = 0; j < gs; j++)
+                amax = fmaxf(amax, fabsf(src[g * gs + j]));
+            float s = amax / 127.0f;
+            memcpy(buf + n + 4 * g, &s, 4);
+            for (size_t j = 0; j < gs; j++) {
+                int8_t q = (int8_t)lrintf(s > 0 ? src[g * gs + j] / s : 0.0f);
+                memcpy(buf + g * gs + j, &q, 1);
+            }
+        }
+    }
+    out.data = buf;
+    *owned = buf;
+    for (size_t r = 0; r < t->rows; r++)
+        CHECK_EQ_INT(q_tensor_row(deq + at + r * t->cols, &out, r), Q_OK);
+    return out;
+}
+
+/* ---- tests ---- */
+
+static float *random_floats(size_t n)
+{
+    float *w = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        w[i] = (q_random_f32(&rng) * 2.0f - 1.0f) * 0.5f;
+    return w;
+}
+
+/* Runs every position through q_forward and compares with the reference on `ref_w`. */
+static void compare(const q_model *m, const float *ref_w, int shared, double tol)
+{
+    const q_config *c = &m->config;
+    q_context ctx = {0};
+    q_state st;
+    CHECK_EQ_INT(q_state_init(&st, &ctx, m), Q_OK);
+    size_t kv_dim = c->n_kv_heads * (c->dim / c->n_heads);
+    CHECK_EQ_INT(st.kv_bytes, c->n_layers * c->seq_len * kv_dim * 2 * sizeof(float));
+    CHECK_EQ_INT(ctx.kv_size, st.kv_bytes);
+    size_t base = q_arena_used(&ctx);
+    uint32_t tokens[64];
+    double want[64];
+    ref_model rm = {*c, ref_w, shared};
+    for (size_t pos = 0; pos < c->seq_len; pos++) {
+        tokens[pos] = (uint32_t)((pos * 7 + 3) % c->vocab_size);
+        float *logits;
+        CHECK_EQ_INT(q_forward(&st, tokens[pos], pos, &logits), Q_OK);
+        CHECK_EQ_INT(q_arena_used(&ctx), base); /* activations released */
+        ref_forward(&rm, tokens, pos + 1, want);
+        double worst = 0.0;
+        for (size_t i = 0; i < c->vocab_size; i++)
+            worst = fmax(worst, fabs((double)logits[i] - want[i]));
+        if (!(worst <= tol)) {
+            fprintf(stderr, "pos %zu: max |logit - reference| = %g > %g\n", pos, worst, tol);
+            CHECK(0);
+            break;
+        }
+    }
+    CHECK(st.arena_high_water > base && st.arena_high_water <= st.arena_bytes);
+    /* q_forward_tokens gives the last logits */
+    float out[64];
+    CHECK_EQ_INT(q_forward_tokens(&st, tokens, c->seq_len, out), Q_OK);
+    CHECK(memcmp(out, st.logits, c->vocab_size * sizeof(float)) == 0);
+    /* errors */
+    CHECK_EQ_INT(q_forward(&st, (uint32_t)c->vocab_size, 0, NULL), Q_ERR_BAD_TOKEN);
+    CHECK_EQ_INT(q_forward(&st, 0, c->seq_len, NULL), Q_ERR_INVALID_CONFIG);
+    CHECK_EQ_INT(q_forward_tokens(&st, tokens, c->seq_len + 1, NULL), Q_ERR_INVALID_CONFIG);
+    q_state st2;
+    CHECK_EQ_INT(q_state_init(&st2, &ctx, m), Q_ERR_INVALID_STATE);
+    q_state_free(&st);
+    q_state_free(&st);
+    CHECK(ctx.kv_buffer == NULL && ctx.scratch_buffer == NULL);
+    q_free_memory(&ctx);
+}
+
+static void test_config(q_config c, int shared)
+{
+    size_t n = q_model_float_count(&c, shared);
+    CHECK(n > 0);
+    float *w = random_floats(n);
+    q_model m;
+    CHECK_EQ_INT(q_model_from_floats(&m, &c, w, n - 1, shared), Q_ERR_TRUNCATED);
+    CHECK_EQ_INT(q_model_from_floats(&m, &c, w, n, shared), Q_OK);
+    compare(&m, w, shared, 1e-4);
+
+    /* the same model in every other weight type */
+    const q_tensor_type types[3] = {Q_TENSOR_F16, Q_TENSOR_Q8_0, Q_TENSOR_Q8_SPLIT};
+    for (int k = 0; k < 3; k++) {
+        if (types[k] == Q_TENSOR_Q8_0 && (c.dim % 32 != 0 || c.hidden_dim % 32 != 0))
+            continue;
+        float *deq = malloc(n * sizeof(float));
+        memcpy(deq, w, n * sizeof(float));
+        q_model qm = m;
+        qm.layers = malloc(c.n_layers * sizeof(q_layer));
+        memcpy(qm.layers, m.layers, c.n_layers * sizeof(q_layer));
+        void *owned[1 + 9 * 8 + 1];
+        size_t n_owned = 0;
+        qm.token_embedding = convert(&m.token_embedding, types[k], w, deq, &owned[n_owned++]);
+        if (shared)
+            qm.classifier = qm.token_embedding;
+        else
+            qm.classifier = convert(&m.classifier, types[k], w, deq, &owned[n_owned++]);
+        for (size_t l = 0; l < c.n_layers; l++) {
+            q_tensor *ts[7] = {&qm.layers[l].wq, &qm.layers[l].wk, &qm.layers[l].wv,
+                               &qm.layers[l].wo, &qm.layers[l].w1, &qm.layers[l].w2,
+                               &qm.layers[l].w3};
+            for (int j = 0; j < 7; j++)
+                *ts[j] = convert(ts[j], types[k], w, deq, &owned[n_owned++]);
+        }
+        compare(&qm, deq, shared, 1e-4);
+        for (size_t i = 0; i < n_owned; i++)
+            free(owned[i]);
+        free(qm.layers);
+        free(deq);
+    }
+    q_model_free(&m);
+    free(w);
+}
+
+int main(void)
+{
+    /* grouped-query attention, shared classifier, Q8_0-compatible widths */
+    test_config((q_config){64, 96, 2, 8, 4, 37, 10, 10000.0f, 1e-5f}, 1);
+    /* plain attention, separate classifier, odd hidden size, another theta */
+    test_config((q_config){32, 44, 3, 4, 4, 19, 7, 500000.0f, 1e-6f}, 0);
+    /* one kv head for all */
+    test_config((q_config){32, 32, 1, 4, 1, 11, 5, 10000.0f, 1e-5f}, 0);
+
+    /* bad configs */
+    float w[8] = {0};
+    q_model m;
+    q_config bad = {32, 32, 1, 3, 1, 11, 5, 0.0f, 0.0f}; /* 3 does not divide 32 */
+    CHECK_EQ_INT(q_model_from_floats(&m, &bad, w, 8, 1), Q_ERR_INVALID_CONFIG);
+    bad = (q_config){36, 32, 1, 4, 1, 11, 5, 0.0f, 0.0f}; /* head size 9 is odd */
+    CHECK_EQ_INT(q_model_from_floats(&m, &bad, w, 8, 1), Q_ERR_INVALID_CONFIG);
+    bad = (q_config){32, 32, 1, 4, 3, 11, 5, 0.0f, 0.0f}; /* 3 kv heads for 4 heads */
+    CHECK_EQ_INT(q_model_from_floats(&m, &bad, w, 8, 1), Q_ERR_INVALID_CONFIG);
+    bad = (q_config){32, 32, 1, 4, 4, 0, 5, 0.0f, 0.0f};
+    CHECK_EQ_INT(q_model_from_floats(&m, &bad, w, 8, 1), Q_ERR_INVALID_CONFIG);
+    CHECK_EQ_INT(q_model_float_count(&bad, 1), 0);
+    CHECK_EQ_INT(q_model_from_floats(&m, NULL, w, 8, 1), Q_ERR_INVALID_ARG);
+    q_context ctx = {0};
+    q_state st;
+    q_model empty;
+    memset(&empty, 0, sizeof empty);
+    CHECK_EQ_INT(q_state_init(&st, &ctx, &empty), Q_ERR_INVALID_CONFIG);
+    CHECK_EQ_INT(q_forward(&st, 0, 0, NULL), Q_ERR_INVALID_ARG);
+    return check_result("test_forward");
+}
