@@ -395,7 +395,8 @@ static int cmd_inspect(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fputs(usage_top, stderr);
+        fprintf(stderr, "qorus: no command given: usage: qorus run|inspect MODEL [options] "
+                        "(see 'qorus --help')\n");
         return EXIT_USAGE;
     }
     const char *cmd = argv[1];

@@ -86,7 +86,8 @@ typedef struct q_encoder {
  * Builds the lookup index of `tok` (which must outlive `enc`). Duplicate pieces resolve
  * to the lowest id. A SentencePiece-spelled vocabulary (GGUF: no piece contains a space,
  * some contain U+2581 "▁") is used with every "▁" read as " ", so that both spellings
- * encode and decode the same text (the decoder does the same).
+ * encode and decode the same text (the decoder does the same). Without scores
+ * (tok->scores NULL) every merge has score 0.
  * Errors: Q_ERR_INVALID_ARG (NULL, empty vocabulary, missing pieces), Q_ERR_OVERFLOW,
  * Q_ERR_ALLOC. On error `enc` is zeroed and nothing is allocated.
  */

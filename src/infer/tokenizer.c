@@ -141,7 +141,7 @@ q_error_code q_encoder_init(q_encoder *enc, const q_tokenizer *tok)
         return Q_ERR_INVALID_ARG;
     memset(enc, 0, sizeof *enc);
     if (tok == NULL || tok->vocab_size == 0 || tok->vocab_size > UINT32_MAX ||
-        tok->pieces == NULL || tok->piece_lengths == NULL || tok->scores == NULL)
+        tok->pieces == NULL || tok->piece_lengths == NULL)
         return Q_ERR_INVALID_ARG;
     q_error_code err = piece_text(tok, &enc->pieces, &enc->piece_lengths, &enc->owned);
     if (err != Q_OK)
@@ -258,8 +258,11 @@ q_error_code q_encode(const q_encoder *enc, const char *text, size_t text_len, i
             float best_score = -1e10f;
             size_t best_idx = SIZE_MAX;
             for (size_t i = 0; i + 1 < n; i++) {
-                if (pair_id[i] >= 0 && tok->scores[pair_id[i]] > best_score) {
-                    best_score = tok->scores[pair_id[i]];
+                if (pair_id[i] < 0)
+                    continue;
+                float score = tok->scores != NULL ? tok->scores[pair_id[i]] : 0.0f;
+                if (score > best_score) {
+                    best_score = score;
                     best_idx = i;
                 }
             }
