@@ -1,0 +1,71 @@
+/*
+ * Out-of-memory by countdown (SQLite's way): the Nth OS call (open, mmap, heap) fails,
+ * for N = 1, 2, ... until the load succeeds. Every failure must return an error, leave the
+ * context, model and tokenizer zeroed, and leak nothing (LeakSanitizer in the asan build).
+ *
+ * usage: test_alloc_fail FILE...   (kind by name: *.gguf, *tokenizer*, else llama2.c)
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "../core/check.h"
+#include "qorus.h"
+#include "qorus_testing.h"
+
+static int is_zero(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i])
+            return 0;
+    return 1;
+}
+
+static void countdown(const char *path)
+{
+    int tok = strstr(path, "tok") != NULL;
+    unsigned long n;
+    for (n = 1; n < 100000; n++) {
+        q_context ctx = {0};
+        q_model m;
+        q_tokenizer t;
+        q_diag d;
+        q_error_code rc;
+        int fired;
+        q_test_fail_nth_os_call(n);
+        rc = tok ? q_tokenizer_load(&t, path, 0, &d) : q_model_load(&m, &t, &ctx, path, Q_MMAP_LAZY, &d);
+        fired = q_test_failure_fired();
+        q_test_fail_nth_os_call(0);
+        if (!fired) {
+            CHECK_EQ_ERR(rc, Q_OK);
+            if (!tok) {
+                q_model_free(&m);
+                q_free_memory(&ctx);
+            }
+            q_tokenizer_free(&t);
+            break;
+        }
+        CHECK(rc != Q_OK);
+        if (rc == Q_OK) {
+            fprintf(stderr, "  %s: call %lu failed but the load succeeded\n", path, n);
+            q_model_free(&m);
+            q_tokenizer_free(&t);
+            q_free_memory(&ctx);
+            continue;
+        }
+        CHECK(is_zero(&t, sizeof t));
+        if (!tok) {
+            CHECK(is_zero(&m, sizeof m));
+            CHECK(ctx.weights_mmap == NULL && ctx.weights_size == 0);
+        }
+    }
+    fprintf(stderr, "  %s: %lu failure points\n", path, n - 1);
+    CHECK(n > 1);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        countdown(argv[i]);
+    return check_failures ? 1 : 0;
+}

@@ -1,0 +1,266 @@
+/*
+ * qorus-model round trips and API edge cases:
+ *   - random v0 -> ak42 v1 -> v0 is byte-identical (weights, header, freq_cis);
+ *   - random v0 -> GGUF (f32) -> v0 + tokenizer.bin is byte-identical;
+ *   - v2 (Q8_0 split) dequantizes within half a quantization step of every group;
+ *   - GGUF f16 / q8_0 within their rounding bounds;
+ *   - stories260K.bin -> v1 -> v0 has identical tensors, -> v2 within the Q8 bound
+ *     (skipped without the models folder);
+ *   - q_model_free / q_tokenizer_free on zeroed structs and twice; NULL arguments.
+ *
+ * usage: test_convert QORUS_MODEL_TOOL WORKDIR MODELS_DIR
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../core/check.h"
+#include "qorus.h"
+
+static const char *tool, *work, *models;
+
+static const char *wpath(const char *name)
+{
+    static char buf[8][4096];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", work, name);
+    return buf[k];
+}
+
+static int run(const char *args)
+{
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "'%s' %s >/dev/null", tool, args);
+    return system(cmd);
+}
+
+static int same_file(const char *a, const char *b)
+{
+    FILE *x = fopen(a, "rb"), *y = fopen(b, "rb");
+    int same = x != NULL && y != NULL;
+    while (same) {
+        int c = fgetc(x), d = fgetc(y);
+        if (c != d)
+            same = 0;
+        if (c == EOF || d == EOF)
+            break;
+    }
+    if (x)
+        fclose(x);
+    if (y)
+        fclose(y);
+    return same;
+}
+
+typedef struct loaded {
+    q_context ctx;
+    q_model m;
+    q_tokenizer t;
+    q_error_code rc;
+} loaded;
+
+static void load(loaded *l, const char *path)
+{
+    q_diag d;
+    memset(l, 0, sizeof *l);
+    l->rc = q_model_load(&l->m, &l->t, &l->ctx, path, Q_MMAP_LAZY, &d);
+    if (l->rc != Q_OK)
+        fprintf(stderr, "  %s: %s (%s)\n", path, q_error_name(l->rc), d.field);
+}
+
+static void unload(loaded *l)
+{
+    q_model_free(&l->m);
+    q_tokenizer_free(&l->t);
+    q_free_memory(&l->ctx);
+}
+
+/* max |a - b| over a row-wise walk, and whether every element is within
+ * rel * max|group of a| (group = `group` consecutive values of a row) */
+static int close_tensor(const q_tensor *ref, const q_tensor *got, size_t group, float rel)
+{
+    float *x, *y;
+    int ok = ref->rows == got->rows && ref->cols == got->cols;
+    if (!ok)
+        return 0;
+    x = malloc(ref->cols * sizeof(float));
+    y = malloc(ref->cols * sizeof(float));
+    for (size_t r = 0; ok && r < ref->rows; r++) {
+        ok = q_tensor_read_row(ref, r, x) == Q_OK && q_tensor_read_row(got, r, y) == Q_OK;
+        for (size_t g0 = 0; ok && g0 < ref->cols; g0 += group) {
+            float amax = 0.0f;
+            for (size_t i = g0; i < g0 + group && i < ref->cols; i++)
+                amax = fmaxf(amax, fabsf(x[i]));
+            for (size_t i = g0; i < g0 + group && i < ref->cols; i++)
+                if (fabsf(x[i] - y[i]) > rel * amax + 3e-8f * (rel > 0.0f))
+                    ok = 0;
+        }
+    }
+    free(x);
+    free(y);
+    return ok;
+}
+
+static int models_close(const q_model *a, const q_model *b, size_t group, float rel)
+{
+    int ok = a->config.n_layers == b->config.n_layers && a->config.dim == b->config.dim;
+    ok = ok && close_tensor(&a->token_embedding, &b->token_embedding, group, rel);
+    ok = ok && close_tensor(&a->classifier, &b->classifier, group, rel);
+    ok = ok && close_tensor(&a->final_norm, &b->final_norm, 1, 0.0f);
+    for (size_t l = 0; ok && l < a->config.n_layers; l++) {
+        const q_layer *x = &a->layers[l], *y = &b->layers[l];
+        ok = close_tensor(&x->attn_norm, &y->attn_norm, 1, 0.0f) &&
+             close_tensor(&x->ffn_norm, &y->ffn_norm, 1, 0.0f) &&
+             close_tensor(&x->wq, &y->wq, group, rel) && close_tensor(&x->wk, &y->wk, group, rel) &&
+             close_tensor(&x->wv, &y->wv, group, rel) && close_tensor(&x->wo, &y->wo, group, rel) &&
+             close_tensor(&x->w1, &y->w1, group, rel) && close_tensor(&x->w2, &y->w2, group, rel) &&
+             close_tensor(&x->w3, &y->w3, group, rel);
+    }
+    return ok;
+}
+
+/* Q8: |x - q*s| <= s/2 with s = max|group|/127, plus float rounding */
+#define Q8_REL (0.5f / 127.0f * 1.001f)
+/* F16: relative 2^-11 of each value (group of 1), plus half the smallest subnormal step */
+#define F16_REL (1.0f / 2048.0f * 1.001f)
+
+static void test_random_round_trips(void)
+{
+    loaded a, b;
+    char args[8192];
+    snprintf(args, sizeof args,
+             "random -o '%s' -z '%s' --dim 64 --hidden 96 --layers 2 --heads 4 --kv-heads 2 "
+             "--vocab 300 --seq 32 --seed 7 --unshared",
+             wpath("r0.bin"), wpath("r0.tok"));
+    CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --version 1", wpath("r0.bin"), wpath("r1.bin"));
+    CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --version 0", wpath("r1.bin"), wpath("r1-0.bin"));
+    CHECK(run(args) == 0);
+    CHECK(same_file(wpath("r0.bin"), wpath("r1-0.bin")));
+
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf -z '%s'", wpath("r0.bin"),
+             wpath("r.gguf"), wpath("r0.tok"));
+    CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --tokenizer-out '%s'", wpath("r.gguf"),
+             wpath("rg-0.bin"), wpath("rg.tok"));
+    CHECK(run(args) == 0);
+    CHECK(same_file(wpath("r0.bin"), wpath("rg-0.bin")));
+    CHECK(same_file(wpath("r0.tok"), wpath("rg.tok")));
+
+    snprintf(args, sizeof args, "convert '%s' '%s' --version 2 --group-size 32", wpath("r0.bin"),
+             wpath("r2.bin"));
+    CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type f16 -z '%s'", wpath("r0.bin"),
+             wpath("r16.gguf"), wpath("r0.tok"));
+    CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type q8_0 -z '%s'", wpath("r0.bin"),
+             wpath("rq8.gguf"), wpath("r0.tok"));
+    CHECK(run(args) == 0);
+    /* a group size that does not divide hidden (96) is refused */
+    snprintf(args, sizeof args, "convert '%s' '%s' --version 2 --group-size 64 2>/dev/null",
+             wpath("r0.bin"), wpath("bad.bin"));
+    CHECK(run(args) != 0);
+
+    load(&a, wpath("r0.bin"));
+    load(&b, wpath("r2.bin"));
+    CHECK(a.rc == Q_OK && b.rc == Q_OK && b.m.version == 2 && !b.m.shared_classifier);
+    CHECK(b.m.layers && b.m.layers[0].wq.type == Q_TENSOR_Q8_SPLIT && b.m.layers[0].wq.group_size == 32);
+    CHECK(a.rc == Q_OK && b.rc == Q_OK && models_close(&a.m, &b.m, 32, Q8_REL));
+    unload(&b);
+    load(&b, wpath("r16.gguf"));
+    CHECK(b.rc == Q_OK && b.m.layers && b.m.layers[1].w2.type == Q_TENSOR_F16);
+    CHECK(b.rc == Q_OK && models_close(&a.m, &b.m, 1, F16_REL));
+    unload(&b);
+    load(&b, wpath("rq8.gguf"));
+    CHECK(b.rc == Q_OK && b.m.layers && b.m.layers[0].w1.type == Q_TENSOR_Q8_0);
+    /* ggml Q8_0 keeps its scale in f16: the step bound loosens by the scale's rounding */
+    CHECK(b.rc == Q_OK && models_close(&a.m, &b.m, 32, Q8_REL + 128.0f / 127.0f / 2048.0f));
+    unload(&b);
+    unload(&a);
+}
+
+static void test_real_round_trips(void)
+{
+    char src[4096], args[16384];
+    struct stat st;
+    loaded a, b;
+    snprintf(src, sizeof src, "%s/stories260K.bin", models);
+    if (stat(src, &st) != 0) {
+        fprintf(stderr, "  models folder missing: real round trips skipped\n");
+        return;
+    }
+    snprintf(args, sizeof args, "convert '%s' '%s' --version 1", src, wpath("s1.bin"));
+    CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --version 0", wpath("s1.bin"), wpath("s1-0.bin"));
+    CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --version 2", src, wpath("s2.bin"));
+    CHECK(run(args) == 0);
+    load(&a, src);
+    load(&b, wpath("s1-0.bin"));
+    CHECK(a.rc == Q_OK && b.rc == Q_OK && models_close(&a.m, &b.m, 1, 0.0f));
+    unload(&b);
+    load(&b, wpath("s1.bin"));
+    CHECK(b.rc == Q_OK && b.m.version == 1 && models_close(&a.m, &b.m, 1, 0.0f));
+    unload(&b);
+    load(&b, wpath("s2.bin"));
+    /* hidden 172 and dim 64: the default group is 4 */
+    CHECK(b.rc == Q_OK && b.m.version == 2 && b.m.token_embedding.group_size == 4);
+    CHECK(b.rc == Q_OK && models_close(&a.m, &b.m, 4, Q8_REL));
+    unload(&b);
+    unload(&a);
+}
+
+static void test_free_and_args(void)
+{
+    q_model m;
+    q_tokenizer t;
+    q_context ctx = {0};
+    q_diag d;
+    float row[4];
+    q_tensor z;
+    memset(&m, 0, sizeof m);
+    memset(&t, 0, sizeof t);
+    q_model_free(&m);
+    q_model_free(&m);
+    q_model_free(NULL);
+    q_tokenizer_free(&t);
+    q_tokenizer_free(&t);
+    q_tokenizer_free(NULL);
+    CHECK_EQ_ERR(q_model_parse(NULL, NULL, "x", 1, &d), Q_ERR_INVALID_ARG);
+    CHECK_EQ_ERR(q_model_parse(&m, NULL, NULL, 0, &d), Q_ERR_INVALID_ARG);
+    CHECK_EQ_ERR(q_model_parse(&m, &t, "", 0, NULL), Q_ERR_TRUNCATED);
+    CHECK_EQ_ERR(q_tokenizer_parse(NULL, "x", 1, 0, &d), Q_ERR_INVALID_ARG);
+    CHECK_EQ_ERR(q_tokenizer_parse(&t, NULL, 0, 0, &d), Q_ERR_INVALID_ARG);
+    CHECK_EQ_ERR(q_model_load(&m, &t, NULL, "x", Q_MMAP_LAZY, &d), Q_ERR_INVALID_ARG);
+    CHECK_EQ_ERR(q_model_load(&m, &t, &ctx, NULL, Q_MMAP_LAZY, &d), Q_ERR_INVALID_ARG);
+    CHECK_EQ_ERR(q_model_load(&m, &t, &ctx, wpath("does-not-exist"), Q_MMAP_LAZY, &d),
+                 Q_ERR_FILE_OPEN);
+    CHECK(ctx.weights_mmap == NULL);
+    CHECK_EQ_ERR(q_tokenizer_load(&t, wpath("does-not-exist"), 0, &d), Q_ERR_FILE_OPEN);
+    CHECK_EQ_ERR(q_tensor_read_row(NULL, 0, row), Q_ERR_INVALID_ARG);
+    memset(&z, 0, sizeof z);
+    CHECK_EQ_ERR(q_tensor_read_row(&z, 0, row), Q_ERR_INVALID_ARG);
+    CHECK(q_f16_to_f32(0x3c00) == 1.0f && q_f16_to_f32(0xc000) == -2.0f);
+    CHECK(q_f16_to_f32(0x0001) == 5.9604644775390625e-8f && q_f16_to_f32(0x7bff) == 65504.0f);
+    CHECK(isinf(q_f16_to_f32(0x7c00)) && isnan(q_f16_to_f32(0x7e00)));
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: test_convert TOOL WORKDIR MODELS_DIR\n");
+        return 2;
+    }
+    tool = argv[1];
+    work = argv[2];
+    models = argv[3];
+    mkdir(work, 0777);
+    RUN_TEST(test_free_and_args);
+    RUN_TEST(test_random_round_trips);
+    RUN_TEST(test_real_round_trips);
+    return check_failures ? 1 : 0;
+}

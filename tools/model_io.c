@@ -1,0 +1,790 @@
+/* Writers of the qorus-model tool; see model_io.h. */
+#include "model_io.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- byte buffer */
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL) {
+        fprintf(stderr, "qorus-model: out of memory\n");
+        exit(1);
+    }
+    return q;
+}
+
+static size_t xmul(size_t a, size_t b)
+{
+    size_t r;
+    if (__builtin_mul_overflow(a, b, &r)) {
+        fprintf(stderr, "qorus-model: size overflow\n");
+        exit(1);
+    }
+    return r;
+}
+
+void tb_put(tbuf *b, const void *data, size_t n)
+{
+    if (n > b->cap - b->n) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap - b->n < n)
+            cap = xmul(cap, 2);
+        b->p = xrealloc(b->p, cap);
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->n, data, n);
+    b->n += n;
+}
+
+void tb_u8(tbuf *b, uint8_t v) { tb_put(b, &v, 1); }
+
+void tb_u32(tbuf *b, uint32_t v)
+{
+    unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    tb_put(b, x, 4);
+}
+
+void tb_i32(tbuf *b, int32_t v)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    tb_u32(b, u);
+}
+
+void tb_u64(tbuf *b, uint64_t v)
+{
+    tb_u32(b, (uint32_t)v);
+    tb_u32(b, (uint32_t)(v >> 32));
+}
+
+void tb_f32(tbuf *b, float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    tb_u32(b, u);
+}
+
+void tb_str(tbuf *b, const char *s)
+{
+    size_t n = strlen(s);
+    tb_u64(b, n);
+    tb_put(b, s, n);
+}
+
+void tb_poke_u32(tbuf *b, size_t at, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        b->p[at + (size_t)i] = (unsigned char)(v >> (8 * i));
+}
+
+void tb_poke_u64(tbuf *b, size_t at, uint64_t v)
+{
+    tb_poke_u32(b, at, (uint32_t)v);
+    tb_poke_u32(b, at + 4, (uint32_t)(v >> 32));
+}
+
+void tb_free(tbuf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+int tb_save(const tbuf *b, const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    int ok;
+    if (f == NULL)
+        return -1;
+    ok = b->n == 0 || fwrite(b->p, 1, b->n, f) == b->n;
+    if (fclose(f) != 0)
+        ok = 0;
+    return ok ? 0 : -1;
+}
+
+int tb_load(tbuf *b, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char chunk[65536];
+    size_t n;
+    if (f == NULL)
+        return -1;
+    memset(b, 0, sizeof *b);
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        tb_put(b, chunk, n);
+    if (ferror(f)) {
+        fclose(f);
+        tb_free(b);
+        errno = EIO;
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- models */
+
+static float *falloc(size_t a, size_t b, size_t c)
+{
+    return xrealloc(NULL, xmul(xmul(xmul(a, b), c), sizeof(float)));
+}
+
+void tm_alloc(tm_model *m, const q_config *c, int shared)
+{
+    size_t L = c->n_layers, d = c->dim, h = c->hidden_dim;
+    size_t kv = c->n_kv_heads * (c->dim / c->n_heads);
+    memset(m, 0, sizeof *m);
+    m->cfg = *c;
+    m->shared = shared;
+    m->emb = falloc(c->vocab_size, d, 1);
+    m->rms_att = falloc(L, d, 1);
+    m->wq = falloc(L, d, d);
+    m->wk = falloc(L, kv, d);
+    m->wv = falloc(L, kv, d);
+    m->wo = falloc(L, d, d);
+    m->rms_ffn = falloc(L, d, 1);
+    m->w1 = falloc(L, h, d);
+    m->w2 = falloc(L, d, h);
+    m->w3 = falloc(L, h, d);
+    m->rms_final = falloc(d, 1, 1);
+    m->wcls = shared ? NULL : falloc(c->vocab_size, d, 1);
+}
+
+void tm_free(tm_model *m)
+{
+    float *all[] = {m->emb, m->rms_att, m->wq, m->wk, m->wv, m->wo, m->rms_ffn,
+                    m->w1, m->w2, m->w3, m->rms_final, m->wcls};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+    memset(m, 0, sizeof *m);
+}
+
+/* xorshift64*: deterministic across platforms */
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1DULL;
+}
+
+static float rng_uniform(uint64_t *s) /* [-1, 1) */
+{
+    return (float)(rng_next(s) >> 40) / 8388608.0f - 1.0f;
+}
+
+static void fill(float *p, size_t n, float base, float amp, uint64_t *s)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = base + amp * rng_uniform(s);
+}
+
+void tm_random(tm_model *m, const q_config *c, int shared, uint64_t seed)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 1;
+    size_t L = c->n_layers, d = c->dim, h = c->hidden_dim;
+    size_t kv = c->n_kv_heads * (c->dim / c->n_heads);
+    float ad = 1.0f / sqrtf((float)d), ah = 1.0f / sqrtf((float)h);
+    tm_alloc(m, c, shared);
+    fill(m->emb, c->vocab_size * d, 0.0f, 1.0f, &s);
+    fill(m->rms_att, L * d, 1.0f, 0.1f, &s);
+    fill(m->wq, L * d * d, 0.0f, ad, &s);
+    fill(m->wk, L * kv * d, 0.0f, ad, &s);
+    fill(m->wv, L * kv * d, 0.0f, ad, &s);
+    fill(m->wo, L * d * d, 0.0f, ad, &s);
+    fill(m->rms_ffn, L * d, 1.0f, 0.1f, &s);
+    fill(m->w1, L * h * d, 0.0f, ad, &s);
+    fill(m->w2, L * d * h, 0.0f, ah, &s);
+    fill(m->w3, L * h * d, 0.0f, ad, &s);
+    fill(m->rms_final, d, 1.0f, 0.1f, &s);
+    if (!shared)
+        fill(m->wcls, c->vocab_size * d, 0.0f, ad, &s);
+}
+
+static q_error_code read_tensor(float *dst, const q_tensor *t)
+{
+    for (size_t r = 0; r < t->rows; r++) {
+        q_error_code rc = q_tensor_read_row(t, r, dst + r * t->cols);
+        if (rc != Q_OK)
+            return rc;
+    }
+    return Q_OK;
+}
+
+q_error_code tm_from_model(tm_model *m, const q_model *qm)
+{
+    const q_config *c = &qm->config;
+    size_t d = c->dim, h = c->hidden_dim, kv = c->n_kv_heads * (c->dim / c->n_heads);
+    q_error_code rc = Q_OK;
+    tm_alloc(m, c, qm->shared_classifier);
+    rc = read_tensor(m->emb, &qm->token_embedding);
+    for (size_t l = 0; rc == Q_OK && l < c->n_layers; l++) {
+        const q_layer *y = &qm->layers[l];
+        if (rc == Q_OK) rc = read_tensor(m->rms_att + l * d, &y->attn_norm);
+        if (rc == Q_OK) rc = read_tensor(m->wq + l * d * d, &y->wq);
+        if (rc == Q_OK) rc = read_tensor(m->wk + l * kv * d, &y->wk);
+        if (rc == Q_OK) rc = read_tensor(m->wv + l * kv * d, &y->wv);
+        if (rc == Q_OK) rc = read_tensor(m->wo + l * d * d, &y->wo);
+        if (rc == Q_OK) rc = read_tensor(m->rms_ffn + l * d, &y->ffn_norm);
+        if (rc == Q_OK) rc = read_tensor(m->w1 + l * h * d, &y->w1);
+        if (rc == Q_OK) rc = read_tensor(m->w2 + l * d * h, &y->w2);
+        if (rc == Q_OK) rc = read_tensor(m->w3 + l * h * d, &y->w3);
+    }
+    if (rc == Q_OK)
+        rc = read_tensor(m->rms_final, &qm->final_norm);
+    if (rc == Q_OK && !qm->shared_classifier)
+        rc = read_tensor(m->wcls, &qm->classifier);
+    if (rc != Q_OK)
+        tm_free(m);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- llama2.c */
+
+static void put_f32s(tbuf *b, const float *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        tb_f32(b, p[i]);
+}
+
+/* llama2.c export.py quantize_q80: symmetric int8 per group, scale = max|x| / 127 */
+static void put_q8_split(tbuf *b, const float *p, size_t n, size_t gs)
+{
+    size_t groups = n / gs;
+    float *scales = falloc(groups ? groups : 1, 1, 1);
+    for (size_t g = 0; g < groups; g++) {
+        float wmax = 0.0f, scale;
+        for (size_t i = 0; i < gs; i++)
+            wmax = fmaxf(wmax, fabsf(p[g * gs + i]));
+        scale = wmax / 127.0f;
+        scales[g] = scale;
+        for (size_t i = 0; i < gs; i++) {
+            float q = scale > 0.0f ? roundf(p[g * gs + i] / scale) : 0.0f;
+            tb_u8(b, (uint8_t)(int8_t)fmaxf(-127.0f, fminf(127.0f, q)));
+        }
+    }
+    put_f32s(b, scales, groups);
+    free(scales);
+}
+
+void tm_write_llama2c(tbuf *b, const tm_model *m, int version, size_t gs)
+{
+    const q_config *c = &m->cfg;
+    size_t L = c->n_layers, d = c->dim, h = c->hidden_dim, hs = d / c->n_heads;
+    size_t kv = c->n_kv_heads * hs;
+    int32_t cfg[7] = {(int32_t)d, (int32_t)h, (int32_t)L, (int32_t)c->n_heads,
+                      (int32_t)c->n_kv_heads, (int32_t)c->vocab_size, (int32_t)c->seq_len};
+    if (version == 0) {
+        if (!m->shared)
+            cfg[5] = -cfg[5];
+        for (int i = 0; i < 7; i++)
+            tb_i32(b, cfg[i]);
+        put_f32s(b, m->emb, c->vocab_size * d);
+        put_f32s(b, m->rms_att, L * d);
+        put_f32s(b, m->wq, L * d * d);
+        put_f32s(b, m->wk, L * kv * d);
+        put_f32s(b, m->wv, L * kv * d);
+        put_f32s(b, m->wo, L * d * d);
+        put_f32s(b, m->rms_ffn, L * d);
+        put_f32s(b, m->w1, L * h * d);
+        put_f32s(b, m->w2, L * d * h);
+        put_f32s(b, m->w3, L * h * d);
+        put_f32s(b, m->rms_final, d);
+        /* freq_cis (unused by readers): cos then sin of pos * 10000^(-2i/hs) */
+        for (int part = 0; part < 2; part++)
+            for (size_t pos = 0; pos < c->seq_len; pos++)
+                for (size_t i = 0; i < hs / 2; i++) {
+                    double a = (double)pos * pow(10000.0, -2.0 * (double)i / (double)hs);
+                    tb_f32(b, (float)(part == 0 ? cos(a) : sin(a)));
+                }
+        if (!m->shared)
+            put_f32s(b, m->wcls, c->vocab_size * d);
+        return;
+    }
+    tb_u32(b, 0x616b3432u);
+    tb_i32(b, version);
+    for (int i = 0; i < 7; i++)
+        tb_i32(b, cfg[i]);
+    tb_u8(b, (uint8_t)(m->shared ? 1 : 0));
+    if (version == 2)
+        tb_i32(b, (int32_t)gs);
+    while (b->n < 256)
+        tb_u8(b, 0);
+    put_f32s(b, m->rms_att, L * d);
+    put_f32s(b, m->rms_ffn, L * d);
+    put_f32s(b, m->rms_final, d);
+    if (version == 1) {
+        put_f32s(b, m->emb, c->vocab_size * d);
+        put_f32s(b, m->wq, L * d * d);
+        put_f32s(b, m->wk, L * kv * d);
+        put_f32s(b, m->wv, L * kv * d);
+        put_f32s(b, m->wo, L * d * d);
+        put_f32s(b, m->w1, L * h * d);
+        put_f32s(b, m->w2, L * d * h);
+        put_f32s(b, m->w3, L * h * d);
+        if (!m->shared)
+            put_f32s(b, m->wcls, c->vocab_size * d);
+        return;
+    }
+    put_q8_split(b, m->emb, c->vocab_size * d, gs);
+    for (size_t l = 0; l < L; l++) put_q8_split(b, m->wq + l * d * d, d * d, gs);
+    for (size_t l = 0; l < L; l++) put_q8_split(b, m->wk + l * kv * d, kv * d, gs);
+    for (size_t l = 0; l < L; l++) put_q8_split(b, m->wv + l * kv * d, kv * d, gs);
+    for (size_t l = 0; l < L; l++) put_q8_split(b, m->wo + l * d * d, d * d, gs);
+    for (size_t l = 0; l < L; l++) put_q8_split(b, m->w1 + l * h * d, h * d, gs);
+    for (size_t l = 0; l < L; l++) put_q8_split(b, m->w2 + l * d * h, d * h, gs);
+    for (size_t l = 0; l < L; l++) put_q8_split(b, m->w3 + l * h * d, h * d, gs);
+    if (!m->shared)
+        put_q8_split(b, m->wcls, c->vocab_size * d, gs);
+}
+
+/* ---------------------------------------------------------------- tokenizers */
+
+void tok_set_piece(tm_tok *t, size_t i, const char *piece, size_t len)
+{
+    free(t->pieces[i]);
+    t->pieces[i] = xrealloc(NULL, len + 1);
+    memcpy(t->pieces[i], piece, len);
+    t->pieces[i][len] = '\0';
+    t->lens[i] = len;
+    if (len > t->max_len)
+        t->max_len = len;
+}
+
+static void tok_alloc(tm_tok *t, size_t n)
+{
+    memset(t, 0, sizeof *t);
+    t->n = n;
+    t->pieces = xrealloc(NULL, xmul(n, sizeof(char *)));
+    memset(t->pieces, 0, n * sizeof(char *));
+    t->lens = xrealloc(NULL, xmul(n, sizeof(size_t)));
+    t->scores = falloc(n, 1, 1);
+}
+
+void tok_random(tm_tok *t, size_t n, uint64_t seed)
+{
+    static const char *const special[3] = {"<unk>", "\n<s>\n", "\n</s>\n"};
+    size_t i, k = 0;
+    (void)seed; /* pieces are a deterministic enumeration; kept for symmetry */
+    tok_alloc(t, n);
+    for (i = 0; i < n; i++) {
+        char buf[32];
+        size_t len = 0;
+        if (i < 3) {
+            len = strlen(special[i]);
+            memcpy(buf, special[i], len);
+        } else if (n >= 259 && i < 259) {
+            len = (size_t)snprintf(buf, sizeof buf, "<0x%02X>", (unsigned)(i - 3));
+        } else {
+            /* distinct pieces: optional leading space, then k/2 written in base 26 */
+            size_t v = k / 2;
+            if (k % 2 == 0)
+                buf[len++] = ' ';
+            do {
+                buf[len++] = (char)('a' + v % 26);
+                v /= 26;
+            } while (v > 0 && len < sizeof buf - 1);
+            k++;
+        }
+        tok_set_piece(t, i, buf, len);
+        t->scores[i] = i < 259 ? 0.0f : -(float)(i - 259);
+    }
+}
+
+void tok_from_q(tm_tok *t, const q_tokenizer *q)
+{
+    tok_alloc(t, q->vocab_size);
+    for (size_t i = 0; i < q->vocab_size; i++) {
+        tok_set_piece(t, i, q->pieces[i], q->piece_lengths[i]);
+        t->scores[i] = q->scores[i];
+    }
+}
+
+void tok_write(tbuf *b, const tm_tok *t)
+{
+    tb_i32(b, (int32_t)(t->max_len ? t->max_len : 1));
+    for (size_t i = 0; i < t->n; i++) {
+        tb_f32(b, t->scores[i]);
+        tb_i32(b, (int32_t)t->lens[i]);
+        tb_put(b, t->pieces[i], t->lens[i]);
+    }
+}
+
+void tok_free(tm_tok *t)
+{
+    if (t->pieces)
+        for (size_t i = 0; i < t->n; i++)
+            free(t->pieces[i]);
+    free(t->pieces);
+    free(t->lens);
+    free(t->scores);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---------------------------------------------------------------- GGUF */
+
+uint16_t tm_f32_to_f16(float f)
+{
+    uint32_t x, mant, half, rem;
+    int exp;
+    uint16_t sign;
+    memcpy(&x, &f, 4);
+    sign = (uint16_t)((x >> 16) & 0x8000u);
+    mant = x & 0x7fffffu;
+    exp = (int)((x >> 23) & 0xffu);
+    if (exp == 255)
+        return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u : 0u));
+    exp = exp - 127 + 15;
+    if (exp >= 31)
+        return (uint16_t)(sign | 0x7c00u);
+    if (exp <= 0) {
+        unsigned shift;
+        if (exp < -10)
+            return sign;
+        mant |= 0x800000u;
+        shift = (unsigned)(14 - exp);
+        half = mant >> shift;
+        rem = mant & ((1u << shift) - 1u);
+        if (rem > (1u << (shift - 1)) || (rem == (1u << (shift - 1)) && (half & 1u)))
+            half++;
+        return (uint16_t)(sign | half);
+    }
+    half = ((uint32_t)exp << 10) | (mant >> 13);
+    rem = mant & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (half & 1u)))
+        half++; /* may carry into the exponent: still correct */
+    return (uint16_t)(sign | half);
+}
+
+enum { GT_U32 = 4, GT_I32 = 5, GT_F32 = 6, GT_STRING = 8, GT_ARRAY = 9, GT_U64 = 10, GT_I64 = 11 };
+
+typedef struct gg_tensor {
+    char name[64];
+    size_t rows, cols;
+    int is_1d;
+    uint32_t type;
+    const float *data;
+    uint64_t offset;
+    size_t bytes;
+} gg_tensor;
+
+static size_t gg_bytes(uint32_t type, size_t rows, size_t cols)
+{
+    size_t n = xmul(rows, cols);
+    if (type == Q_TENSOR_F16)
+        return xmul(n, 2);
+    if (type == Q_TENSOR_Q8_0)
+        return xmul(n / 32, 34);
+    return xmul(n, 4);
+}
+
+static void gg_data(tbuf *b, const gg_tensor *t)
+{
+    size_t n = t->rows * t->cols;
+    if (t->type == Q_TENSOR_F32) {
+        put_f32s(b, t->data, n);
+    } else if (t->type == Q_TENSOR_F16) {
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = tm_f32_to_f16(t->data[i]);
+            tb_u8(b, (uint8_t)h);
+            tb_u8(b, (uint8_t)(h >> 8));
+        }
+    } else {
+        for (size_t blk = 0; blk < n / 32; blk++) {
+            const float *x = t->data + blk * 32;
+            float amax = 0.0f, d, id;
+            uint16_t h;
+            for (int i = 0; i < 32; i++)
+                amax = fmaxf(amax, fabsf(x[i]));
+            d = amax / 127.0f;
+            id = d > 0.0f ? 1.0f / d : 0.0f;
+            h = tm_f32_to_f16(d);
+            tb_u8(b, (uint8_t)h);
+            tb_u8(b, (uint8_t)(h >> 8));
+            for (int i = 0; i < 32; i++)
+                tb_u8(b, (uint8_t)(int8_t)fmaxf(-127.0f, fminf(127.0f, roundf(x[i] * id))));
+        }
+    }
+}
+
+typedef struct gg_kvs {
+    tbuf b;
+    uint64_t n;
+    const gguf_opts *o;
+} gg_kvs;
+
+static int gg_skip(const gg_kvs *k, const char *key)
+{
+    return k->o->omit_key != NULL && strcmp(k->o->omit_key, key) == 0;
+}
+
+static void gg_key(gg_kvs *k, const char *key, uint32_t type)
+{
+    tb_str(&k->b, key);
+    tb_u32(&k->b, type);
+    k->n++;
+}
+
+static void gg_int(gg_kvs *k, const char *key, int64_t v)
+{
+    const gguf_opts *o = k->o;
+    if (gg_skip(k, key))
+        return;
+    if (o->string_key != NULL && strcmp(o->string_key, key) == 0) {
+        gg_key(k, key, GT_STRING);
+        tb_str(&k->b, "42");
+        return;
+    }
+    if (o->int_key != NULL && strcmp(o->int_key, key) == 0)
+        v = o->int_value;
+    if (v < 0) {
+        gg_key(k, key, GT_I64);
+        tb_u64(&k->b, (uint64_t)v);
+    } else if (v > (int64_t)UINT32_MAX) {
+        gg_key(k, key, GT_U64);
+        tb_u64(&k->b, (uint64_t)v);
+    } else {
+        gg_key(k, key, GT_U32);
+        tb_u32(&k->b, (uint32_t)v);
+    }
+}
+
+static void gg_float(gg_kvs *k, const char *key, float v)
+{
+    if (gg_skip(k, key))
+        return;
+    if (k->o->float_key != NULL && strcmp(k->o->float_key, key) == 0)
+        v = k->o->float_value;
+    gg_key(k, key, GT_F32);
+    tb_f32(&k->b, v);
+}
+
+static void gg_string(gg_kvs *k, const char *key, const char *v)
+{
+    if (gg_skip(k, key))
+        return;
+    gg_key(k, key, GT_STRING);
+    tb_str(&k->b, v);
+}
+
+static void gg_tokenizer(gg_kvs *k, const tm_tok *t)
+{
+    const gguf_opts *o = k->o;
+    size_t n = t->n - (size_t)o->tokens_drop;
+    uint32_t tt = o->tokens_gtype ? o->tokens_gtype : GT_STRING;
+    uint32_t st = o->scores_gtype ? o->scores_gtype : GT_F32;
+    uint32_t yt = o->types_gtype ? o->types_gtype : GT_I32;
+    gg_string(k, "tokenizer.ggml.model", "llama");
+    if (!gg_skip(k, "tokenizer.ggml.tokens")) {
+        gg_key(k, "tokenizer.ggml.tokens", GT_ARRAY);
+        tb_u32(&k->b, tt);
+        tb_u64(&k->b, n);
+        for (size_t i = 0; i < n; i++) {
+            if (tt != GT_STRING) {
+                tb_u32(&k->b, (uint32_t)i);
+                continue;
+            }
+            tb_u64(&k->b, (o->token_len_max && i == 5) ? UINT64_MAX : t->lens[i]);
+            tb_put(&k->b, t->pieces[i], t->lens[i]);
+        }
+    }
+    if (!gg_skip(k, "tokenizer.ggml.scores")) {
+        n = t->n - (size_t)o->scores_drop;
+        gg_key(k, "tokenizer.ggml.scores", GT_ARRAY);
+        tb_u32(&k->b, st);
+        tb_u64(&k->b, n);
+        for (size_t i = 0; i < n; i++) {
+            if (st == GT_F32)
+                tb_f32(&k->b, t->scores[i]);
+            else
+                tb_i32(&k->b, (int32_t)t->scores[i]);
+        }
+    }
+    if (!gg_skip(k, "tokenizer.ggml.token_type")) {
+        gg_key(k, "tokenizer.ggml.token_type", GT_ARRAY);
+        tb_u32(&k->b, yt);
+        tb_u64(&k->b, t->n);
+        for (size_t i = 0; i < t->n; i++) {
+            int32_t ty = i < 3 ? (i == 0 ? 2 : 3) : (t->lens[i] == 6 && t->pieces[i][0] == '<') ? 6 : 1;
+            if (yt == GT_I32)
+                tb_i32(&k->b, ty);
+            else
+                tb_f32(&k->b, (float)ty);
+        }
+    }
+    gg_int(k, "tokenizer.ggml.bos_token_id", o->set_bos ? o->bos : 1);
+    gg_int(k, "tokenizer.ggml.eos_token_id", 2);
+}
+
+void tm_write_gguf(tbuf *b, const tm_model *m, const tm_tok *t, const gguf_opts *o)
+{
+    const q_config *c = &m->cfg;
+    size_t L = c->n_layers, d = c->dim, h = c->hidden_dim, hs = d / c->n_heads;
+    size_t kv = c->n_kv_heads * hs, nt = 0, i, align;
+    gg_kvs k;
+    tbuf info = {0};
+    gg_tensor *ts = xrealloc(NULL, xmul(3 + 9 * L, sizeof(gg_tensor)));
+    uint64_t off = 0, n_infos = 0;
+
+    align = o->alignment;
+    if (align == 0 || (align & (align - 1)) != 0 || align > 65536 || o->alignment_gtype)
+        align = 32;
+
+    /* metadata */
+    memset(&k, 0, sizeof k);
+    k.o = o;
+    if (o->arch == NULL)
+        gg_string(&k, "general.architecture", "llama");
+    else if (o->arch[0] != '\0')
+        gg_string(&k, "general.architecture", o->arch);
+    if (o->alignment) {
+        if (o->alignment_gtype == GT_U64) {
+            gg_key(&k, "general.alignment", GT_U64);
+            tb_u64(&k.b, o->alignment);
+        } else {
+            gg_key(&k, "general.alignment", GT_U32);
+            tb_u32(&k.b, o->alignment);
+        }
+    }
+    gg_string(&k, "general.name", "qorus-model");
+    gg_int(&k, "llama.context_length", (int64_t)c->seq_len);
+    gg_int(&k, "llama.embedding_length", (int64_t)d);
+    gg_int(&k, "llama.feed_forward_length", (int64_t)h);
+    gg_int(&k, "llama.block_count", (int64_t)L);
+    if (o->dup_key)
+        gg_int(&k, "llama.block_count", (int64_t)L);
+    gg_int(&k, "llama.attention.head_count", (int64_t)c->n_heads);
+    gg_int(&k, "llama.attention.head_count_kv", (int64_t)c->n_kv_heads);
+    gg_int(&k, "llama.rope.dimension_count", (int64_t)hs);
+    gg_float(&k, "llama.rope.freq_base", c->rope_theta > 0 ? c->rope_theta : 10000.0f);
+    gg_float(&k, "llama.attention.layer_norm_rms_epsilon", c->norm_eps > 0 ? c->norm_eps : 1e-5f);
+    if (o->extra_int_key != NULL) {
+        gg_key(&k, o->extra_int_key, GT_U32);
+        tb_u32(&k.b, o->extra_int_value);
+    }
+    if (o->bad_value_type) {
+        gg_key(&k, "qorus.bad_type", 13);
+        tb_u32(&k.b, 0);
+    }
+    if (o->nested_array) {
+        gg_key(&k, "qorus.nested", GT_ARRAY);
+        tb_u32(&k.b, GT_ARRAY);
+        tb_u64(&k.b, 1);
+        tb_u32(&k.b, GT_U32);
+        tb_u64(&k.b, 0);
+    }
+    if (o->huge_array) {
+        gg_key(&k, "qorus.huge", GT_ARRAY);
+        tb_u32(&k.b, GT_U32);
+        tb_u64(&k.b, (uint64_t)1 << 62);
+    }
+    if (!o->no_tokenizer)
+        gg_tokenizer(&k, t);
+
+    /* tensors, in llama.cpp's order */
+#define ADD(nm_fmt, idx, r, cl, one_d, ptr)                                                 \
+    do {                                                                                    \
+        gg_tensor *x = &ts[nt++];                                                           \
+        snprintf(x->name, sizeof x->name, nm_fmt, idx);                                     \
+        x->rows = (r); x->cols = (cl); x->is_1d = (one_d); x->data = (ptr);                 \
+        x->type = (one_d) ? (uint32_t)Q_TENSOR_F32 : o->mat_type;                           \
+    } while (0)
+    /* "%.0zu" of 0 prints nothing: names without a block index */
+    ADD("token_embd.weight%.0zu", (size_t)0, c->vocab_size, d, 0, m->emb);
+    ADD("output_norm.weight%.0zu", (size_t)0, (size_t)1, d, 1, m->rms_final);
+    if (!m->shared)
+        ADD("output.weight%.0zu", (size_t)0, c->vocab_size, d, 0, m->wcls);
+    for (i = 0; i < L; i++) {
+        ADD("blk.%zu.attn_norm.weight", i, (size_t)1, d, 1, m->rms_att + i * d);
+        ADD("blk.%zu.attn_q.weight", i, d, d, 0, m->wq + i * d * d);
+        ADD("blk.%zu.attn_k.weight", i, kv, d, 0, m->wk + i * kv * d);
+        ADD("blk.%zu.attn_v.weight", i, kv, d, 0, m->wv + i * kv * d);
+        ADD("blk.%zu.attn_output.weight", i, d, d, 0, m->wo + i * d * d);
+        ADD("blk.%zu.ffn_norm.weight", i, (size_t)1, d, 1, m->rms_ffn + i * d);
+        ADD("blk.%zu.ffn_gate.weight", i, h, d, 0, m->w1 + i * h * d);
+        ADD("blk.%zu.ffn_down.weight", i, d, h, 0, m->w2 + i * d * h);
+        ADD("blk.%zu.ffn_up.weight", i, h, d, 0, m->w3 + i * h * d);
+    }
+#undef ADD
+    for (i = 0; i < nt; i++) {
+        ts[i].bytes = gg_bytes(ts[i].type, ts[i].rows, ts[i].cols);
+        ts[i].offset = off;
+        off += (ts[i].bytes + align - 1) & ~(uint64_t)(align - 1);
+    }
+    for (i = 0; i < nt; i++) {
+        const gg_tensor *x = &ts[i];
+        int hit = o->tensor != NULL && strcmp(o->tensor, x->name) == 0;
+        uint32_t nd = x->is_1d ? 1 : 2, type = x->type;
+        uint64_t ne[4] = {x->cols, x->rows, 1, 1}, offset = x->offset;
+        int reps = (o->dup_tensor && strcmp(x->name, "output_norm.weight") == 0) ? 2 : 1;
+        if (o->omit_tensor != NULL && strcmp(o->omit_tensor, x->name) == 0)
+            continue;
+        if (hit) {
+            if (o->t_n_dims)
+                nd = o->t_n_dims == UINT32_MAX ? 0 : o->t_n_dims;
+            if (o->t_set_ne)
+                memcpy(ne, o->t_ne, sizeof ne);
+            if (o->t_set_type)
+                type = o->t_type;
+            if (o->t_set_offset)
+                offset = o->t_offset;
+            if (o->t_offset_add)
+                offset += 4;
+        }
+        for (int r = 0; r < reps; r++) {
+            tb_str(&info, x->name);
+            tb_u32(&info, nd);
+            for (uint32_t j = 0; j < nd; j++)
+                tb_u64(&info, j < 4 ? ne[j] : 1);
+            tb_u32(&info, type);
+            tb_u64(&info, offset);
+            n_infos++;
+        }
+    }
+    if (o->big_tensors) {
+        for (int r = 0; r < 2; r++) {
+            tb_str(&info, r == 0 ? "qorus.big.a" : "qorus.big.b");
+            tb_u32(&info, 3);
+            tb_u64(&info, (uint64_t)1 << 30);
+            tb_u64(&info, (uint64_t)1 << 30);
+            tb_u64(&info, 2);
+            tb_u32(&info, Q_TENSOR_F32);
+            tb_u64(&info, 0);
+            n_infos++;
+        }
+    }
+
+    /* file */
+    tb_u32(b, 0x46554747u);
+    tb_u32(b, o->version);
+    tb_u64(b, o->set_n_tensors ? o->n_tensors : n_infos);
+    tb_u64(b, o->set_n_kv ? o->n_kv : k.n);
+    {
+        size_t kv_at = b->n;
+        tb_put(b, k.b.p, k.b.n);
+        if (o->first_key_len_max)
+            tb_poke_u64(b, kv_at, UINT64_MAX);
+        if (o->first_key_len_past)
+            tb_poke_u64(b, kv_at, (uint64_t)1 << 40);
+    }
+    tb_put(b, info.p, info.n);
+    while (b->n % align != 0)
+        tb_u8(b, 0);
+    for (i = 0; i < nt; i++) {
+        size_t start = b->n;
+        gg_data(b, &ts[i]);
+        (void)start;
+        while (b->n % align != 0)
+            tb_u8(b, 0);
+    }
+    tb_free(&k.b);
+    tb_free(&info);
+    free(ts);
+}
