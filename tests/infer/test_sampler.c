@@ -11,6 +11,7 @@
 static uint32_t draw(q_sampler *s, q_context *ctx, const float *logits, size_t n)
 {
     float buf[16];
+    CHECK_EQ_INT(s->vocab_size, n);
     memcpy(buf, logits, n * sizeof(float));
     uint32_t tok = UINT32_MAX;
     CHECK_EQ_INT(q_sample(s, ctx, buf, &tok), Q_OK);
@@ -30,6 +31,7 @@ int main(void)
     CHECK_EQ_INT(q_sampler_init(&s, 5, 0.0f, 0.9f, 1), Q_OK);
     CHECK_EQ_INT(draw(&s, NULL, ties, 5), 1);
     const float nans[3] = {NAN, 5.0f, NAN};
+    CHECK_EQ_INT(q_sampler_init(&s, 3, 0.0f, 0.9f, 1), Q_OK);
     CHECK_EQ_INT(draw(&s, NULL, nans, 3), 0);
 
     /* top-p: with p(0) = 0.95 > topp the nucleus is {0} */
