@@ -312,8 +312,9 @@ static void print_tensor(const loaded *L, const char *name, const q_tensor *t)
 {
     const char *base = (const char *)L->ctx.weights_mmap;
     unsigned long long off = (unsigned long long)((const char *)t->data - base);
-    printf("  %-28s %-8s (%zu, %zu)%*s offset %llu", name, type_name(t->type), t->rows,
-           t->cols, 2, "", off);
+    char shape[64];
+    snprintf(shape, sizeof shape, "(%zu, %zu)", t->rows, t->cols);
+    printf("  %-32s %-8s %-14s offset %llu", name, type_name(t->type), shape, off);
     if (t->type == Q_TENSOR_Q8_SPLIT && t->scales != NULL)
         printf(", scales at %llu (group %zu)",
                (unsigned long long)((const char *)t->scales - base), t->group_size);
