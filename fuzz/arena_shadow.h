@@ -179,7 +179,7 @@ static inline void *shadow_alloc(q_context *ctx, arena_shadow *s, size_t size)
         FUZZ_ASSERT_MSG(fuzz_asan_all_addressable(b, size), "requested bytes poisoned");
         FUZZ_ASSERT_MSG(fuzz_asan_all_poisoned(b + size, rounded - size),
                         "padding after %zu bytes addressable", size);
-#ifdef FUZZ_HAVE_MSAN
+#ifdef FUZZ_CHECK_MSAN_ARENA
         /* Fresh arena bytes are uninitialized under MSan. */
         FUZZ_ASSERT(__msan_test_shadow(b, size) == 0);
 #endif

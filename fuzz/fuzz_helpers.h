@@ -35,6 +35,17 @@
 #define FUZZ_HAVE_ASAN 1
 #endif
 
+/* The library's arena annotations exist only when it was built instrumented
+ * (Q_ARENA_INSTRUMENTED in qorus_config.h): an ASan build of the targets over a plain
+ * library (e.g. an OSS-Fuzz build without QORUS_SANITIZER) checks no poison state. */
+#include "qorus_config.h"
+#if defined(FUZZ_HAVE_ASAN) && Q_ARENA_INSTRUMENTED
+#define FUZZ_CHECK_POISON 1
+#endif
+#if defined(FUZZ_HAVE_MSAN) && Q_ARENA_INSTRUMENTED
+#define FUZZ_CHECK_MSAN_ARENA 1
+#endif
+
 #ifdef FUZZ_HAVE_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
@@ -136,10 +147,11 @@ static inline const uint8_t *fuzz_producer_payload(fuzz_producer *p, size_t *len
 
 /* ---- sanitizer queries ---- */
 
-/* 1 if the ASan shadow says every byte of [p, p+n) is addressable (always 1 without ASan). */
+/* 1 if the ASan shadow says every byte of [p, p+n) is addressable (always 1 without
+ * FUZZ_CHECK_POISON). */
 static inline int fuzz_asan_all_addressable(const void *p, size_t n)
 {
-#ifdef FUZZ_HAVE_ASAN
+#ifdef FUZZ_CHECK_POISON
     return n == 0 || __asan_region_is_poisoned((void *)(uintptr_t)p, n) == NULL;
 #else
     (void)p;
@@ -148,12 +160,12 @@ static inline int fuzz_asan_all_addressable(const void *p, size_t n)
 #endif
 }
 
-/* 1 if every byte of [p, p+n) is poisoned (always 1 without ASan). Exact: ASan shadow
+/* 1 if every byte of [p, p+n) is poisoned (always 1 without FUZZ_CHECK_POISON). Exact: ASan shadow
  * granules (8 bytes) are addressable as a prefix, so checking each byte up to the next
  * granule start and then the first byte of each granule sees every byte. */
 static inline int fuzz_asan_all_poisoned(const void *p, size_t n)
 {
-#ifdef FUZZ_HAVE_ASAN
+#ifdef FUZZ_CHECK_POISON
     const unsigned char *b = p;
     size_t i = 0;
     while (i < n && ((uintptr_t)(b + i) & 7u) != 0) {

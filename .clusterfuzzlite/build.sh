@@ -1,0 +1,52 @@
+#!/bin/bash -eu
+# ClusterFuzzLite / OSS-Fuzz build script: builds every fuzz target with $CC $CFLAGS and
+# links $LIB_FUZZING_ENGINE (QORUS_FUZZ_ENGINE=external), then copies to $OUT each target,
+# its seed corpus as <target>_seed_corpus.zip and its dictionary as <target>.dict.
+#
+# Runs outside Docker too, with the variables set by hand (docs/fuzzing.md), e.g.:
+#   CC=clang CFLAGS="-fsanitize=address,fuzzer-no-link -g" LIB_FUZZING_ENGINE=-fsanitize=fuzzer \
+#   SANITIZER=address OUT=/tmp/cflite-out SRC=$PWD/.. WORK=/tmp/cflite-work .clusterfuzzlite/build.sh
+#
+# $SANITIZER (address, memory, undefined, coverage; OSS-Fuzz sets it) selects the library's
+# arena instrumentation: ASan/MSan builds poison the arena so the targets can check it.
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [ -f "$here/../CMakeLists.txt" ]; then
+  src=$(cd "$here/.." && pwd)         # run from the checkout
+else
+  src=$SRC/qorus                      # $SRC/build.sh inside the image
+fi
+work=${WORK:-/tmp}/qorus-cflite-build
+mkdir -p "$OUT"
+
+case "${SANITIZER:-}" in
+  address) qsan=address ;;
+  memory) qsan=memory ;;
+  undefined) qsan=undefined ;;
+  *) qsan="" ;;
+esac
+
+cmake -S "$src" -B "$work" \
+  -DCMAKE_C_COMPILER="$CC" -DCMAKE_C_FLAGS="$CFLAGS" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_C_FLAGS_RELEASE="-O1" \
+  -DQORUS_SANITIZER="$qsan" -DQORUS_FUZZ_ENGINE=external \
+  -DQORUS_LIB_FUZZING_ENGINE="$LIB_FUZZING_ENGINE" \
+  -DQORUS_BUILD_TESTS=OFF -DQORUS_BUILD_BENCH=OFF -DQORUS_BUILD_DRIVER=OFF
+cmake --build "$work" -j "$(nproc)" --target fuzz_targets
+
+for t in $(cat "$work/fuzz/targets.txt"); do
+  cp "$work/fuzz/$t" "$OUT/$t"
+  if [ -d "$src/corpus/$t" ] && [ -n "$(ls -A "$src/corpus/$t")" ]; then
+    rm -f "$OUT/${t}_seed_corpus.zip"
+    (cd "$src/corpus/$t" && zip -q -r "$OUT/${t}_seed_corpus.zip" .)
+  fi
+  dict=""
+  case "$t" in
+    fuzz_model_llama2c) dict=llama2c ;;
+    fuzz_gguf) dict=gguf ;;
+    fuzz_tokenizer) dict=tokenizer ;;
+  esac
+  if [ -n "$dict" ]; then
+    cp "$src/fuzz/dict/$dict.dict" "$OUT/$t.dict"
+  fi
+done
+echo "qorus: built $(wc -l <"$work/fuzz/targets.txt") fuzz targets into $OUT"
