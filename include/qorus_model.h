@@ -117,8 +117,13 @@ typedef struct q_tokenizer {
  * Parses a model file held in memory (format detected from the magic: "GGUF", "ak42",
  * otherwise llama2.c legacy). Validates everything before returning; on success `model`
  * holds views into `buf` (which must outlive it) and, for GGUF, `tokenizer` (may be NULL
- * to skip) the vocabulary from the metadata. On error nothing is allocated and `diag` (may
- * be NULL) names the offending field.
+ * to skip) the vocabulary from the metadata, pieces as stored (SentencePiece space as
+ * U+2581, BOS/EOS `<s>`/`</s>`); for llama2.c files `tokenizer` is left zeroed. `tokenizer`
+ * must not hold a vocabulary (it is overwritten). On error nothing is allocated, `model`
+ * and `tokenizer` are zeroed, and `diag` (may be NULL) names the offending field.
+ * Validation rules and their codes: docs/model-formats.md.
+ * GGUF tensors keep their file type (F32, F16 or Q8_0 for matrices; norms are always F32);
+ * llama2.c v2 matrices are Q8_SPLIT with group_size dividing cols; everything else F32.
  *
  * Errors: Q_ERR_INVALID_ARG, Q_ERR_BAD_MAGIC, Q_ERR_UNSUPPORTED_VERSION,
  * Q_ERR_INVALID_CONFIG, Q_ERR_TRUNCATED, Q_ERR_OVERFLOW, Q_ERR_UNSUPPORTED_TYPE,
@@ -130,8 +135,9 @@ q_error_code q_model_parse(q_model *model, q_tokenizer *tokenizer, const void *b
 
 /**
  * Maps `path` into ctx (q_init_memory_ex with `strategy`) and parses it with q_model_parse.
- * On error the mapping is released again. Errors: those of q_init_memory_ex and
- * q_model_parse.
+ * On a parse error the context is released with q_free_memory (load models into a fresh
+ * context, before allocating its KV cache and arena). Errors: those of q_init_memory_ex
+ * (diag field "file") and q_model_parse.
  */
 q_error_code q_model_load(q_model *model, q_tokenizer *tokenizer, q_context *ctx,
                           const char *path, q_mmap_strategy strategy, q_diag *diag);
