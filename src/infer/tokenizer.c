@@ -4,9 +4,8 @@
  * Encode keeps run.c's algorithm and its results: dummy-prefix " ", one lookup per UTF-8
  * codepoint (lead byte + up to 3 continuation bytes), byte fallback, then repeated merges
  * of the adjacent pair with the highest score (leftmost on ties, strictly greater than
- * -1e10). Unlike run.c, each pair's lookup is cached and only the two neighbours of a merge
- * are looked up again, so a prompt of n tokens costs O(n^2) comparisons but O(n) string
- * lookups; the merge order is the same.
+ * -1e10). Unlike run.c (O(n^2) lookups), merges run in O(n log n) with a heap; the merge
+ * order and the result are the same.
  *
  * Decode: see q_decoder in qorus_infer.h.
  */
@@ -201,6 +200,125 @@ static int64_t lookup_pair(const q_encoder *enc, uint32_t a, uint32_t b)
     return lookup(enc, enc->buf, na + nb);
 }
 
+/* ---- merges ----
+ *
+ * run.c merges, again and again, the adjacent pair whose concatenation is a piece with the
+ * highest score (the leftmost on ties, and only scores above -1e10). Same result here in
+ * O(n log n): the tokens form a linked list (a merge keeps the left node, so node indices
+ * stay in text order) and candidate pairs sit in a max-heap ordered by (score, -left
+ * index). A merge invalidates the entries of its neighbours lazily: an entry is applied only
+ * if its two nodes are still adjacent and still hold the tokens it was computed for. */
+
+typedef struct pair_entry {
+    float score;
+    uint32_t merged;       /* id of the concatenation */
+    uint32_t left_tok, right_tok;
+    size_t left, right;    /* node indices */
+} pair_entry;
+
+/* Whether a is a better merge than b: higher score, then further left. */
+static int pair_before(const pair_entry *a, const pair_entry *b)
+{
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+static void heap_push(pair_entry *heap, size_t *len, pair_entry e)
+{
+    size_t i = (*len)++;
+    while (i > 0 && pair_before(&e, &heap[(i - 1) / 2])) {
+        heap[i] = heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    heap[i] = e;
+}
+
+static pair_entry heap_pop(pair_entry *heap, size_t *len)
+{
+    pair_entry top = heap[0], last = heap[--*len];
+    size_t i = 0, n = *len;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && pair_before(&heap[c + 1], &heap[c]))
+            c++;
+        if (!pair_before(&heap[c], &last))
+            break;
+        heap[i] = heap[c];
+        i = c;
+    }
+    if (n > 0)
+        heap[i] = last;
+    return top;
+}
+
+#define NO_NODE SIZE_MAX
+
+/* Pushes the pair (left, right) if its concatenation is a piece with a usable score. */
+static void push_pair(const q_encoder *enc, const uint32_t *tok_at, size_t left, size_t right,
+                      pair_entry *heap, size_t *len)
+{
+    if (left == NO_NODE || right == NO_NODE)
+        return;
+    int64_t id = lookup_pair(enc, tok_at[left], tok_at[right]);
+    if (id < 0)
+        return;
+    float score = enc->tok->scores != NULL ? enc->tok->scores[id] : 0.0f;
+    if (!(score > -1e10f)) /* run.c's starting best score; NaN never merges */
+        return;
+    pair_entry e = {score, (uint32_t)id, tok_at[left], tok_at[right], left, right};
+    heap_push(heap, len, e);
+}
+
+/* Merges tokens[0..*n) in place as run.c does; *n shrinks. */
+static q_error_code merge_pairs(const q_encoder *enc, uint32_t *tokens, size_t *n_io)
+{
+    size_t n = *n_io;
+    if (n < 2)
+        return Q_OK;
+    /* each merge pushes at most 2 entries and there are at most n - 1 merges */
+    size_t links_bytes, heap_cap, heap_bytes;
+    if (!q_mul_size(n, 2 * sizeof(size_t), &links_bytes) || !q_mul_size(n, 3, &heap_cap) ||
+        !q_mul_size(heap_cap, sizeof(pair_entry), &heap_bytes))
+        return Q_ERR_OVERFLOW;
+    size_t *prev = malloc(links_bytes); /* (2n): prev[i], then next[i] at prev + n */
+    pair_entry *heap = malloc(heap_bytes); /* (3n) */
+    if (prev == NULL || heap == NULL) {
+        free(prev);
+        free(heap);
+        return Q_ERR_ALLOC;
+    }
+    size_t *next = prev + n;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        prev[i] = i == 0 ? NO_NODE : i - 1;
+        next[i] = i + 1 == n ? NO_NODE : i + 1;
+    }
+    for (size_t i = 0; i + 1 < n; i++)
+        push_pair(enc, tokens, i, i + 1, heap, &len);
+    while (len > 0) {
+        pair_entry e = heap_pop(heap, &len);
+        if (next[e.left] != e.right || tokens[e.left] != e.left_tok ||
+            tokens[e.right] != e.right_tok)
+            continue; /* stale */
+        tokens[e.left] = e.merged;
+        next[e.left] = next[e.right];
+        if (next[e.right] != NO_NODE)
+            prev[next[e.right]] = e.left;
+        next[e.right] = e.right; /* dead: never adjacent to anything again */
+        prev[e.right] = NO_NODE;
+        push_pair(enc, tokens, prev[e.left], e.left, heap, &len);
+        push_pair(enc, tokens, e.left, next[e.left], heap, &len);
+    }
+    size_t out = 0;
+    for (size_t i = 0; i != NO_NODE; i = next[i])
+        tokens[out++] = tokens[i];
+    free(prev);
+    free(heap);
+    *n_io = out;
+    return Q_OK;
+}
+
 q_error_code q_encode(const q_encoder *enc, const char *text, size_t text_len, int add_bos,
                       int add_eos, uint32_t *tokens, size_t capacity, size_t *n_tokens)
 {
@@ -247,40 +365,9 @@ q_error_code q_encode(const q_encoder *enc, const char *text, size_t text_len, i
         if (tokens[i] >= tok->vocab_size)
             return Q_ERR_BAD_TOKEN;
 
-    /* merges: pair_id[i] / pair_score[i] describe the pair (tokens[i], tokens[i+1]) */
-    if (n >= 2) {
-        int64_t *pair_id = malloc((n - 1) * sizeof *pair_id);
-        if (pair_id == NULL)
-            return Q_ERR_ALLOC;
-        for (size_t i = 0; i + 1 < n; i++)
-            pair_id[i] = lookup_pair(enc, tokens[i], tokens[i + 1]);
-        for (;;) {
-            float best_score = -1e10f;
-            size_t best_idx = SIZE_MAX;
-            for (size_t i = 0; i + 1 < n; i++) {
-                if (pair_id[i] < 0)
-                    continue;
-                float score = tok->scores != NULL ? tok->scores[pair_id[i]] : 0.0f;
-                if (score > best_score) {
-                    best_score = score;
-                    best_idx = i;
-                }
-            }
-            if (best_idx == SIZE_MAX)
-                break;
-            tokens[best_idx] = (uint32_t)pair_id[best_idx];
-            memmove(tokens + best_idx + 1, tokens + best_idx + 2,
-                    (n - best_idx - 2) * sizeof *tokens);
-            memmove(pair_id + best_idx, pair_id + best_idx + 1,
-                    (n - best_idx - 2) * sizeof *pair_id);
-            n--;
-            if (best_idx > 0)
-                pair_id[best_idx - 1] = lookup_pair(enc, tokens[best_idx - 1], tokens[best_idx]);
-            if (best_idx + 1 < n)
-                pair_id[best_idx] = lookup_pair(enc, tokens[best_idx], tokens[best_idx + 1]);
-        }
-        free(pair_id);
-    }
+    q_error_code err = merge_pairs(enc, tokens, &n);
+    if (err != Q_OK)
+        return err;
     if (add_eos)
         tokens[n++] = tok->eos_id;
     *n_tokens = n;

@@ -134,7 +134,7 @@ static void test_encode(void)
     toy_free(&t);
 
     /* SentencePiece spelling (GGUF): "▁" stands for a space */
-    static const char *const spm[] = {"\xE2\x96\x81", "a", "\xE2\x96\x81" "a"};
+    static const char *const spm[] = {"\xE2\x96\x81", "a", ("\xE2\x96\x81" "a")};
     static const float spm_scores[] = {-1, -1, 2};
     toy_init(&t, 1, spm, spm_scores, 3);
     CHECK_EQ_INT(q_encoder_init(&enc, &t.tok), Q_OK);
@@ -272,6 +272,91 @@ static const char *const texts[] = {
     "",
 };
 
+/* run.c's merge loop, literally (O(n^2), linear lookups): the reference for q_encode's
+ * heap. Takes the tokens q_encode produced before merging, i.e. BOS, " ", codepoints. */
+static int64_t naive_lookup(const q_tokenizer *tok, const char *s, size_t n)
+{
+    for (size_t i = 0; i < tok->vocab_size; i++)
+        if (tok->piece_lengths[i] == n && memcmp(tok->pieces[i], s, n) == 0)
+            return (int64_t)i;
+    return -1;
+}
+
+static size_t naive_merge(const q_tokenizer *tok, uint32_t *t, size_t n)
+{
+    char buf[2 * 1024 + 1];
+    for (;;) {
+        float best = -1e10f;
+        size_t best_i = SIZE_MAX;
+        uint32_t best_id = 0;
+        for (size_t i = 0; i + 1 < n; i++) {
+            size_t a = tok->piece_lengths[t[i]], b = tok->piece_lengths[t[i + 1]];
+            memcpy(buf, tok->pieces[t[i]], a);
+            memcpy(buf + a, tok->pieces[t[i + 1]], b);
+            int64_t id = naive_lookup(tok, buf, a + b);
+            if (id >= 0 && tok->scores[id] > best) {
+                best = tok->scores[id];
+                best_i = i;
+                best_id = (uint32_t)id;
+            }
+        }
+        if (best_i == SIZE_MAX)
+            return n;
+        t[best_i] = best_id;
+        memmove(t + best_i + 1, t + best_i + 2, (n - best_i - 2) * sizeof *t);
+        n--;
+    }
+}
+
+/* q_encode == run.c's loop on random texts made of pieces of the vocabulary. */
+static void compare_with_naive(const q_tokenizer *tok)
+{
+    q_encoder enc;
+    CHECK_EQ_INT(q_encoder_init(&enc, tok), Q_OK);
+    uint64_t rng = 99;
+    for (int round = 0; round < 200; round++) {
+        char text[512];
+        size_t len = 0;
+        size_t words = 1 + q_random_u32(&rng) % 30;
+        for (size_t w = 0; w < words; w++) {
+            uint32_t id = q_random_u32(&rng) % (uint32_t)tok->vocab_size;
+            size_t pl = tok->piece_lengths[id];
+            if (pl == 0 || len + pl + 1 >= sizeof text || (pl == 6 && tok->pieces[id][0] == '<'))
+                continue; /* skip byte-token spellings like "<0x41>" */
+            memcpy(text + len, tok->pieces[id], pl);
+            len += pl;
+            if (q_random_u32(&rng) % 3 == 0)
+                text[len++] = ' ';
+        }
+        uint32_t got[600], want[600];
+        size_t n_got, n_want = 0;
+        CHECK_EQ_INT(q_encode(&enc, text, len, 1, 0, got, 600, &n_got), Q_OK);
+        /* the unmerged tokens, built independently: BOS, " ", codepoints or bytes */
+        want[n_want++] = tok->bos_id;
+        if (len > 0)
+            want[n_want++] = (uint32_t)naive_lookup(tok, " ", 1);
+        for (size_t i = 0; i < len;) {
+            size_t cl = 1;
+            while (i + cl < len && cl < 4 && ((unsigned char)text[i + cl] & 0xC0) == 0x80)
+                cl++;
+            int64_t id = naive_lookup(tok, text + i, cl);
+            if (id >= 0)
+                want[n_want++] = (uint32_t)id;
+            else
+                for (size_t k = 0; k < cl; k++)
+                    want[n_want++] = tok->byte_tokens[(unsigned char)text[i + k]];
+            i += cl;
+        }
+        n_want = naive_merge(tok, want, n_want);
+        if (n_got != n_want || memcmp(got, want, n_got * sizeof got[0]) != 0) {
+            fprintf(stderr, "merge order differs from run.c on '%.*s'\n", (int)len, text);
+            CHECK(0);
+            break;
+        }
+    }
+    q_encoder_free(&enc);
+}
+
 static int test_real(const char *dir)
 {
     if (!exists(dir, "tok512.bin") || !exists(dir, "tok105.bin") ||
@@ -292,6 +377,7 @@ static int test_real(const char *dir)
             CHECK(0);
         }
     }
+    compare_with_naive(&tok);
     round_trip(&tok, "Once upon a time", &n);
     CHECK_EQ_INT(n, 5); /* BOS + 4, as run.c */
 
