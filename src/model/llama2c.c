@@ -1,7 +1,7 @@
 /*
  * llama2.c checkpoints (karpathy/llama2.c export.py, run.c, runq.c). All little-endian.
  *
- * Version 0 (legacy, no magic):
+ * Version 0 (legacy, no magic; a first int32 outside 1..Q_MAX_DIM is Q_ERR_BAD_MAGIC):
  *   1. 7 x int32: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len
  *      (vocab_size < 0: the classifier is not shared and follows the weights; INT32_MIN and
  *      0 are invalid)
@@ -216,6 +216,10 @@ q_error_code q_llama2c_parse(q_model *model, const unsigned char *buf, size_t le
         header = Q_AK42_HEADER_BYTES;
         cfg_at = 8;
     } else {
+        /* no magic in version 0: its dim field stands in for one */
+        int32_t dim = q_load_i32(buf);
+        if (dim < 1 || (uint32_t)dim > Q_MAX_DIM)
+            return q_fail(diag, Q_ERR_BAD_MAGIC, "magic (legacy dim)", 0, dim);
         header = Q_LEGACY_HEADER_BYTES;
         cfg_at = 0;
     }
