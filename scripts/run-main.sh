@@ -9,8 +9,12 @@ cd "$(dirname "$0")/.."
 prompt=${1:-"Once upon a time"}
 steps=${2:-256}
 
-cmake --preset release >/dev/null
-cmake --build --preset release -j "${QORUS_JOBS:-2}" >/dev/null
+mkdir -p build
+if ! { cmake --preset release && cmake --build --preset release -j "${QORUS_JOBS:-2}"; } >build/run-main-build.log 2>&1; then
+  cat build/run-main-build.log >&2
+  echo "run-main.sh: the release build failed (log above)" >&2
+  exit 1
+fi
 
 models=""
 for dir in "${QORUS_MODELS:-}" ../shared/models; do
