@@ -194,12 +194,16 @@ static inline void *shadow_alloc(q_context *ctx, arena_shadow *s, size_t size)
     return p;
 }
 
-/* q_arena_reset checked: blocks verified first, surviving ones (below the base) again. */
-static inline void shadow_reset(q_context *ctx, arena_shadow *s)
+/* A reset (q_arena_reset or q_arena_reset_extern) checked: blocks verified first,
+ * surviving ones (below the base) again. */
+static inline void shadow_reset_with(q_context *ctx, arena_shadow *s, void (*reset)(q_context *))
 {
     shadow_verify_all(ctx, s);
     size_t old_head = s->head;
-    q_arena_reset(ctx);
+    if (reset != NULL)
+        reset(ctx);
+    else
+        q_arena_reset(ctx);
     if (!s->exists) {
         shadow_check_ctx(ctx, s);
         return;
@@ -217,6 +221,11 @@ static inline void shadow_reset(q_context *ctx, arena_shadow *s)
     size_t check = released < 4096 ? released : 4096;
     FUZZ_ASSERT_MSG(fuzz_asan_all_poisoned(ctx->scratch_buffer + s->base, check),
                     "released bytes still addressable after reset");
+}
+
+static inline void shadow_reset(q_context *ctx, arena_shadow *s)
+{
+    shadow_reset_with(ctx, s, NULL);
 }
 
 #endif
