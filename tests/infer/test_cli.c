@@ -589,21 +589,33 @@ static int case_ak42(const char *tool)
 
 static int case_valgrind(const char *valgrind)
 {
-    if (!have("stories260K.bin") || !have("tok512.bin"))
+    if (!have("stories260K.bin") || !have("tok512.bin") || !have("stories260K.gguf"))
         return SKIP_RETURN_CODE;
-    char *argv[] = {(char *)valgrind, "--tool=memcheck", "--leak-check=full",
-                    "--show-leak-kinds=all", "--errors-for-leak-kinds=all",
-                    "--error-exitcode=99", (char *)qorus, "run",
-                    (char *)path_in(models, "stories260K.bin"), "-z",
-                    (char *)path_in(models, "tok512.bin"), "-n", "32", "-i",
-                    "Once upon a time", "-s", "1", NULL};
-    result r = run(argv);
-    CHECK_EQ_INT(r.status, 0);
-    CHECK(strstr(r.err, "ERROR SUMMARY: 0 errors") != NULL);
-    CHECK(strstr(r.err, "All heap blocks were freed") != NULL);
-    const char *summary = strstr(r.err, "HEAP SUMMARY");
-    printf("%s", summary != NULL ? summary : r.err);
-    free_result(&r);
+    /* the llama2.c path (tokenizer file) and the GGUF path (tokenizer from metadata) */
+    char *tok_args[2][3] = {{"-z", (char *)path_in(models, "tok512.bin"), NULL}, {NULL}};
+    const char *model[2] = {"stories260K.bin", "stories260K.gguf"};
+    for (int k = 0; k < 2; k++) {
+        char *argv[24];
+        int n = 0;
+        const char *fixed[] = {valgrind, "--tool=memcheck", "--leak-check=full",
+                               "--show-leak-kinds=all", "--errors-for-leak-kinds=all",
+                               "--error-exitcode=99", qorus, "run", path_in(models, model[k])};
+        for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+            argv[n++] = (char *)fixed[i];
+        for (int i = 0; tok_args[k][i] != NULL; i++)
+            argv[n++] = tok_args[k][i];
+        const char *rest[] = {"-n", "32", "-i", "Once upon a time", "-s", "1", "-t", "0.8"};
+        for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
+            argv[n++] = (char *)rest[i];
+        argv[n] = NULL;
+        result r = run(argv);
+        CHECK_EQ_INT(r.status, 0);
+        CHECK(strstr(r.err, "ERROR SUMMARY: 0 errors") != NULL);
+        CHECK(strstr(r.err, "All heap blocks were freed") != NULL);
+        const char *summary = strstr(r.err, "HEAP SUMMARY");
+        printf("%s:\n%s", model[k], summary != NULL ? summary : r.err);
+        free_result(&r);
+    }
     return check_result("valgrind");
 }
 
