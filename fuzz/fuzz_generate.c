@@ -33,7 +33,7 @@ static size_t build_tokenizer(uint8_t *out, size_t cap, size_t vocab, int byte_f
                               uint32_t score_seed)
 {
     size_t off = 4, max_len = 0;
-    char piece[16];
+    char piece[32];
     for (size_t id = 0; id < vocab; id++) {
         const char *p;
         size_t n;
