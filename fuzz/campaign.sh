@@ -205,7 +205,7 @@ run_afl() {
   for q in "$wd"/out/*/queue; do
     [ -d "$q" ] && find "$q" -maxdepth 1 -type f -exec sh -c 'cp "$1" "$2/q-$(sha1sum "$1" | cut -c1-16)"' _ {} "$wd/all" \;
   done
-  if AFL_SKIP_BIN_CHECK=1 afl-cmin -m none -t 25000 -i "$wd/all" -o "$wd/cmin" -- "$bin" >"$wd/cmin.log" 2>&1; then
+  if AFL_SKIP_BIN_CHECK=1 afl-cmin -m none -t 25000 -i "$wd/all" -o "$wd/cmin" -- "$bin" - >"$wd/cmin.log" 2>&1; then
     declare -A have=()
     for f in "$corpus"/*; do [ -f "$f" ] && have[$(sha1sum "$f" | cut -c1-40)]=1; done
     for f in "$wd"/cmin/*; do
@@ -228,7 +228,7 @@ run_afl() {
     out="$wd/min-$n"
     local kind=crash
     case "$f" in */hangs/*) kind=timeout ;; esac
-    afl-tmin -m none -t 25000 -i "$f" -o "$out" -- "$bin" >"$wd/tmin-$n.log" 2>&1 || cp "$f" "$out"
+    afl-tmin -m none -t 25000 -i "$f" -o "$out" -- "$bin" - >"$wd/tmin-$n.log" 2>&1 || cp "$f" "$out"
     cp "$out" "$crashdir/crash-afl-$kind-$(sha "$out")"
     echo "campaign: $t: $kind -> $crashdir/crash-afl-$kind-$(sha "$out")"
   done
