@@ -360,6 +360,31 @@ static inline void fuzz_model_input(const uint8_t *data, size_t size, int want_t
     /* The file path must agree with the memory path. */
     if (size >= Q_MIN_MODEL_FILE_BYTES) {
         const char *path = fuzz_temp_file(data, size);
+        unsigned long load_inject = (h >> 12) % 8 == 0 ? 1 + (unsigned long)((h >> 16) % 4) : 0;
+        if (path != NULL && load_inject) {
+            /* open (1), mmap (2), then the parser's allocations: a clean error or success */
+            q_context ctx = {0};
+            q_model m2;
+            q_tokenizer tok2;
+            q_test_fail_nth_os_call(load_inject);
+            q_error_code rc2 = q_model_load(&m2, tp ? &tok2 : NULL, &ctx, path, Q_MMAP_LAZY, NULL);
+            int fired = q_test_failure_fired();
+            q_test_fail_nth_os_call(0);
+            if (fired) {
+                FUZZ_ASSERT_MSG(rc2 == Q_ERR_FILE_OPEN || rc2 == Q_ERR_MMAP || rc2 == Q_ERR_ALLOC,
+                                "injected failure %lu in q_model_load: %s", load_inject,
+                                q_error_name(rc2));
+                FUZZ_ASSERT(ctx.weights_mmap == NULL && fuzz_model_is_empty(&m2));
+            } else {
+                FUZZ_ASSERT(rc2 == rc);
+            }
+            if (rc2 == Q_OK) {
+                if (tp)
+                    q_tokenizer_free(&tok2);
+                q_model_free(&m2);
+            }
+            q_free_memory(&ctx);
+        }
         if (path != NULL) {
             q_context ctx = {0};
             q_model m2;
