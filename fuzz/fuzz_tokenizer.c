@@ -56,6 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t h = fuzz_hash(data, size);
     size_t n = count_entries(data, size);
     unsigned long inject = fuzz_injection_from_hash(h);
+    if ((h & 0xf0u) == 0)
+        fuzz_check_model_api_misuse(data, size);
     if (inject)
         check_one(data, size, n, inject);
     check_one(data, size, n, 0);

@@ -119,6 +119,27 @@ static inline void fuzz_check_view(const void *p, size_t n, const uint8_t *buf, 
     (void)last;
 }
 
+/* q_tensor_read_row on the first and last rows: every value read (MSan), and a row past
+ * the end refused. */
+static inline void fuzz_read_rows(const q_tensor *t)
+{
+    static float row[Q_MAX_HIDDEN_DIM > Q_MAX_DIM ? Q_MAX_HIDDEN_DIM : Q_MAX_DIM];
+    if (t->cols > sizeof row / sizeof row[0])
+        return;
+    size_t rows_to_read[2] = {0, t->rows - 1};
+    for (int k = 0; k < 2; k++) {
+        q_error_code rc = q_tensor_read_row(t, rows_to_read[k], row);
+        FUZZ_ASSERT_MSG(rc == Q_OK, "q_tensor_read_row: %s", q_error_name(rc));
+        volatile size_t nan = 0;
+        for (size_t i = 0; i < t->cols; i++)
+            if (row[i] != row[i])
+                nan++;
+        (void)nan;
+    }
+    FUZZ_ASSERT(q_tensor_read_row(t, t->rows, row) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(q_tensor_read_row(t, 0, NULL) == Q_ERR_INVALID_ARG);
+}
+
 static inline void fuzz_check_tensor(const q_tensor *t, size_t rows, size_t cols,
                                      const uint8_t *buf, size_t len, const char *what)
 {
@@ -131,6 +152,7 @@ static inline void fuzz_check_tensor(const q_tensor *t, size_t rows, size_t cols
     fuzz_check_view(t->data, bytes, buf, len, what);
     if (scale_bytes)
         fuzz_check_view(t->scales, scale_bytes, buf, len, what);
+    fuzz_read_rows(t);
 }
 
 static inline void fuzz_check_config(const q_config *c)
@@ -315,9 +337,38 @@ static inline int fuzz_model_is_empty(const q_model *m)
  * The whole model-file check: parse with an injected failure (some inputs), parse from
  * memory, check what was accepted, compare with the file path, run forward steps.
  */
+/* Argument errors of the model API: refused with Q_ERR_INVALID_ARG, outputs zeroed. */
+static inline void fuzz_check_model_api_misuse(const uint8_t *data, size_t size)
+{
+    q_model m;
+    q_tokenizer t;
+    q_context ctx = {0};
+    q_diag d;
+    FUZZ_ASSERT(q_model_parse(NULL, NULL, data, size, &d) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(q_model_parse(&m, &t, NULL, size, NULL) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(fuzz_model_is_empty(&m) && t.pieces == NULL);
+    FUZZ_ASSERT(q_model_load(NULL, NULL, &ctx, "x", Q_MMAP_LAZY, &d) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(q_model_load(&m, NULL, NULL, "x", Q_MMAP_LAZY, NULL) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(q_model_load(&m, NULL, &ctx, NULL, Q_MMAP_LAZY, NULL) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(q_model_load(&m, NULL, &ctx, "/nonexistent/qorus", Q_MMAP_LAZY, &d) == Q_ERR_FILE_OPEN);
+    FUZZ_ASSERT(ctx.weights_mmap == NULL);
+    FUZZ_ASSERT(q_tokenizer_parse(NULL, data, size, 1, &d) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(q_tokenizer_parse(&t, NULL, size, 1, NULL) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(q_tokenizer_parse(&t, data, size, (size_t)Q_MAX_VOCAB + 1, NULL) ==
+                Q_ERR_INVALID_CONFIG);
+    FUZZ_ASSERT(q_tokenizer_load(NULL, "x", 1, &d) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(q_tokenizer_load(&t, NULL, 1, NULL) == Q_ERR_INVALID_ARG);
+    FUZZ_ASSERT(q_tokenizer_load(&t, "/nonexistent/qorus", 1, &d) == Q_ERR_FILE_OPEN);
+    FUZZ_ASSERT(q_tensor_read_row(NULL, 0, NULL) == Q_ERR_INVALID_ARG);
+    q_model_free(NULL);
+    q_tokenizer_free(NULL);
+}
+
 static inline void fuzz_model_input(const uint8_t *data, size_t size, int want_tokenizer)
 {
     uint64_t h = fuzz_hash(data, size);
+    if ((h & 0xf0u) == 0)
+        fuzz_check_model_api_misuse(data, size);
     q_model model;
     q_tokenizer tok;
     q_diag diag;
