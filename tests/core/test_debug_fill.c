@@ -1,7 +1,7 @@
 /* Debug builds fill fresh arena bytes with 0xA5 and released bytes with 0xDD. */
 #include <stdio.h>
 
-#include "check.h"
+#include "../check.h"
 #include "qorus_core.h"
 
 int main(void)

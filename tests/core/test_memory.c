@@ -16,7 +16,7 @@
 #define __has_feature(x) 0
 #endif
 
-#include "check.h"
+#include "../check.h"
 #include "qorus_core.h"
 #include "qorus_testing.h"
 

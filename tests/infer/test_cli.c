@@ -25,7 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check_infer.h"
+#include "../check.h"
 
 extern char **environ;
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check_infer.h"
+#include "../check.h"
 #include "qorus.h"
 
 static uint64_t rng = 0x1234567887654321ull;

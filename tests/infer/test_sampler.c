@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "check_infer.h"
+#include "../check.h"
 #include "qorus.h"
 
 static uint32_t draw(q_sampler *s, q_context *ctx, const float *logits, size_t n)

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "check_infer.h"
+#include "../check.h"
 #include "qorus.h"
 
 /* ---- a hand-built vocabulary ---- */

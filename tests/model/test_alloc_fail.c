@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../core/check.h"
+#include "../check.h"
 #include "qorus.h"
 #include "qorus_testing.h"
 

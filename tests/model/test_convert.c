@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../core/check.h"
+#include "../check.h"
 #include "qorus.h"
 
 static const char *tool, *work, *models;
