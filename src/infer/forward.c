@@ -8,17 +8,18 @@
  *     kv_dim) float32; kv_bytes = n_layers * seq_len * kv_dim * 2 * 4, overflow-checked.
  *   Arena (q_alloc_arena):
  *     | logits (vocab_size) | <- base (q_arena_set_base)
- *     | per token: x, xb, xb2, q (dim), hb, hb2 (hidden_dim), att (seq_len), w (dim) |
+ *     | per token: x, xb, xb2, q (dim), hb, hb2 (hidden_dim), att (seq_len), w (dim),
+ *       rope_cos, rope_sin (head_size / 2) |
  *     The per-token part is allocated at the start of q_forward and released by
  *     q_arena_reset at its end; the sampler's top-p scratch (vocab_size pairs) reuses it.
  */
 #include "qorus_infer.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "core/checked.h"
+#include "core/os.h"
 
 /* ---- validation ---- */
 
@@ -104,10 +105,11 @@ static int add_floats(size_t *total, size_t count)
 static int per_token_bytes(const q_config *c, size_t *out)
 {
     size_t t = 0;
+    size_t half_head = c->dim / c->n_heads / 2;
     int ok = add_floats(&t, c->dim) && add_floats(&t, c->dim) && add_floats(&t, c->dim) &&
              add_floats(&t, c->dim) && add_floats(&t, c->hidden_dim) &&
              add_floats(&t, c->hidden_dim) && add_floats(&t, c->seq_len) &&
-             add_floats(&t, c->dim);
+             add_floats(&t, c->dim) && add_floats(&t, half_head) && add_floats(&t, half_head);
     *out = t;
     return ok;
 }
@@ -221,8 +223,10 @@ q_error_code q_forward(q_state *st, uint32_t token, size_t pos, float **logits)
     float *hb2 = q_arena_alloc(ctx, hidden_dim * sizeof(float)); /* (hidden_dim) up */
     float *att = q_arena_alloc(ctx, p->seq_len * sizeof(float)); /* (seq_len) one head */
     float *w = q_arena_alloc(ctx, dim * sizeof(float));          /* (dim) a norm weight */
+    float *rope_cos = q_arena_alloc(ctx, head_size / 2 * sizeof(float)); /* (head_size/2) */
+    float *rope_sin = q_arena_alloc(ctx, head_size / 2 * sizeof(float)); /* (head_size/2) */
     if (x == NULL || xb == NULL || xb2 == NULL || q == NULL || hb == NULL || hb2 == NULL ||
-        att == NULL || w == NULL) {
+        att == NULL || w == NULL || rope_cos == NULL || rope_sin == NULL) {
         q_arena_reset(ctx);
         return Q_ERR_ARENA_OOM;
     }
@@ -232,7 +236,16 @@ q_error_code q_forward(q_state *st, uint32_t token, size_t pos, float **logits)
 
     q_tensor_row(x, &m->token_embedding, token);
 
-    float inv_sqrt_head = sqrtf((float)head_size); /* divisor, as run.c */
+    /* RoPE rotation of pair j of a head at this position, the same for every layer:
+     * angle pos / theta^(2j / head_size), computed with run.c's float expressions. */
+    for (size_t j = 0; j < head_size / 2; j++) {
+        float freq = 1.0f / powf(p->rope_theta, (float)(2 * j) / (float)head_size);
+        float val = (float)pos * freq;
+        rope_cos[j] = cosf(val);
+        rope_sin[j] = sinf(val);
+    }
+
+    float sqrt_head_size = sqrtf((float)head_size); /* scores are divided by it, as run.c */
     for (size_t l = 0; l < p->n_layers; l++) {
         const q_layer *L = &m->layers[l];
         load_vector(w, &L->attn_norm);
@@ -247,11 +260,9 @@ q_error_code q_forward(q_state *st, uint32_t token, size_t pos, float **logits)
 
         /* RoPE: rotate each (even, odd) pair of every head of q and k */
         for (size_t i = 0; i < dim; i += 2) {
-            size_t head_dim = i % head_size;
-            float freq = 1.0f / powf(p->rope_theta, (float)head_dim / (float)head_size);
-            float val = (float)pos * freq;
-            float fcr = cosf(val);
-            float fci = sinf(val);
+            size_t pair = (i % head_size) / 2;
+            float fcr = rope_cos[pair];
+            float fci = rope_sin[pair];
             size_t rotn = i < kv_dim ? 2 : 1; /* k has only kv_dim values */
             for (size_t r = 0; r < rotn; r++) {
                 float *vec = r == 0 ? q : k;
@@ -271,7 +282,7 @@ q_error_code q_forward(q_state *st, uint32_t token, size_t pos, float **logits)
                 float score = 0.0f;
                 for (size_t i = 0; i < head_size; i++)
                     score += qh[i] * kt[i];
-                att[t] = score / inv_sqrt_head;
+                att[t] = score / sqrt_head_size;
             }
             q_softmax(att, pos + 1);
             float *xh = xb + h * head_size; /* (head_size) */
@@ -399,7 +410,7 @@ q_error_code q_model_from_floats(q_model *model, const q_config *config, const f
         return Q_ERR_OVERFLOW;
     if (n_floats < need)
         return Q_ERR_TRUNCATED;
-    q_layer *layers = calloc(c.n_layers, sizeof *layers);
+    q_layer *layers = q_os_calloc(c.n_layers, sizeof *layers);
     if (layers == NULL)
         return Q_ERR_ALLOC;
 

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/checked.h"
+#include "core/os.h"
 
 #define Q_FEED_MAX 4096 /* most bytes one q_decoder_feed_bytes call takes */
 
@@ -60,7 +61,7 @@ static q_error_code piece_text(const q_tokenizer *tok, const char *const **piece
         !q_mul_size(n, sizeof(size_t), &len_bytes) ||
         !q_add_size(ptr_bytes, len_bytes, &total) || !q_add_size(total, bytes, &total))
         return Q_ERR_OVERFLOW;
-    unsigned char *block = malloc(total);
+    unsigned char *block = q_os_malloc(total);
     if (block == NULL)
         return Q_ERR_ALLOC;
     const char **ptrs = (const char **)(void *)block;      /* (n) */
@@ -156,8 +157,8 @@ q_error_code q_encoder_init(q_encoder *enc, const q_tokenizer *tok)
         q_encoder_free(enc);
         return Q_ERR_OVERFLOW;
     }
-    enc->sorted = malloc(sorted_bytes);
-    enc->buf = malloc(cap);
+    enc->sorted = q_os_malloc(sorted_bytes);
+    enc->buf = q_os_malloc(cap);
     if (enc->sorted == NULL || enc->buf == NULL) {
         q_encoder_free(enc);
         return Q_ERR_ALLOC;
@@ -179,9 +180,9 @@ void q_encoder_free(q_encoder *enc)
 {
     if (enc == NULL)
         return;
-    free(enc->sorted);
-    free(enc->buf);
-    free(enc->owned);
+    q_os_free(enc->sorted);
+    q_os_free(enc->buf);
+    q_os_free(enc->owned);
     memset(enc, 0, sizeof *enc);
 }
 
@@ -281,11 +282,11 @@ static q_error_code merge_pairs(const q_encoder *enc, uint32_t *tokens, size_t *
     if (!q_mul_size(n, 2 * sizeof(size_t), &links_bytes) || !q_mul_size(n, 3, &heap_cap) ||
         !q_mul_size(heap_cap, sizeof(pair_entry), &heap_bytes))
         return Q_ERR_OVERFLOW;
-    size_t *prev = malloc(links_bytes); /* (2n): prev[i], then next[i] at prev + n */
-    pair_entry *heap = malloc(heap_bytes); /* (3n) */
+    size_t *prev = q_os_malloc(links_bytes); /* (2n): prev[i], then next[i] at prev + n */
+    pair_entry *heap = q_os_malloc(heap_bytes); /* (3n) */
     if (prev == NULL || heap == NULL) {
-        free(prev);
-        free(heap);
+        q_os_free(prev);
+        q_os_free(heap);
         return Q_ERR_ALLOC;
     }
     size_t *next = prev + n;
@@ -313,8 +314,8 @@ static q_error_code merge_pairs(const q_encoder *enc, uint32_t *tokens, size_t *
     size_t out = 0;
     for (size_t i = 0; i != NO_NODE; i = next[i])
         tokens[out++] = tokens[i];
-    free(prev);
-    free(heap);
+    q_os_free(prev);
+    q_os_free(heap);
     *n_io = out;
     return Q_OK;
 }
@@ -398,7 +399,7 @@ q_error_code q_decoder_init(q_decoder *dec, const q_tokenizer *tok)
     }
     if (cap < Q_FEED_MAX + 8) /* room for q_decoder_feed_bytes too */
         cap = Q_FEED_MAX + 8;
-    dec->out = malloc(cap);
+    dec->out = q_os_malloc(cap);
     if (dec->out == NULL) {
         q_decoder_free(dec);
         return Q_ERR_ALLOC;
@@ -412,8 +413,8 @@ void q_decoder_free(q_decoder *dec)
 {
     if (dec == NULL)
         return;
-    free(dec->out);
-    free(dec->owned);
+    q_os_free(dec->out);
+    q_os_free(dec->owned);
     memset(dec, 0, sizeof *dec);
 }
 
