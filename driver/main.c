@@ -73,6 +73,8 @@ static int file_error(const char *file, q_error_code err, const q_diag *diag)
     if (diag != NULL && diag->field[0] != '\0')
         fprintf(stderr, "qorus: %s: %s (%.64s = %" PRId64 " at offset %" PRIu64 ")\n", file,
                 q_strerror(err), diag->field, diag->value, diag->offset);
+    else if (err == Q_ERR_FILE_OPEN || err == Q_ERR_FILE_STAT || err == Q_ERR_MMAP)
+        fprintf(stderr, "qorus: %s: %s (%s)\n", file, q_strerror(err), strerror(errno));
     else
         fprintf(stderr, "qorus: %s: %s\n", file, q_strerror(err));
     return EXIT_BAD_INPUT;

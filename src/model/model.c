@@ -130,7 +130,7 @@ q_error_code q_model_load(q_model *model, q_tokenizer *tokenizer, q_context *ctx
         return q_fail(diag, Q_ERR_INVALID_ARG, model == NULL ? "model" : ctx == NULL ? "ctx" : "path", 0, 0);
     rc = q_init_memory_ex(ctx, path, strategy);
     if (rc != Q_OK)
-        return q_fail(diag, rc, "file", 0, 0);
+        return q_fail(diag, rc, NULL, 0, 0); /* the file itself: no field */
     rc = q_model_parse(model, tokenizer, ctx->weights_mmap, ctx->weights_size, diag);
     if (rc != Q_OK)
         q_free_memory(ctx);
@@ -150,7 +150,7 @@ q_error_code q_tokenizer_load(q_tokenizer *tokenizer, const char *path, size_t e
     memset(&tmp, 0, sizeof tmp);
     rc = q_init_memory_ex(&tmp, path, Q_MMAP_LAZY);
     if (rc != Q_OK)
-        return q_fail(diag, rc, "file", 0, 0);
+        return q_fail(diag, rc, NULL, 0, 0); /* the file itself: no field */
     rc = q_tokenizer_parse(tokenizer, tmp.weights_mmap, tmp.weights_size, expected_vocab, diag);
     q_free_memory(&tmp);
     return rc;

@@ -483,13 +483,15 @@ static int case_args(void)
     char missing[4200];
     snprintf(missing, sizeof missing, "%s/no-such-model.bin", work);
     char line[4400];
-    snprintf(line, sizeof line, "qorus: %s: ", missing);
+    snprintf(line, sizeof line, "qorus: %s: cannot open file (No such file or directory)\n",
+             missing);
     expect_fail((char *[]){Q, "run", missing, "-z", T, NULL}, 1, line);
     snprintf(line, sizeof line, "qorus: %s: ", T105);
     expect_fail((char *[]){Q, "run", M, "-z", T105, NULL}, 1, line); /* vocabulary mismatch */
     snprintf(line, sizeof line, "qorus: %s: ", T);
     expect_fail((char *[]){Q, "inspect", T, NULL}, 1, line); /* a tokenizer is no model */
-    expect_fail((char *[]){Q, "run", (char *)models, "-z", T, NULL}, 1, "qorus: ");
+    snprintf(line, sizeof line, "qorus: %s: not a regular file\n", models);
+    expect_fail((char *[]){Q, "run", (char *)models, "-z", T, NULL}, 1, line);
 
     /* inspect */
     result r = run((char *[]){Q, "inspect", M, "-z", T, NULL});
