@@ -197,7 +197,8 @@ run_afl() {
     echo "campaign: $t: afl-fuzz did not start:"; tail -n 20 "$wd/afl-main.log"
   fi
 
-  # Merge: afl-cmin over corpus + queues; files not already in the corpus are added.
+  # Merge: afl-cmin over corpus + queues picks a minimal covering set; of its files, those
+  # not in the corpus are added only if they reach an edge the corpus does not (afl-showmap).
   local before after
   before=$(find "$corpus" -type f | wc -l)
   mkdir -p "$wd/all"
@@ -208,11 +209,20 @@ run_afl() {
   if AFL_SKIP_BIN_CHECK=1 afl-cmin -m none -t 25000 -i "$wd/all" -o "$wd/cmin" -- "$bin" - >"$wd/cmin.log" 2>&1; then
     declare -A have=()
     for f in "$corpus"/*; do [ -f "$f" ] && have[$(sha1sum "$f" | cut -c1-40)]=1; done
+    AFL_QUIET=1 afl-showmap -m none -t 25000 -C -i "$wd/seeds" -o "$wd/union" -- "$bin" - \
+      >"$wd/showmap.log" 2>&1 || : >"$wd/union"
+    cut -d: -f1 "$wd/union" | sort -u >"$wd/edges"
     for f in "$wd"/cmin/*; do
       [ -f "$f" ] || continue
       [ "$(stat -c %s "$f")" -le 65536 ] || continue
       local h; h=$(sha1sum "$f" | cut -c1-40)
-      [ -n "${have[$h]:-}" ] || cp "$f" "$corpus/afl-${h:0:16}"
+      [ -z "${have[$h]:-}" ] || continue
+      afl-showmap -m none -t 25000 -q -o "$wd/one" -- "$bin" - <"$f" >/dev/null 2>&1 || true
+      cut -d: -f1 "$wd/one" | sort -u >"$wd/one.edges"
+      if comm -13 "$wd/edges" "$wd/one.edges" | grep -q .; then
+        cp "$f" "$corpus/afl-${h:0:16}"
+        sort -u "$wd/edges" "$wd/one.edges" -o "$wd/edges"
+      fi
     done
   else
     echo "campaign: $t: afl-cmin failed, see $wd/cmin.log"
