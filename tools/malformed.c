@@ -384,6 +384,12 @@ static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_mod
        .int_value = 2);
     GG("gguf_rope_freq_base_nan", "Q_ERR_INVALID_CONFIG", .float_key = "llama.rope.freq_base",
        .float_value = NAN);
+    /* fuzz_gguf crash: the diagnostic of a finite negative theta below INT64_MIN was a
+     * float-to-int64 conversion out of range (undefined behaviour, UBSan). */
+    GG("gguf_rope_freq_base_huge_negative", "Q_ERR_INVALID_CONFIG",
+       .float_key = "llama.rope.freq_base", .float_value = -2.34e38f);
+    GG("gguf_rope_freq_base_zero", "Q_ERR_INVALID_CONFIG", .float_key = "llama.rope.freq_base",
+       .float_value = 0.0f);
     GG("gguf_rms_epsilon_negative", "Q_ERR_INVALID_CONFIG",
        .float_key = "llama.attention.layer_norm_rms_epsilon", .float_value = -1.0f);
     GG("gguf_vocab_size_key_mismatch", "Q_ERR_VOCAB_MISMATCH", .extra_int_key = "llama.vocab_size",

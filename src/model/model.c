@@ -85,12 +85,25 @@ q_error_code q_config_check(const q_raw_config *raw, q_config *out, q_diag *diag
     return Q_OK;
 }
 
+/* A float field as the diagnostic's integer value: truncated, saturated at the int64 range
+ * (converting an out-of-range float is undefined behaviour), 0 for NaN. */
+static int64_t diag_value_of_float(float f)
+{
+    if (f != f)
+        return 0;
+    if (f <= -9.2e18f)
+        return INT64_MIN;
+    if (f >= 9.2e18f)
+        return INT64_MAX;
+    return (int64_t)f;
+}
+
 q_error_code q_config_check_floats(const q_config *c, uint64_t theta_off, uint64_t eps_off,
                                    q_diag *diag)
 {
     if (!isfinite(c->rope_theta) || !(c->rope_theta > 0.0f))
         return q_fail(diag, Q_ERR_INVALID_CONFIG, "rope_theta", theta_off,
-                      isfinite(c->rope_theta) ? (int64_t)c->rope_theta : 0);
+                      diag_value_of_float(c->rope_theta));
     if (!isfinite(c->norm_eps) || !(c->norm_eps > 0.0f) || !(c->norm_eps < 1.0f))
         return q_fail(diag, Q_ERR_INVALID_CONFIG, "norm_eps", eps_off, 0);
     return Q_OK;
