@@ -33,10 +33,4 @@ static inline int q_is_pow2(size_t n)
     return n != 0 && (n & (n - 1)) == 0;
 }
 
-/* Alignment test with a mask, never `%`. */
-static inline int q_is_aligned_ptr(const void *p, size_t align)
-{
-    return ((uintptr_t)p & (align - 1)) == 0;
-}
-
 #endif

@@ -82,13 +82,6 @@ void *q_os_calloc(size_t n, size_t size)
     return calloc(n, size);
 }
 
-void *q_os_realloc(void *p, size_t size)
-{
-    if (injected_failure())
-        return NULL;
-    return realloc(p, size);
-}
-
 void q_os_free(void *p)
 {
     free(p);

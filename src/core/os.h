@@ -16,7 +16,6 @@ int q_os_munmap(void *addr, size_t len);
 int q_os_mprotect(void *addr, size_t len, int prot);
 void *q_os_malloc(size_t size);
 void *q_os_calloc(size_t n, size_t size);
-void *q_os_realloc(void *p, size_t size);
 void q_os_free(void *p);
 size_t q_os_page_size(void);
 

@@ -328,7 +328,7 @@ static q_error_code q_gguf_alignment(q_gguf *g)
     if (kv->type != GT_U32)
         return q_fail(g->diag, Q_ERR_UNSUPPORTED_TYPE, "general.alignment", kv->key_at, kv->type);
     a = q_load_u32(g->r.base + kv->value_at);
-    if (a == 0 || (a & (a - 1)) != 0 || a > Q_GGUF_MAX_ALIGNMENT)
+    if (!q_is_pow2(a) || a > Q_GGUF_MAX_ALIGNMENT)
         return q_fail(g->diag, Q_ERR_BAD_ALIGNMENT, "general.alignment", kv->value_at, a);
     g->alignment = a;
     return Q_OK;
