@@ -5,9 +5,11 @@
  */
 #include "qorus_infer.h"
 
-#include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
+
+#include "core/os.h"
 
 static double now_seconds(void)
 {
@@ -55,7 +57,7 @@ q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
     size_t cap = q_encode_capacity(text_len);
     if (cap == 0 || cap > SIZE_MAX / sizeof *tokens)
         err = Q_ERR_OVERFLOW;
-    else if ((tokens = malloc(cap * sizeof *tokens)) == NULL)
+    else if ((tokens = q_os_malloc(cap * sizeof *tokens)) == NULL)
         err = Q_ERR_ALLOC;
     else
         err = q_encode(&enc, prompt, text_len, 1, 0, tokens, cap, &n_prompt);
@@ -93,7 +95,7 @@ q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
             err = emit_bytes(emit, user, "\n", 1);
     }
     double t1 = now_seconds();
-    free(tokens);
+    q_os_free(tokens);
     q_decoder_free(&dec);
 
     if (stats != NULL) {
