@@ -8,5 +8,6 @@
 #include "qorus_core.h"
 #include "qorus_model.h"
 #include "qorus_infer.h"
+#include "qorus_kernels.h"
 
 #endif
