@@ -47,8 +47,8 @@ typedef struct q_act {
     size_t n_rows;
 } q_act;
 
-/** True when matmul on `w` uses the int8 activations (so they must be quantized):
- *  Q8_0, and Q8_SPLIT whose group_size is a multiple of Q_QBLOCK. */
+/** True when matmul on `w` can use int8 activations: cols a multiple of Q_QBLOCK, and
+ *  Q8_0, or Q8_SPLIT whose group_size is a multiple of Q_QBLOCK. */
 int q_kernels_wants_q8(const q_tensor *w);
 
 typedef struct q_kernels {
@@ -65,9 +65,10 @@ typedef struct q_kernels {
     /**
      * out[t * out_stride + i] = dot(W row i, x row t) for r0 <= i < r1 <= w->rows and
      * t < x->n_rows. `w` has passed q_tensor_check and w->cols == x->cols. When
-     * q_kernels_wants_q8(w), x->q and x->d must be set and the dot is
+     * q_kernels_wants_q8(w) and x->q is set (x->d too), the dot is the integer one:
      * sum over blocks b of (float)(sum of int8 products in b) * (weight scale * d[b]);
-     * otherwise x->f is read. `out` must not overlap x or w.
+     * otherwise x->f is read (weights dequantized on the fly, float sums).
+     * `out` must not overlap x or w.
      */
     void (*matmul)(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
                    const q_act *x);

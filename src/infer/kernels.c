@@ -19,9 +19,11 @@
 #include <string.h>
 
 #include "core/checked.h"
+#include "kernels/kernels_internal.h"
+#include "qorus_kernels.h"
 
 #define Q8_0_BLOCK 32
-#define Q8_0_BLOCK_BYTES 34 /* 2-byte scale + 32 int8 */
+#define Q8_0_BLOCK_BYTES Q_Q8_0_BLOCK_BYTES
 
 /* ---- F16 ---- */
 
@@ -58,47 +60,16 @@ uint16_t q_f32_to_f16(float f)
     return (uint16_t)(sign | half);
 }
 
-static inline float load_f32(const unsigned char *p)
-{
-    float f;
-    memcpy(&f, p, sizeof f);
-    return f;
-}
-
-static inline float load_f16(const unsigned char *p)
-{
-    return q_f16_to_f32((uint16_t)(p[0] | (p[1] << 8)));
-}
-
-/* ---- RMSNorm, softmax ---- */
+/* ---- RMSNorm, softmax: the reference kernels (src/kernels/ref.c) ---- */
 
 void q_rmsnorm(float *out, const float *x, const float *weight, size_t n, float eps)
 {
-    float ss = 0.0f;
-    for (size_t j = 0; j < n; j++)
-        ss += x[j] * x[j];
-    ss /= (float)n;
-    ss += eps;
-    ss = 1.0f / sqrtf(ss);
-    for (size_t j = 0; j < n; j++)
-        out[j] = weight[j] * (ss * x[j]);
+    q_kernels_scalar()->rmsnorm(out, x, weight, n, eps);
 }
 
 void q_softmax(float *x, size_t n)
 {
-    if (n == 0)
-        return;
-    float max_val = x[0];
-    for (size_t i = 1; i < n; i++)
-        if (x[i] > max_val)
-            max_val = x[i];
-    float sum = 0.0f;
-    for (size_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max_val);
-        sum += x[i];
-    }
-    for (size_t i = 0; i < n; i++)
-        x[i] /= sum;
+    q_kernels_scalar()->softmax(x, n);
 }
 
 /* ---- tensors ---- */
@@ -139,7 +110,7 @@ static void dequant_span(float *out, const q_tensor *t, size_t row, size_t col0,
         break;
     case Q_TENSOR_F16:
         for (size_t j = 0; j < n; j++)
-            out[j] = load_f16(base + (e0 + j) * 2);
+            out[j] = q_load_f16(base + (e0 + j) * 2);
         break;
     case Q_TENSOR_Q8_0: {
         size_t row_bytes = t->cols / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
@@ -149,7 +120,7 @@ static void dequant_span(float *out, const q_tensor *t, size_t row, size_t col0,
             const unsigned char *blk = r + c / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
             int8_t q;
             memcpy(&q, blk + 2 + c % Q8_0_BLOCK, 1);
-            out[j] = load_f16(blk) * (float)q;
+            out[j] = q_load_f16(blk) * (float)q;
         }
         break;
     }
@@ -158,7 +129,7 @@ static void dequant_span(float *out, const q_tensor *t, size_t row, size_t col0,
         for (size_t j = 0; j < n; j++) {
             int8_t q;
             memcpy(&q, base + e0 + j, 1);
-            out[j] = (float)q * load_f32(sc + (e0 + j) / t->group_size * 4);
+            out[j] = (float)q * q_load_f32(sc + (e0 + j) / t->group_size * 4);
         }
         break;
     }
@@ -176,79 +147,7 @@ q_error_code q_tensor_row(float *out, const q_tensor *t, size_t row)
     return Q_OK;
 }
 
-/* ---- matrix-vector products, one per type ---- */
-
-/* W (d, n) F32 @ x (n) -> out (d) */
-static void matvec_f32(float *out, const unsigned char *w, const float *x, size_t n, size_t d)
-{
-    for (size_t i = 0; i < d; i++) {
-        const unsigned char *row = w + i * n * 4;
-        float val = 0.0f;
-        for (size_t j = 0; j < n; j++)
-            val += load_f32(row + j * 4) * x[j];
-        out[i] = val;
-    }
-}
-
-/* W (d, n) F16 @ x (n) -> out (d) */
-static void matvec_f16(float *out, const unsigned char *w, const float *x, size_t n, size_t d)
-{
-    for (size_t i = 0; i < d; i++) {
-        const unsigned char *row = w + i * n * 2;
-        float val = 0.0f;
-        for (size_t j = 0; j < n; j++)
-            val += load_f16(row + j * 2) * x[j];
-        out[i] = val;
-    }
-}
-
-/* W (d, n) Q8_0 @ x (n) -> out (d); n a multiple of 32, one block at a time */
-static void matvec_q8_0(float *out, const unsigned char *w, const float *x, size_t n, size_t d)
-{
-    size_t nb = n / Q8_0_BLOCK;
-    for (size_t i = 0; i < d; i++) {
-        const unsigned char *blk = w + i * nb * Q8_0_BLOCK_BYTES;
-        float val = 0.0f;
-        for (size_t b = 0; b < nb; b++, blk += Q8_0_BLOCK_BYTES) {
-            int8_t q[Q8_0_BLOCK];
-            memcpy(q, blk + 2, sizeof q);
-            const float *xb = x + b * Q8_0_BLOCK;
-            float sum = 0.0f;
-            for (size_t j = 0; j < Q8_0_BLOCK; j++)
-                sum += (float)q[j] * xb[j];
-            val += sum * load_f16(blk);
-        }
-        out[i] = val;
-    }
-}
-
-/* W (d, n) Q8_SPLIT @ x (n) -> out (d); one scale group (or the part of it in this row)
- * at a time */
-static void matvec_q8_split(float *out, const q_tensor *t, const float *x)
-{
-    const unsigned char *q8 = (const unsigned char *)t->data;
-    const unsigned char *sc = (const unsigned char *)t->scales;
-    size_t n = t->cols, gs = t->group_size;
-    for (size_t i = 0; i < t->rows; i++) {
-        float val = 0.0f;
-        size_t j = 0;
-        while (j < n) {
-            size_t e = i * n + j;
-            size_t span = gs - e % gs; /* elements left in this group */
-            if (span > n - j)
-                span = n - j;
-            float sum = 0.0f;
-            for (size_t k = 0; k < span; k++) {
-                int8_t q;
-                memcpy(&q, q8 + e + k, 1);
-                sum += (float)q * x[j + k];
-            }
-            val += sum * load_f32(sc + e / gs * 4);
-            j += span;
-        }
-        out[i] = val;
-    }
-}
+/* ---- matrix-vector product: the reference matmul on float activations ---- */
 
 q_error_code q_matvec(float *out, const q_tensor *t, const float *x, size_t n_in)
 {
@@ -259,20 +158,7 @@ q_error_code q_matvec(float *out, const q_tensor *t, const float *x, size_t n_in
         return Q_ERR_INVALID_ARG;
     if (n_in != t->cols)
         return Q_ERR_BAD_SHAPE;
-    const unsigned char *w = (const unsigned char *)t->data;
-    switch (t->type) {
-    case Q_TENSOR_F32:
-        matvec_f32(out, w, x, t->cols, t->rows);
-        break;
-    case Q_TENSOR_F16:
-        matvec_f16(out, w, x, t->cols, t->rows);
-        break;
-    case Q_TENSOR_Q8_0:
-        matvec_q8_0(out, w, x, t->cols, t->rows);
-        break;
-    case Q_TENSOR_Q8_SPLIT:
-        matvec_q8_split(out, t, x);
-        break;
-    }
+    q_act act = {.f = x, .q = NULL, .d = NULL, .cols = n_in, .n_rows = 1};
+    q_kernels_scalar()->matmul(out, t->rows, t, 0, t->rows, &act);
     return Q_OK;
 }

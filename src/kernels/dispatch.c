@@ -1,0 +1,80 @@
+/*
+ * Choosing a kernel table: the reference everywhere, the AVX2 table on x86-64 CPUs that
+ * have AVX2, FMA and F16C (read with cpuid, with the OS's consent to use the YMM state
+ * read with xgetbv), unless QORUS_KERNELS asks for the reference. Chosen once per process.
+ */
+#include "qorus_kernels.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels_internal.h"
+
+#if defined(QORUS_HAVE_AVX2) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
+
+/* AVX2 + FMA + F16C usable: the CPU has them and the OS saves the YMM registers. */
+static int cpu_has_avx2_fma_f16c(void)
+{
+    unsigned int eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx))
+        return 0;
+    const unsigned int fma = 1u << 12, osxsave = 1u << 27, avx = 1u << 28, f16c = 1u << 29;
+    if ((ecx & (fma | osxsave | avx | f16c)) != (fma | osxsave | avx | f16c))
+        return 0;
+    unsigned int xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    (void)xcr0_hi;
+    if ((xcr0_lo & 6u) != 6u) /* XMM and YMM state */
+        return 0;
+    if (__get_cpuid_max(0, NULL) < 7)
+        return 0;
+    __cpuid_count(7, 0, eax, ebx, ecx, edx);
+    return (ebx & (1u << 5)) != 0; /* AVX2 */
+}
+
+const q_kernels *q_kernels_avx2(void)
+{
+    static atomic_int known = 0; /* 0 unknown, 1 yes, -1 no */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (k == 0) {
+        k = cpu_has_avx2_fma_f16c() ? 1 : -1;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k > 0 ? q_kernels_avx2_table() : NULL;
+}
+#else
+const q_kernels *q_kernels_avx2(void)
+{
+    return NULL;
+}
+#endif
+
+int q_kernels_wants_q8(const q_tensor *w)
+{
+    if (w == NULL)
+        return 0;
+    if (w->cols % Q_QBLOCK != 0)
+        return 0;
+    /* every 32-value block of a row then lies inside one Q8_SPLIT scale group */
+    return w->type == Q_TENSOR_Q8_0 ||
+           (w->type == Q_TENSOR_Q8_SPLIT && w->group_size != 0 && w->group_size % Q_QBLOCK == 0);
+}
+
+const q_kernels *q_kernels_select(void)
+{
+    static _Atomic(const q_kernels *) chosen = NULL;
+    const q_kernels *k = atomic_load_explicit(&chosen, memory_order_acquire);
+    if (k != NULL)
+        return k;
+    const char *want = getenv("QORUS_KERNELS");
+    if (want != NULL && strcmp(want, "scalar") == 0)
+        k = q_kernels_scalar();
+    else
+        k = q_kernels_avx2();
+    if (k == NULL)
+        k = q_kernels_scalar();
+    atomic_store_explicit(&chosen, k, memory_order_release);
+    return k;
+}
