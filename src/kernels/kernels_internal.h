@@ -39,7 +39,19 @@ static inline int8_t q_quantize_one(float x, float inv)
     return (int8_t)v;
 }
 
-/* The AVX2 table (src/kernels/ files named ..._avx2.c), defined only when QORUS_HAVE_AVX2. */
+/* The AVX2 table (table_avx2.c), defined only when QORUS_HAVE_AVX2, and its entries:
+ * matmul_avx2.c (quantize_q8, matmul) and ops_avx2.c (the element-wise kernels). Their
+ * contracts are those of the q_kernels fields of the same names (qorus_kernels.h). */
 const q_kernels *q_kernels_avx2_table(void);
+void q_avx2_quantize_q8(int8_t *q, float *d, const float *x, size_t n);
+void q_avx2_matmul(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
+                   const q_act *x);
+void q_avx2_rmsnorm(float *out, const float *x, const float *weight, size_t n, float eps);
+void q_avx2_softmax(float *x, size_t n);
+void q_avx2_swiglu(float *gate, const float *up, size_t n);
+void q_avx2_rope(float *vec, size_t n, size_t head_size, const float *cos_p,
+                 const float *sin_p);
+void q_avx2_attention(float *out, const float *q, const float *keys, const float *values,
+                      size_t stride, size_t n_pos, size_t head_size, float *att);
 
 #endif
