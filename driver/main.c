@@ -27,7 +27,7 @@ static const char usage_top[] =
     "usage: qorus <command> [options]\n"
     "\n"
     "commands:\n"
-    "  run MODEL [-z TOKENIZER] [-i PROMPT] [-n STEPS] [-t TEMP] [-p TOPP] [-s SEED]\n"
+    "  run MODEL [-z TOKENIZER] [-i PROMPT] [-n STEPS] [-t TEMP] [-p TOPP] [-s SEED] [-j N]\n"
     "              generate text (streamed to stdout, one stats line on stderr)\n"
     "  inspect MODEL [-z TOKENIZER]\n"
     "              validate a model and print its format, config, tensors, tokenizer\n"
@@ -36,6 +36,7 @@ static const char usage_top[] =
 
 static const char usage_run[] =
     "usage: qorus run MODEL [-z TOKENIZER] [-i PROMPT] [-n STEPS] [-t TEMP] [-p TOPP] [-s SEED]\n"
+    "                 [-j N] [--batch N]\n"
     "\n"
     "Generates text from MODEL (llama2.c .bin, legacy or ak42 v1/v2, or GGUF) and streams it\n"
     "to stdout, the prompt echoed first. Ends with one stats line on stderr.\n"
@@ -49,7 +50,18 @@ static const char usage_run[] =
     "  -t TEMP       temperature >= 0 (default 1.0; 0 = greedy, same text as llama2.c run.c)\n"
     "  -p TOPP       top-p in [0, 1] (default 0.9; 0 or 1 = sample the full distribution)\n"
     "  -s SEED       random seed, an unsigned integer (default or 0: the current time)\n"
-    "  -h, --help    this text\n";
+    "  -j, --threads N  threads of the forward pass, 1..64 (default: the online cores);\n"
+    "                the text does not depend on it\n"
+    "  --batch N     prompt tokens per forward batch, 1..512 (default 32; 1 = one token\n"
+    "                at a time); the text does not depend on it\n"
+    "  -h, --help    this text\n"
+    "\n"
+    "QORUS_KERNELS=scalar in the environment forces the plain C reference kernels (the\n"
+    "default takes the best the CPU has: avx2 on x86-64 with AVX2, FMA and F16C).\n"
+    "The stats line: tokens (positions run), prompt, sampled, threads, kernels, time_s,\n"
+    "tok_per_s (all positions), prefill_tok_per_s (prompt batches), decode_tok_per_s\n"
+    "(positions after the prompt), ttft_ms (time to the first sampled token),\n"
+    "arena_hwm_bytes, kv_bytes.\n";
 
 static const char usage_inspect[] =
     "usage: qorus inspect MODEL [-z TOKENIZER]\n"
@@ -90,6 +102,8 @@ typedef struct options {
     float temperature;
     float topp;
     uint64_t seed;
+    size_t threads; /* 0: q_default_threads() */
+    size_t batch;   /* 0: Q_DEFAULT_BATCH */
 } options;
 
 static int parse_size(const char *s, size_t *out)
@@ -149,6 +163,10 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o, int
     int seed_given = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
+        if (run && strcmp(a, "--threads") == 0)
+            a = "-j";
+        else if (run && strcmp(a, "--batch") == 0)
+            a = "-b";
         if (is_help(a)) {
             fputs(run ? usage_run : usage_inspect, stdout);
             return 0;
@@ -159,7 +177,7 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o, int
             o->model = a;
             continue;
         }
-        const char *flags = run ? "zinpts" : "z";
+        const char *flags = run ? "zinptsjb" : "z";
         if (a[2] != '\0' || strchr(flags, a[1]) == NULL)
             return usage_error(cmd, "unknown option", a);
         if (i + 1 >= argc)
@@ -179,6 +197,14 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o, int
         case 'p':
             if (!parse_float(v, 0.0f, 1.0f, &o->topp))
                 return usage_error(cmd, "-p needs a number in [0, 1], not", v);
+            break;
+        case 'j':
+            if (!parse_size(v, &o->threads) || o->threads == 0 || o->threads > Q_MAX_THREADS)
+                return usage_error(cmd, "-j needs a thread count in 1..64, not", v);
+            break;
+        case 'b':
+            if (!parse_size(v, &o->batch) || o->batch == 0 || o->batch > Q_MAX_BATCH)
+                return usage_error(cmd, "--batch needs a token count in 1..512, not", v);
             break;
         case 's':
             if (!parse_u64(v, &o->seed))
@@ -261,7 +287,7 @@ static int emit_stdout(void *user, const char *bytes, size_t len)
 
 static int cmd_run(int argc, char **argv)
 {
-    options o = {NULL, NULL, "", 256, 1.0f, 0.9f, 0};
+    options o = {NULL, NULL, "", 256, 1.0f, 0.9f, 0, 0, 0};
     int rc = parse_options("run", argc, argv, &o, 1);
     if (rc >= 0)
         return rc;
@@ -272,7 +298,9 @@ static int cmd_run(int argc, char **argv)
     q_state st;
     q_sampler sampler;
     q_gen_stats stats;
-    q_error_code err = q_state_init(&st, &L.ctx, &L.model);
+    q_state_options sopt = {.n_threads = o.threads != 0 ? o.threads : q_default_threads(),
+                            .max_batch = o.batch, .kernels = NULL};
+    q_error_code err = q_state_init_ex(&st, &L.ctx, &L.model, &sopt);
     if (err == Q_OK) {
         err = q_sampler_init(&sampler, L.model.config.vocab_size, o.temperature, o.topp,
                              o.seed);
@@ -286,11 +314,13 @@ static int cmd_run(int argc, char **argv)
         rc = file_error(o.model, err, NULL);
     } else {
         fprintf(stderr,
-                "stats: tokens=%zu prompt=%zu sampled=%zu time_s=%.3f tok_per_s=%.1f "
-                "ttft_ms=%.2f arena_hwm_bytes=%zu kv_bytes=%zu\n",
-                stats.n_positions, stats.n_prompt_tokens, stats.n_sampled, stats.seconds,
-                stats.tokens_per_second, stats.seconds_to_first * 1000.0,
-                stats.arena_high_water, stats.kv_bytes);
+                "stats: tokens=%zu prompt=%zu sampled=%zu threads=%zu kernels=%s time_s=%.3f "
+                "tok_per_s=%.1f prefill_tok_per_s=%.1f decode_tok_per_s=%.1f ttft_ms=%.2f "
+                "arena_hwm_bytes=%zu kv_bytes=%zu\n",
+                stats.n_positions, stats.n_prompt_tokens, stats.n_sampled, stats.n_threads,
+                stats.kernels, stats.seconds, stats.tokens_per_second,
+                stats.prefill_tokens_per_second, stats.decode_tokens_per_second,
+                stats.seconds_to_first * 1000.0, stats.arena_high_water, stats.kv_bytes);
         rc = 0;
     }
     unload(&L);
@@ -325,7 +355,7 @@ static void print_tensor(const loaded *L, const char *name, const q_tensor *t)
 
 static int cmd_inspect(int argc, char **argv)
 {
-    options o = {NULL, NULL, "", 0, 0.0f, 0.0f, 0};
+    options o = {NULL, NULL, "", 0, 0.0f, 0.0f, 0, 0, 0};
     int rc = parse_options("inspect", argc, argv, &o, 0);
     if (rc >= 0)
         return rc;

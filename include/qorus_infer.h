@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "qorus_core.h"
+#include "qorus_kernels.h"
 #include "qorus_model.h"
 
 #ifdef __cplusplus
@@ -178,10 +179,35 @@ q_error_code q_decoder_feed_bytes(q_decoder *dec, const void *bytes, size_t len,
  * Forward pass
  * ====================================================================================== */
 
+/** Prompt tokens per forward batch when the options leave it 0. */
+#define Q_DEFAULT_BATCH 32u
+/** Largest accepted batch. */
+#define Q_MAX_BATCH 512u
+/** Most threads a forward pass may use. */
+#define Q_MAX_THREADS 64u
+
+/** The online cores of this machine, at least 1 and at most Q_MAX_THREADS: the driver's
+ *  default thread count. */
+size_t q_default_threads(void);
+
+/** How q_state_init_ex sets up the forward pass. A zeroed struct means the defaults. */
+typedef struct q_state_options {
+    size_t n_threads;         /* threads of the forward pass, caller included; 0 means 1 */
+    size_t max_batch;         /* tokens per batch of q_forward_batch; 0 = Q_DEFAULT_BATCH,
+                                 1 = one token at a time (the reference for batching) */
+    const q_kernels *kernels; /* kernel table; NULL = q_kernels_select() */
+} q_state_options;
+
+struct q_pool;
+
 /** Per-model inference state over one q_context. */
 typedef struct q_state {
     const q_model *model;
     q_context *ctx;
+    const q_kernels *kernels; /* the arithmetic (reference or SIMD table) */
+    struct q_pool *pool;      /* worker threads, NULL with one thread */
+    size_t n_threads;         /* threads of the forward pass, caller included */
+    size_t max_batch;         /* tokens per forward batch */
     size_t head_size;        /* dim / n_heads */
     size_t kv_dim;           /* n_kv_heads * head_size */
     float *key_cache;        /* (n_layers, seq_len, kv_dim) in ctx->kv_buffer */
@@ -193,28 +219,51 @@ typedef struct q_state {
 } q_state;
 
 /**
- * Validates `model` (config consistent, every tensor readable by q_tensor_check and shaped
- * as the config says), then creates in `ctx` the KV cache (q_alloc_kv_cache, size computed
- * with overflow checks) and a scratch arena sized for one token's activations plus the
- * persistent logits and the sampler's scratch. `ctx` may already hold the model mapping
- * but no KV cache or arena. `model` and `ctx` must outlive `st`.
- * Errors: Q_ERR_INVALID_ARG (NULL), Q_ERR_INVALID_CONFIG, Q_ERR_BAD_SHAPE,
- * Q_ERR_UNSUPPORTED_TYPE, Q_ERR_OVERFLOW, Q_ERR_INVALID_STATE (ctx already has a KV cache
- * or arena), Q_ERR_ALLOC. On error nothing is left allocated in ctx by this call.
+ * q_state_init_ex with the defaults: one thread, batches of Q_DEFAULT_BATCH tokens,
+ * the kernel table of q_kernels_select().
  */
 q_error_code q_state_init(q_state *st, q_context *ctx, const q_model *model);
 
 /**
- * Runs the transformer on `token` at position `pos`: writes this position's keys and
- * values into the KV cache and sets *logits (may be NULL) to the vocab_size logits of the
- * next token (st->logits, overwritten by the next call). Positions before `pos` must have
- * been run before for a meaningful result (unrun positions read as zeros). Activations
- * come from the arena, which is reset before returning.
- * Errors: Q_ERR_INVALID_ARG (st not initialized), Q_ERR_BAD_TOKEN (token >= vocab_size),
- * Q_ERR_INVALID_CONFIG (pos >= seq_len), Q_ERR_ARENA_OOM (should not happen with the
- * arena q_state_init made).
+ * Validates `model` (config consistent, every tensor readable by q_tensor_check and shaped
+ * as the config says), then creates in `ctx` the KV cache (q_alloc_kv_cache, size computed
+ * with overflow checks) and a scratch arena sized for one batch of activations (every
+ * thread's attention scratch included) plus the persistent logits and the sampler's
+ * scratch, and starts the worker threads (opt->n_threads - 1 of them; nothing is created
+ * or allocated per token afterwards). `ctx` may already hold the model mapping but no KV
+ * cache or arena. `model` and `ctx` must outlive `st`; `opt` may be NULL (defaults).
+ * Results never depend on n_threads: every output element is computed by one thread, in
+ * a fixed order.
+ * Errors: Q_ERR_INVALID_ARG (NULL st/ctx/model, n_threads above Q_MAX_THREADS,
+ * max_batch above Q_MAX_BATCH), Q_ERR_INVALID_CONFIG, Q_ERR_BAD_SHAPE,
+ * Q_ERR_UNSUPPORTED_TYPE, Q_ERR_OVERFLOW, Q_ERR_INVALID_STATE (ctx already has a KV cache
+ * or arena), Q_ERR_ALLOC, Q_ERR_THREAD (a worker could not be started). On error nothing
+ * is left allocated in ctx, and no thread is left running, by this call.
+ */
+q_error_code q_state_init_ex(q_state *st, q_context *ctx, const q_model *model,
+                             const q_state_options *opt);
+
+/**
+ * Runs the transformer on `token` at position `pos` (q_forward_batch of one token).
+ * Errors: those of q_forward_batch.
  */
 q_error_code q_forward(q_state *st, uint32_t token, size_t pos, float **logits);
+
+/**
+ * Runs the transformer on tokens[i] at position pos0 + i for i < n, in batches of at most
+ * st->max_batch tokens (every weight row is read once per batch; attention is causal
+ * inside the batch), writes each position's keys and values into the KV cache, and sets
+ * *logits (may be NULL) to the vocab_size logits that follow the LAST token (st->logits,
+ * overwritten by the next call). Positions before pos0 must have been run before for a
+ * meaningful result (unrun positions read as zeros). The logits are bitwise the same as
+ * running the tokens one at a time with q_forward, with any thread count. Activations come
+ * from the arena, which is reset before returning. Nothing is run when an argument is bad.
+ * Errors: Q_ERR_INVALID_ARG (st not initialized, tokens NULL, n == 0), Q_ERR_BAD_TOKEN (a
+ * token >= vocab_size), Q_ERR_INVALID_CONFIG (pos0 + n > seq_len), Q_ERR_ARENA_OOM (should
+ * not happen with the arena q_state_init made).
+ */
+q_error_code q_forward_batch(q_state *st, const uint32_t *tokens, size_t n, size_t pos0,
+                             float **logits);
 
 /**
  * Runs q_forward on tokens[i] at position i for i < n (n <= seq_len) and copies the last
@@ -225,8 +274,8 @@ q_error_code q_forward(q_state *st, uint32_t token, size_t pos, float **logits);
 q_error_code q_forward_tokens(q_state *st, const uint32_t *tokens, size_t n,
                               float *logits_out);
 
-/** Releases the KV cache and arena that q_state_init created in st->ctx (the model mapping
- *  stays) and zeroes `st`. Safe on a zeroed state and twice. */
+/** Stops the worker threads, releases the KV cache and arena that q_state_init created in
+ *  st->ctx (the model mapping stays) and zeroes `st`. Safe on a zeroed state and twice. */
 void q_state_free(q_state *st);
 
 /**
@@ -306,6 +355,14 @@ typedef struct q_gen_stats {
     double tokens_per_second; /* n_positions / seconds */
     size_t arena_high_water;  /* bytes: max of the forward pass and the sampler */
     size_t kv_bytes;
+    size_t n_threads;         /* threads of the forward pass */
+    const char *kernels;      /* name of the kernel table ("scalar", "avx2") */
+    size_t n_prefill;         /* prompt positions run as batches */
+    double seconds_prefill;   /* wall time of those batches */
+    double prefill_tokens_per_second; /* n_prefill / seconds_prefill */
+    size_t n_decode;          /* positions run one at a time after the prompt */
+    double seconds_decode;    /* wall time from the end of the prefill to the end */
+    double decode_tokens_per_second;  /* n_decode / seconds_decode */
 } q_gen_stats;
 
 /**

@@ -20,6 +20,7 @@
 
 #include "core/checked.h"
 #include "core/os.h"
+#include "infer/pool.h"
 
 /* ---- validation ---- */
 
@@ -91,27 +92,96 @@ static q_error_code check_model(const q_model *m)
     return Q_OK;
 }
 
-/* ---- arena budget ---- */
+/* ---- the activations of one batch ---- */
 
-/* Adds `count` floats, rounded up to Q_ALIGN as the arena rounds them, to *total. */
-static int add_floats(size_t *total, size_t count)
+/* Buffers of one batch of B tokens, carved from the arena in this order by
+ * batch_buffers() and counted by batch_bytes() from the same list. */
+typedef struct batch_bufs {
+    float *x;        /* (B, dim) residual stream */
+    float *xb;       /* (B, dim) normed input, then attention output */
+    float *xb2;      /* (B, dim) projection output */
+    float *q;        /* (B, dim) queries, n_heads * head_size */
+    float *hb;       /* (B, hidden_dim) gate, then silu(gate) * up */
+    float *hb2;      /* (B, hidden_dim) up */
+    int8_t *aq;      /* (B, max(dim, hidden_dim)) activations quantized to int8 */
+    float *ad;       /* (B, max(dim, hidden_dim) / Q_QBLOCK) their block scales */
+    float *norm_w;   /* (dim) a norm weight as float32 */
+    float *rope_cos; /* (B, head_size / 2) cos of each token's rotation angles */
+    float *rope_sin; /* (B, head_size / 2) sin of the same */
+    float *att;      /* (n_threads, seq_len) attention scores, one row per thread */
+} batch_bufs;
+
+#define BATCH_N_BUFS 12
+
+/* Byte sizes of the batch buffers for B tokens, in batch_bufs order; 0 on overflow. */
+static int batch_sizes(const q_config *c, size_t B, size_t n_threads,
+                       size_t sizes[BATCH_N_BUFS])
 {
-    size_t bytes;
-    return q_mul_size(count, sizeof(float), &bytes) && q_align_up(bytes, Q_ALIGN, &bytes) &&
-           q_add_size(*total, bytes, total);
+    size_t widest = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
+    size_t half_head = c->dim / c->n_heads / 2;
+    size_t counts[BATCH_N_BUFS][2] = {
+        {c->dim, sizeof(float)},        {c->dim, sizeof(float)},
+        {c->dim, sizeof(float)},        {c->dim, sizeof(float)},
+        {c->hidden_dim, sizeof(float)}, {c->hidden_dim, sizeof(float)},
+        {widest, 1},                    {widest / Q_QBLOCK + 1, sizeof(float)},
+        {0, 0} /* norm_w */,            {half_head, sizeof(float)},
+        {half_head, sizeof(float)},     {0, 0} /* att */,
+    };
+    for (size_t i = 0; i < BATCH_N_BUFS; i++) {
+        if (!q_mul_size(counts[i][0], counts[i][1], &sizes[i]) ||
+            !q_mul_size(sizes[i], B, &sizes[i]))
+            return 0;
+    }
+    sizes[8] = c->dim * sizeof(float); /* dim <= Q_MAX_DIM: no overflow */
+    return q_mul_size(n_threads, c->seq_len, &sizes[11]) &&
+           q_mul_size(sizes[11], sizeof(float), &sizes[11]);
 }
 
-/* Bytes of one token's activations (the allocations of q_forward, in its order). */
-static int per_token_bytes(const q_config *c, size_t *out)
+/* Arena bytes of one batch (every buffer rounded up to Q_ALIGN as the arena does). */
+static int batch_bytes(const q_config *c, size_t B, size_t n_threads, size_t *out)
 {
-    size_t t = 0;
-    size_t half_head = c->dim / c->n_heads / 2;
-    int ok = add_floats(&t, c->dim) && add_floats(&t, c->dim) && add_floats(&t, c->dim) &&
-             add_floats(&t, c->dim) && add_floats(&t, c->hidden_dim) &&
-             add_floats(&t, c->hidden_dim) && add_floats(&t, c->seq_len) &&
-             add_floats(&t, c->dim) && add_floats(&t, half_head) && add_floats(&t, half_head);
-    *out = t;
-    return ok;
+    size_t sizes[BATCH_N_BUFS], total = 0;
+    if (!batch_sizes(c, B, n_threads, sizes))
+        return 0;
+    for (size_t i = 0; i < BATCH_N_BUFS; i++) {
+        size_t rounded;
+        if (!q_align_up(sizes[i], Q_ALIGN, &rounded) || !q_add_size(total, rounded, &total))
+            return 0;
+    }
+    *out = total;
+    return 1;
+}
+
+/* Carves the batch buffers from the arena; Q_ERR_ARENA_OOM if it cannot. */
+static q_error_code batch_buffers(q_state *st, size_t B, batch_bufs *bb)
+{
+    size_t sizes[BATCH_N_BUFS];
+    if (!batch_sizes(&st->model->config, B, st->n_threads, sizes))
+        return Q_ERR_OVERFLOW;
+    void *p[BATCH_N_BUFS];
+    for (size_t i = 0; i < BATCH_N_BUFS; i++) {
+        p[i] = q_arena_alloc(st->ctx, sizes[i]);
+        if (p[i] == NULL) {
+            q_arena_reset(st->ctx);
+            return Q_ERR_ARENA_OOM;
+        }
+    }
+    bb->x = p[0];
+    bb->xb = p[1];
+    bb->xb2 = p[2];
+    bb->q = p[3];
+    bb->hb = p[4];
+    bb->hb2 = p[5];
+    bb->aq = p[6];
+    bb->ad = p[7];
+    bb->norm_w = p[8];
+    bb->rope_cos = p[9];
+    bb->rope_sin = p[10];
+    bb->att = p[11];
+    size_t used = q_arena_used(st->ctx);
+    if (used > st->arena_high_water)
+        st->arena_high_water = used;
+    return Q_OK;
 }
 
 /* Bytes of the sampler's top-p scratch: vocab_size (prob, index) pairs of 8 bytes. */
@@ -122,12 +192,35 @@ static int sampler_bytes(const q_config *c, size_t *out)
 
 /* ---- state ---- */
 
+size_t q_default_threads(void)
+{
+    size_t n = q_pool_default_threads();
+    return n > Q_MAX_THREADS ? Q_MAX_THREADS : n;
+}
+
 q_error_code q_state_init(q_state *st, q_context *ctx, const q_model *model)
+{
+    return q_state_init_ex(st, ctx, model, NULL);
+}
+
+q_error_code q_state_init_ex(q_state *st, q_context *ctx, const q_model *model,
+                             const q_state_options *opt)
 {
     if (st == NULL)
         return Q_ERR_INVALID_ARG;
     memset(st, 0, sizeof *st);
     if (ctx == NULL || model == NULL)
+        return Q_ERR_INVALID_ARG;
+    q_state_options o = {0};
+    if (opt != NULL)
+        o = *opt;
+    if (o.n_threads == 0)
+        o.n_threads = 1;
+    if (o.max_batch == 0)
+        o.max_batch = Q_DEFAULT_BATCH;
+    if (o.kernels == NULL)
+        o.kernels = q_kernels_select();
+    if (o.n_threads > Q_MAX_THREADS || o.max_batch > Q_MAX_BATCH)
         return Q_ERR_INVALID_ARG;
     q_error_code err = check_model(model);
     if (err != Q_OK)
@@ -137,6 +230,8 @@ q_error_code q_state_init(q_state *st, q_context *ctx, const q_model *model)
     const q_config *c = &model->config;
     size_t head_size = c->dim / c->n_heads;
     size_t kv_dim = c->n_kv_heads * head_size;
+    if (o.max_batch > c->seq_len)
+        o.max_batch = c->seq_len;
 
     size_t cache_floats, kv_bytes; /* one of key/value: (n_layers, seq_len, kv_dim) */
     if (!q_mul_size(c->n_layers, c->seq_len, &cache_floats) ||
@@ -144,9 +239,11 @@ q_error_code q_state_init(q_state *st, q_context *ctx, const q_model *model)
         !q_mul_size(cache_floats, 2 * sizeof(float), &kv_bytes))
         return Q_ERR_OVERFLOW;
 
-    size_t arena = 0, fwd, smp;
-    if (!add_floats(&arena, c->vocab_size) || !per_token_bytes(c, &fwd) ||
-        !sampler_bytes(c, &smp) || !q_add_size(arena, fwd > smp ? fwd : smp, &arena))
+    size_t arena, fwd, smp;
+    if (!q_mul_size(c->vocab_size, sizeof(float), &arena) ||
+        !q_align_up(arena, Q_ALIGN, &arena) ||
+        !batch_bytes(c, o.max_batch, o.n_threads, &fwd) || !sampler_bytes(c, &smp) ||
+        !q_add_size(arena, fwd > smp ? fwd : smp, &arena))
         return Q_ERR_OVERFLOW;
 
     if ((err = q_alloc_kv_cache(ctx, kv_bytes)) != Q_OK)
@@ -162,9 +259,19 @@ q_error_code q_state_init(q_state *st, q_context *ctx, const q_model *model)
         return logits == NULL ? Q_ERR_ARENA_OOM : err;
     }
     memset(logits, 0, c->vocab_size * sizeof(float));
+    q_pool *pool = NULL;
+    if (o.n_threads > 1 && (err = q_pool_create(&pool, o.n_threads)) != Q_OK) {
+        q_free_arena(ctx);
+        q_free_kv_cache(ctx);
+        return err;
+    }
 
     st->model = model;
     st->ctx = ctx;
+    st->kernels = o.kernels;
+    st->pool = pool;
+    st->n_threads = o.n_threads;
+    st->max_batch = o.max_batch;
     st->head_size = head_size;
     st->kv_dim = kv_dim;
     st->key_cache = (float *)ctx->kv_buffer;
@@ -180,11 +287,117 @@ void q_state_free(q_state *st)
 {
     if (st == NULL)
         return;
+    q_pool_destroy(st->pool);
     if (st->ctx != NULL) {
         q_free_arena(st->ctx);
         q_free_kv_cache(st->ctx);
     }
     memset(st, 0, sizeof *st);
+}
+
+/* ---- parallel steps ---- */
+
+/* Runs fn on tasks 0..n_tasks-1: on the pool, or inline with one thread. */
+static void run_tasks(const q_state *st, q_pool_task_fn fn, void *arg, size_t n_tasks)
+{
+    if (st->pool != NULL) {
+        q_pool_run(st->pool, fn, arg, n_tasks);
+        return;
+    }
+    for (size_t i = 0; i < n_tasks; i++)
+        fn(arg, i, 0);
+}
+
+/* One weight matrix times a batch of activation rows, split in chunks of rows. */
+typedef struct matmul_job {
+    const q_tensor *w;
+    float *out;        /* (B, out_stride): out[t * out_stride + i] for row i of w */
+    size_t out_stride;
+    q_act act;
+    size_t chunk_rows; /* rows per task: a multiple of 16, one cache line of outputs */
+    size_t n_chunks;
+} matmul_job;
+
+/* Up to three matmuls sharing one input (wq, wk, wv or w1, w3), as one set of tasks. */
+typedef struct matmul_set {
+    const q_kernels *k;
+    matmul_job jobs[3];
+    size_t n_jobs;
+} matmul_set;
+
+static void matmul_task(void *arg, size_t task, size_t thread)
+{
+    (void)thread;
+    const matmul_set *set = arg;
+    size_t j = 0;
+    while (task >= set->jobs[j].n_chunks)
+        task -= set->jobs[j++].n_chunks;
+    const matmul_job *job = &set->jobs[j];
+    size_t r0 = task * job->chunk_rows;
+    size_t r1 = job->w->rows - r0 < job->chunk_rows ? job->w->rows : r0 + job->chunk_rows;
+    set->k->matmul(job->out, job->out_stride, job->w, r0, r1, &job->act);
+}
+
+/* Adds W (rows, cols) @ act -> out to `set`. */
+static void add_matmul(matmul_set *set, const q_state *st, const q_tensor *w, float *out,
+                       size_t out_stride, const q_act *act)
+{
+    matmul_job *job = &set->jobs[set->n_jobs++];
+    job->w = w;
+    job->out = out;
+    job->out_stride = out_stride;
+    job->act = *act;
+    if (!q_kernels_wants_q8(w))
+        job->act.q = NULL; /* float path: the kernels must not read the int8 rows */
+    /* about four chunks per thread, so that threads finishing early take more */
+    size_t per = (w->rows + 4 * st->n_threads - 1) / (4 * st->n_threads);
+    job->chunk_rows = (per + 15) / 16 * 16;
+    job->n_chunks = (w->rows + job->chunk_rows - 1) / job->chunk_rows;
+}
+
+static void run_matmuls(const q_state *st, matmul_set *set)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < set->n_jobs; j++)
+        n += set->jobs[j].n_chunks;
+    run_tasks(st, matmul_task, set, n);
+}
+
+/* The activation rows `x` (B, n) as the kernels read them, quantized to int8 blocks when
+ * one of the matrices `w0`, `w1`, `w2` (may be NULL) multiplies int8 activations. */
+static q_act make_act(const q_state *st, const batch_bufs *bb, const float *x, size_t B,
+                      size_t n, const q_tensor *w0, const q_tensor *w1, const q_tensor *w2)
+{
+    q_act act = {.f = x, .q = NULL, .d = NULL, .cols = n, .n_rows = B};
+    int wants = q_kernels_wants_q8(w0) || q_kernels_wants_q8(w1) || q_kernels_wants_q8(w2);
+    if (wants && n % Q_QBLOCK == 0) {
+        for (size_t t = 0; t < B; t++)
+            st->kernels->quantize_q8(bb->aq + t * n, bb->ad + t * (n / Q_QBLOCK), x + t * n, n);
+        act.q = bb->aq;
+        act.d = bb->ad;
+    }
+    return act;
+}
+
+/* Attention of every (token, head) of a batch: one task each. */
+typedef struct attention_set {
+    const q_kernels *k;
+    const float *q;          /* (B, dim) queries after RoPE */
+    const float *keys;       /* (seq_len, kv_dim) this layer's key cache */
+    const float *values;     /* (seq_len, kv_dim) this layer's value cache */
+    float *out;              /* (B, dim) */
+    float *att;              /* (n_threads, seq_len) */
+    size_t pos0, dim, kv_dim, head_size, n_heads, kv_mul, seq_len;
+} attention_set;
+
+static void attention_task(void *arg, size_t task, size_t thread)
+{
+    const attention_set *a = arg;
+    size_t t = task / a->n_heads, h = task % a->n_heads;
+    size_t kv_off = (h / a->kv_mul) * a->head_size; /* query head h reads kv head h/kv_mul */
+    a->k->attention(a->out + t * a->dim + h * a->head_size, a->q + t * a->dim + h * a->head_size,
+                    a->keys + kv_off, a->values + kv_off, a->kv_dim, a->pos0 + t + 1,
+                    a->head_size, a->att + thread * a->seq_len);
 }
 
 /* ---- forward ---- */
@@ -200,127 +413,132 @@ static void load_vector(float *w, const q_tensor *t)
     }
 }
 
-q_error_code q_forward(q_state *st, uint32_t token, size_t pos, float **logits)
+/* x (B, n) += y (B, n) */
+static void add_rows(float *x, const float *y, size_t count)
 {
-    if (st == NULL || st->model == NULL || st->ctx == NULL)
-        return Q_ERR_INVALID_ARG;
+    for (size_t i = 0; i < count; i++)
+        x[i] += y[i];
+}
+
+/* Runs one batch: tokens[0..B) at positions pos0.. (checked by the caller); the logits of
+ * the last token when `want_logits`. */
+static q_error_code forward_chunk(q_state *st, const uint32_t *tokens, size_t B, size_t pos0,
+                                  int want_logits)
+{
     const q_model *m = st->model;
     const q_config *p = &m->config;
-    q_context *ctx = st->ctx;
-    if (token >= p->vocab_size)
-        return Q_ERR_BAD_TOKEN;
-    if (pos >= p->seq_len)
-        return Q_ERR_INVALID_CONFIG;
-
+    const q_kernels *k = st->kernels;
     size_t dim = p->dim, hidden_dim = p->hidden_dim, head_size = st->head_size;
-    size_t kv_dim = st->kv_dim, kv_mul = p->n_heads / p->n_kv_heads;
+    size_t kv_dim = st->kv_dim, half = head_size / 2;
+    batch_bufs bb;
+    q_error_code err = batch_buffers(st, B, &bb);
+    if (err != Q_OK)
+        return err;
 
-    float *x = q_arena_alloc(ctx, dim * sizeof(float));          /* (dim) residual stream */
-    float *xb = q_arena_alloc(ctx, dim * sizeof(float));         /* (dim) normed / attn out */
-    float *xb2 = q_arena_alloc(ctx, dim * sizeof(float));        /* (dim) projection out */
-    float *q = q_arena_alloc(ctx, dim * sizeof(float));          /* (n_heads * head_size) */
-    float *hb = q_arena_alloc(ctx, hidden_dim * sizeof(float));  /* (hidden_dim) gate */
-    float *hb2 = q_arena_alloc(ctx, hidden_dim * sizeof(float)); /* (hidden_dim) up */
-    float *att = q_arena_alloc(ctx, p->seq_len * sizeof(float)); /* (seq_len) one head */
-    float *w = q_arena_alloc(ctx, dim * sizeof(float));          /* (dim) a norm weight */
-    float *rope_cos = q_arena_alloc(ctx, head_size / 2 * sizeof(float)); /* (head_size/2) */
-    float *rope_sin = q_arena_alloc(ctx, head_size / 2 * sizeof(float)); /* (head_size/2) */
-    if (x == NULL || xb == NULL || xb2 == NULL || q == NULL || hb == NULL || hb2 == NULL ||
-        att == NULL || w == NULL || rope_cos == NULL || rope_sin == NULL) {
-        q_arena_reset(ctx);
-        return Q_ERR_ARENA_OOM;
-    }
-    size_t used = q_arena_used(ctx);
-    if (used > st->arena_high_water)
-        st->arena_high_water = used;
-
-    q_tensor_row(x, &m->token_embedding, token);
-
-    /* RoPE rotation of pair j of a head at this position, the same for every layer:
-     * angle pos / theta^(2j / head_size), computed with run.c's float expressions. */
-    for (size_t j = 0; j < head_size / 2; j++) {
-        float freq = 1.0f / powf(p->rope_theta, (float)(2 * j) / (float)head_size);
-        float val = (float)pos * freq;
-        rope_cos[j] = cosf(val);
-        rope_sin[j] = sinf(val);
+    for (size_t t = 0; t < B; t++) {
+        q_tensor_row(bb.x + t * dim, &m->token_embedding, tokens[t]);
+        /* RoPE rotation of pair j of a head at this position, the same for every layer:
+         * angle pos / theta^(2j / head_size), computed with run.c's float expressions. */
+        for (size_t j = 0; j < half; j++) {
+            float freq = 1.0f / powf(p->rope_theta, (float)(2 * j) / (float)head_size);
+            float val = (float)(pos0 + t) * freq;
+            bb.rope_cos[t * half + j] = cosf(val);
+            bb.rope_sin[t * half + j] = sinf(val);
+        }
     }
 
-    float sqrt_head_size = sqrtf((float)head_size); /* scores are divided by it, as run.c */
+    attention_set att = {.k = k, .q = bb.q, .out = bb.xb, .att = bb.att, .pos0 = pos0,
+                         .dim = dim, .kv_dim = kv_dim, .head_size = head_size,
+                         .n_heads = p->n_heads, .kv_mul = p->n_heads / p->n_kv_heads,
+                         .seq_len = p->seq_len};
     for (size_t l = 0; l < p->n_layers; l++) {
         const q_layer *L = &m->layers[l];
-        load_vector(w, &L->attn_norm);
-        q_rmsnorm(xb, x, w, dim, p->norm_eps);
-
         size_t loff = l * p->seq_len * kv_dim; /* this layer's cache: (seq_len, kv_dim) */
-        float *k = st->key_cache + loff + pos * kv_dim;   /* (kv_dim) this position */
-        float *v = st->value_cache + loff + pos * kv_dim; /* (kv_dim) this position */
-        q_matvec(q, &L->wq, xb, dim);
-        q_matvec(k, &L->wk, xb, dim);
-        q_matvec(v, &L->wv, xb, dim);
+        float *kc = st->key_cache + loff + pos0 * kv_dim;   /* (B, kv_dim) these positions */
+        float *vc = st->value_cache + loff + pos0 * kv_dim; /* (B, kv_dim) these positions */
 
-        /* RoPE: rotate each (even, odd) pair of every head of q and k */
-        for (size_t i = 0; i < dim; i += 2) {
-            size_t pair = (i % head_size) / 2;
-            float fcr = rope_cos[pair];
-            float fci = rope_sin[pair];
-            size_t rotn = i < kv_dim ? 2 : 1; /* k has only kv_dim values */
-            for (size_t r = 0; r < rotn; r++) {
-                float *vec = r == 0 ? q : k;
-                float v0 = vec[i];
-                float v1 = vec[i + 1];
-                vec[i] = v0 * fcr - v1 * fci;
-                vec[i + 1] = v0 * fci + v1 * fcr;
-            }
+        /* attention: q, k, v of every token, RoPE, then each (token, head) */
+        load_vector(bb.norm_w, &L->attn_norm);
+        for (size_t t = 0; t < B; t++)
+            k->rmsnorm(bb.xb + t * dim, bb.x + t * dim, bb.norm_w, dim, p->norm_eps);
+        q_act act = make_act(st, &bb, bb.xb, B, dim, &L->wq, &L->wk, &L->wv);
+        matmul_set qkv = {.k = k};
+        add_matmul(&qkv, st, &L->wq, bb.q, dim, &act);
+        add_matmul(&qkv, st, &L->wk, kc, kv_dim, &act);
+        add_matmul(&qkv, st, &L->wv, vc, kv_dim, &act);
+        run_matmuls(st, &qkv);
+        for (size_t t = 0; t < B; t++) {
+            k->rope(bb.q + t * dim, dim, head_size, bb.rope_cos + t * half,
+                    bb.rope_sin + t * half);
+            k->rope(kc + t * kv_dim, kv_dim, head_size, bb.rope_cos + t * half,
+                    bb.rope_sin + t * half);
         }
-
-        /* attention: each query head h reads kv head h / kv_mul at positions 0..pos */
-        for (size_t h = 0; h < p->n_heads; h++) {
-            const float *qh = q + h * head_size;     /* (head_size) */
-            size_t kv_off = (h / kv_mul) * head_size;
-            for (size_t t = 0; t <= pos; t++) {
-                const float *kt = st->key_cache + loff + t * kv_dim + kv_off; /* (head_size) */
-                float score = 0.0f;
-                for (size_t i = 0; i < head_size; i++)
-                    score += qh[i] * kt[i];
-                att[t] = score / sqrt_head_size;
-            }
-            q_softmax(att, pos + 1);
-            float *xh = xb + h * head_size; /* (head_size) */
-            memset(xh, 0, head_size * sizeof(float));
-            for (size_t t = 0; t <= pos; t++) {
-                const float *vt = st->value_cache + loff + t * kv_dim + kv_off; /* (head_size) */
-                float a = att[t];
-                for (size_t i = 0; i < head_size; i++)
-                    xh[i] += a * vt[i];
-            }
-        }
-        q_matvec(xb2, &L->wo, xb, dim);
-        for (size_t i = 0; i < dim; i++)
-            x[i] += xb2[i];
+        att.keys = st->key_cache + loff;
+        att.values = st->value_cache + loff;
+        run_tasks(st, attention_task, &att, B * p->n_heads);
+        act = make_act(st, &bb, bb.xb, B, dim, &L->wo, NULL, NULL);
+        matmul_set wo = {.k = k};
+        add_matmul(&wo, st, &L->wo, bb.xb2, dim, &act);
+        run_matmuls(st, &wo);
+        add_rows(bb.x, bb.xb2, B * dim);
 
         /* SwiGLU feed-forward: w2(silu(w1 x) * w3 x) */
-        load_vector(w, &L->ffn_norm);
-        q_rmsnorm(xb, x, w, dim, p->norm_eps);
-        q_matvec(hb, &L->w1, xb, dim);
-        q_matvec(hb2, &L->w3, xb, dim);
-        for (size_t i = 0; i < hidden_dim; i++) {
-            float val = hb[i];
-            val *= (1.0f / (1.0f + expf(-val)));
-            val *= hb2[i];
-            hb[i] = val;
-        }
-        q_matvec(xb, &L->w2, hb, hidden_dim);
-        for (size_t i = 0; i < dim; i++)
-            x[i] += xb[i];
+        load_vector(bb.norm_w, &L->ffn_norm);
+        for (size_t t = 0; t < B; t++)
+            k->rmsnorm(bb.xb + t * dim, bb.x + t * dim, bb.norm_w, dim, p->norm_eps);
+        act = make_act(st, &bb, bb.xb, B, dim, &L->w1, &L->w3, NULL);
+        matmul_set up = {.k = k};
+        add_matmul(&up, st, &L->w1, bb.hb, hidden_dim, &act);
+        add_matmul(&up, st, &L->w3, bb.hb2, hidden_dim, &act);
+        run_matmuls(st, &up);
+        k->swiglu(bb.hb, bb.hb2, B * hidden_dim);
+        act = make_act(st, &bb, bb.hb, B, hidden_dim, &L->w2, NULL, NULL);
+        matmul_set down = {.k = k};
+        add_matmul(&down, st, &L->w2, bb.xb, dim, &act);
+        run_matmuls(st, &down);
+        add_rows(bb.x, bb.xb, B * dim);
     }
 
-    load_vector(w, &m->final_norm);
-    q_rmsnorm(x, x, w, dim, p->norm_eps);
-    q_matvec(st->logits, &m->classifier, x, dim);
-    q_arena_reset(ctx);
+    if (want_logits) {
+        const float *last = bb.x + (B - 1) * dim; /* (dim) the last token's stream */
+        load_vector(bb.norm_w, &m->final_norm);
+        k->rmsnorm(bb.xb, last, bb.norm_w, dim, p->norm_eps);
+        q_act act = make_act(st, &bb, bb.xb, 1, dim, &m->classifier, NULL, NULL);
+        matmul_set cls = {.k = k};
+        add_matmul(&cls, st, &m->classifier, st->logits, p->vocab_size, &act);
+        run_matmuls(st, &cls);
+    }
+    q_arena_reset(st->ctx);
+    return Q_OK;
+}
+
+q_error_code q_forward_batch(q_state *st, const uint32_t *tokens, size_t n, size_t pos0,
+                             float **logits)
+{
+    if (st == NULL || st->model == NULL || st->ctx == NULL || st->kernels == NULL ||
+        tokens == NULL || n == 0)
+        return Q_ERR_INVALID_ARG;
+    const q_config *p = &st->model->config;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] >= p->vocab_size)
+            return Q_ERR_BAD_TOKEN;
+    if (pos0 >= p->seq_len || n > p->seq_len - pos0)
+        return Q_ERR_INVALID_CONFIG;
+    for (size_t done = 0; done < n;) {
+        size_t B = n - done < st->max_batch ? n - done : st->max_batch;
+        q_error_code err = forward_chunk(st, tokens + done, B, pos0 + done, done + B == n);
+        if (err != Q_OK)
+            return err;
+        done += B;
+    }
     if (logits != NULL)
         *logits = st->logits;
     return Q_OK;
+}
+
+q_error_code q_forward(q_state *st, uint32_t token, size_t pos, float **logits)
+{
+    return q_forward_batch(st, &token, 1, pos, logits);
 }
 
 q_error_code q_forward_tokens(q_state *st, const uint32_t *tokens, size_t n, float *logits_out)
@@ -330,11 +548,9 @@ q_error_code q_forward_tokens(q_state *st, const uint32_t *tokens, size_t n, flo
     if (n > st->model->config.seq_len)
         return Q_ERR_INVALID_CONFIG;
     float *logits = NULL;
-    for (size_t i = 0; i < n; i++) {
-        q_error_code err = q_forward(st, tokens[i], i, &logits);
-        if (err != Q_OK)
-            return err;
-    }
+    q_error_code err = q_forward_batch(st, tokens, n, 0, &logits);
+    if (err != Q_OK)
+        return err;
     if (logits_out != NULL)
         memcpy(logits_out, logits, st->model->config.vocab_size * sizeof(float));
     return Q_OK;

@@ -1,7 +1,9 @@
 /*
  * The generation loop of `qorus run`, as llama2.c run.c's generate(): the prompt (with
- * BOS) is forced token by token, then the sampler takes over; each step emits the next
- * token decoded after the current one; BOS ends the text; "\n" closes it.
+ * BOS) is forced, then the sampler takes over; each step emits the next token decoded
+ * after the current one; BOS ends the text; "\n" closes it. Unlike run.c the prompt runs
+ * through the model in batches (q_forward_batch: the same logits, each weight read once
+ * per batch instead of once per token); the text is the same.
  */
 #include "qorus_infer.h"
 
@@ -23,6 +25,18 @@ static q_error_code emit_bytes(q_emit_fn emit, void *user, const char *bytes, si
     if (emit == NULL || len == 0)
         return Q_OK;
     return emit(user, bytes, len) == 0 ? Q_OK : Q_ERR_IO;
+}
+
+/* Emits `next` decoded after `token`. */
+static q_error_code decode_emit(q_decoder *dec, uint32_t token, uint32_t next, q_emit_fn emit,
+                                void *user)
+{
+    const char *out;
+    size_t out_len;
+    q_error_code err = q_decoder_next(dec, token, next, &out, &out_len);
+    if (err != Q_OK)
+        return err;
+    return emit_bytes(emit, user, out, out_len);
 }
 
 q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
@@ -63,32 +77,61 @@ q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
         err = q_encode(&enc, prompt, text_len, 1, 0, tokens, cap, &n_prompt);
     q_encoder_free(&enc);
 
-    size_t pos = 0, n_sampled = 0;
-    double t_first = -1.0;
+    size_t pos = 0, n_sampled = 0, n_prefill = 0;
+    double t_first = -1.0, t_prefill_end = t0, prefill_seconds = 0.0;
     if (err == Q_OK) {
-        uint32_t token = tokens[0];
-        while (pos < steps) {
-            float *logits;
-            if ((err = q_forward(st, token, pos, &logits)) != Q_OK)
+        /* The prompt: positions 0..n_run-1 run as batches. Their next tokens are forced
+         * (the prompt's own) except after the last prompt token, whose logits are sampled;
+         * a forced BOS ends the text after its position, as in run.c's loop. */
+        size_t n_run = n_prompt < steps ? n_prompt : steps;
+        int stop = 0;
+        for (size_t p = 0; p + 1 < n_run; p++) {
+            if (tokens[p + 1] == tok->bos_id) {
+                n_run = p + 1;
+                stop = 1;
                 break;
-            uint32_t next;
-            if (pos + 1 < n_prompt) {
-                next = tokens[pos + 1];
-            } else {
+            }
+        }
+        float *logits = NULL;
+        double t_prefill = now_seconds();
+        err = q_forward_batch(st, tokens, n_run, 0, &logits);
+        t_prefill_end = now_seconds();
+        if (err == Q_OK) {
+            n_prefill = n_run;
+            prefill_seconds = t_prefill_end - t_prefill;
+        }
+        uint32_t token = tokens[0];
+        for (pos = 0; err == Q_OK && pos < n_run; pos++) {
+            if (pos + 1 < n_prompt) { /* forced: the next prompt token */
+                uint32_t next = tokens[pos + 1];
+                if (next == tok->bos_id) {
+                    stop = 1;
+                    pos++;
+                    break;
+                }
+                err = decode_emit(&dec, token, next, emit, user);
+                token = next;
+            }
+        }
+        if (err == Q_OK && !stop && n_run == n_prompt) {
+            /* from the last prompt token's logits on: sample, then one position at a time */
+            for (;;) {
+                uint32_t next;
                 if ((err = q_sample(sampler, st->ctx, logits, &next)) != Q_OK)
                     break;
                 if (n_sampled++ == 0)
                     t_first = now_seconds();
+                if (next == tok->bos_id)
+                    break;
+                if ((err = decode_emit(&dec, token, next, emit, user)) != Q_OK)
+                    break;
+                token = next;
+                if (pos >= steps)
+                    break;
+                if ((err = q_forward(st, token, pos, &logits)) != Q_OK)
+                    break;
+                pos++;
             }
-            pos++;
-            if (next == tok->bos_id)
-                break;
-            const char *out;
-            size_t out_len;
-            if ((err = q_decoder_next(&dec, token, next, &out, &out_len)) != Q_OK ||
-                (err = emit_bytes(emit, user, out, out_len)) != Q_OK)
-                break;
-            token = next;
         }
         q_decoder_finish(&dec);
         if (err == Q_OK)
@@ -109,6 +152,16 @@ q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
                                       ? st->arena_high_water
                                       : sampler->arena_high_water;
         stats->kv_bytes = st->kv_bytes;
+        stats->n_threads = st->n_threads;
+        stats->kernels = st->kernels != NULL ? st->kernels->name : "";
+        stats->n_prefill = n_prefill;
+        stats->seconds_prefill = prefill_seconds;
+        stats->prefill_tokens_per_second =
+            prefill_seconds > 0.0 ? (double)n_prefill / prefill_seconds : 0.0;
+        stats->n_decode = pos - n_prefill;
+        stats->seconds_decode = n_prefill > 0 ? t1 - t_prefill_end : 0.0;
+        stats->decode_tokens_per_second =
+            stats->seconds_decode > 0.0 ? (double)stats->n_decode / stats->seconds_decode : 0.0;
     }
     return err;
 }

@@ -109,11 +109,14 @@ static void free_result(result *r)
     free(r->err);
 }
 
-/* qorus run MODEL -z TOK -t TEMP -n STEPS -i PROMPT [extra...] */
+/* Options appended to every run_model command (NULL-terminated). */
+static const char *extra_args[8];
+
+/* qorus run MODEL -z TOK -t TEMP -n STEPS -i PROMPT [-s SEED] [extra_args...] */
 static result run_model(const char *model, const char *tok, const char *temp,
                         const char *steps, const char *prompt, const char *seed)
 {
-    char *argv[16];
+    char *argv[24];
     int n = 0;
     argv[n++] = (char *)qorus;
     argv[n++] = "run";
@@ -134,6 +137,8 @@ static result run_model(const char *model, const char *tok, const char *temp,
         argv[n++] = "-s";
         argv[n++] = (char *)seed;
     }
+    for (int i = 0; extra_args[i] != NULL; i++)
+        argv[n++] = (char *)extra_args[i];
     argv[n] = NULL;
     return run(argv);
 }
@@ -275,19 +280,38 @@ static int case_golden(const char *which, int gguf)
             return 1;
         }
     }
+    /* every case with the optimized and the reference paths: the best kernels and the
+     * scalar reference (QORUS_KERNELS), 1 and 2 threads, batched and token-by-token
+     * prefill; each must print the golden text byte for byte */
+    static const struct {
+        const char *kernels, *threads, *batch;
+    } paths[] = {
+        {NULL, "2", "32"}, {NULL, "1", "1"}, {"scalar", "2", "32"}, {"scalar", "1", "1"}};
     size_t ran = 0;
     for (size_t i = lo; i < hi; i++) {
         const row *c = &rows[i];
-        result r;
-        if (gguf) {
-            if (strcmp(c->model, "stories260K.bin") != 0 || strcmp(c->tok, "tok512.bin") != 0)
-                continue;
-            r = run_model("stories260K.gguf", NULL, "0", c->steps, c->prompt, NULL);
-        } else {
-            r = run_model(c->model, c->tok, "0", c->steps, c->prompt, NULL);
+        if (gguf && (strcmp(c->model, "stories260K.bin") != 0 || strcmp(c->tok, "tok512.bin") != 0))
+            continue;
+        for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++) {
+            if (paths[k].kernels != NULL)
+                setenv("QORUS_KERNELS", paths[k].kernels, 1);
+            else
+                unsetenv("QORUS_KERNELS");
+            extra_args[0] = "-j";
+            extra_args[1] = paths[k].threads;
+            extra_args[2] = "--batch";
+            extra_args[3] = paths[k].batch;
+            result r = gguf ? run_model("stories260K.gguf", NULL, "0", c->steps, c->prompt, NULL)
+                            : run_model(c->model, c->tok, "0", c->steps, c->prompt, NULL);
+            char label[96];
+            snprintf(label, sizeof label, "%s [kernels=%s -j %s --batch %s]",
+                     gguf ? "gguf" : "bin", paths[k].kernels ? paths[k].kernels : "auto",
+                     paths[k].threads, paths[k].batch);
+            compare_expected(&r, c, label);
+            free_result(&r);
         }
-        compare_expected(&r, c, gguf ? "gguf" : "bin");
-        free_result(&r);
+        unsetenv("QORUS_KERNELS");
+        extra_args[0] = NULL;
         ran++;
     }
     if (ran == 0) {

@@ -2,8 +2,10 @@
  * Forward-pass tests on a tiny random model built in memory (q_model_from_floats):
  * logits at every position against an independent double-precision reference (grouped-query
  * attention, RoPE, SwiGLU, shared and separate classifier), the same with every tensor
- * converted to F16, Q8_0 and Q8_SPLIT (reference on the dequantized values), arena reset
- * after each token, KV cache size, and the errors of q_state_init / q_forward.
+ * converted to F16, Q8_0 and Q8_SPLIT (reference on the dequantized values; for Q8_0 also
+ * on int8-rounded activations, as the kernels multiply them), arena reset after each token,
+ * KV cache size, bitwise-identical logits for any thread count and batch size on every
+ * kernel table, and the errors of q_state_init / q_forward.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -20,10 +22,32 @@ typedef struct ref_model {
     q_config c;
     const float *w; /* llama2.c order without freq_cis */
     int shared;
+    int quantize_act; /* matmul inputs rounded to int8 blocks of 32, as for Q8_0 weights */
 } ref_model;
+
+static int quantize_act; /* the ref_model flag, for ref_matmul */
+
+/* x rounded as the kernels' quantize_q8 does: per block of 32, d = max|x| / 127 and
+ * x -> round(x / d) * d (ties to even). */
+static void ref_quantize(double *out, const double *x, size_t n)
+{
+    for (size_t b = 0; b < n / 32; b++) {
+        double amax = 0.0;
+        for (size_t j = 0; j < 32; j++)
+            amax = fmax(amax, fabs(x[b * 32 + j]));
+        double d = (double)(float)amax / 127.0;
+        for (size_t j = 0; j < 32; j++)
+            out[b * 32 + j] = d > 0.0 ? nearbyint(x[b * 32 + j] / d) * d : 0.0;
+    }
+}
 
 static void ref_matmul(double *out, const float *w, const double *x, size_t n, size_t d)
 {
+    double xq[256];
+    if (quantize_act && n % 32 == 0) {
+        ref_quantize(xq, x, n);
+        x = xq;
+    }
     for (size_t i = 0; i < d; i++) {
         double v = 0.0;
         for (size_t j = 0; j < n; j++)
@@ -55,6 +79,7 @@ static void ref_forward(const ref_model *m, const uint32_t *tokens, size_t n, do
     const float *w1 = ffn_norm + nl * dim, *w2 = w1 + nl * hid * dim, *w3 = w2 + nl * dim * hid;
     const float *fnorm = w3 + nl * hid * dim;
     const float *cls = m->shared ? emb : fnorm + dim;
+    quantize_act = m->quantize_act;
     double *kc = calloc(nl * n * kvd, sizeof(double)), *vc = calloc(nl * n * kvd, sizeof(double));
     double x[128], xb[128], q[128], t[128], h1[256], h3[256], att[64];
     for (size_t pos = 0; pos < n; pos++) {
@@ -185,7 +210,7 @@ static float *random_floats(size_t n)
 }
 
 /* Runs every position through q_forward and compares with the reference on `ref_w`. */
-static void compare(const q_model *m, const float *ref_w, int shared, double tol)
+static void compare(const q_model *m, const float *ref_w, int shared, int quant, double tol)
 {
     const q_config *c = &m->config;
     q_context ctx = {0};
@@ -197,7 +222,7 @@ static void compare(const q_model *m, const float *ref_w, int shared, double tol
     size_t base = q_arena_used(&ctx);
     uint32_t tokens[64];
     double want[64];
-    ref_model rm = {*c, ref_w, shared};
+    ref_model rm = {*c, ref_w, shared, quant};
     for (size_t pos = 0; pos < c->seq_len; pos++) {
         tokens[pos] = (uint32_t)((pos * 7 + 3) % c->vocab_size);
         float *logits;
@@ -230,6 +255,59 @@ static void compare(const q_model *m, const float *ref_w, int shared, double tol
     q_free_memory(&ctx);
 }
 
+/* Logits of every position, run with `threads` threads in batches of `batch` tokens on
+ * kernel table `k`, into out (seq_len, vocab). */
+static void run_all_positions(const q_model *m, const q_kernels *k, size_t threads,
+                              size_t batch, float *out)
+{
+    const q_config *c = &m->config;
+    q_context ctx = {0};
+    q_state st;
+    q_state_options opt = {.n_threads = threads, .max_batch = batch, .kernels = k};
+    CHECK_EQ_INT(q_state_init_ex(&st, &ctx, m, &opt), Q_OK);
+    CHECK(st.kernels == k && st.n_threads == threads);
+    uint32_t tokens[64];
+    for (size_t pos = 0; pos < c->seq_len; pos++)
+        tokens[pos] = (uint32_t)((pos * 5 + 1) % c->vocab_size);
+    /* every prefix as one batched call: the logits after its last token */
+    for (size_t n = 1; n <= c->seq_len; n++) {
+        float *logits = NULL;
+        CHECK_EQ_INT(q_forward_batch(&st, tokens, n, 0, &logits), Q_OK);
+        if (logits != NULL)
+            memcpy(out + (n - 1) * c->vocab_size, logits, c->vocab_size * sizeof(float));
+    }
+    q_state_free(&st);
+    q_free_memory(&ctx);
+}
+
+/* The thread pool and batched prefill change nothing: bitwise-identical logits with 1, 2
+ * and 3 threads and batches of 1, 3 and 32 tokens, for every kernel table. */
+static void same_logits_any_threads_and_batch(const q_model *m)
+{
+    const q_config *c = &m->config;
+    size_t n = c->seq_len * c->vocab_size;
+    float *ref = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
+    const q_kernels *tables[2] = {q_kernels_scalar(), q_kernels_avx2()};
+    for (int k = 0; k < 2; k++) {
+        if (tables[k] == NULL)
+            continue;
+        run_all_positions(m, tables[k], 1, 1, ref);
+        const size_t runs[3][2] = {{2, 1}, {1, 3}, {3, 32}};
+        for (int r = 0; r < 3; r++) {
+            memset(got, 0xff, n * sizeof(float));
+            run_all_positions(m, tables[k], runs[r][0], runs[r][1], got);
+            if (memcmp(ref, got, n * sizeof(float)) != 0) {
+                fprintf(stderr, "%s: threads %zu batch %zu: logits differ from 1 thread, "
+                                "1 token at a time\n",
+                        tables[k]->name, runs[r][0], runs[r][1]);
+                CHECK(0);
+            }
+        }
+    }
+    free(ref);
+    free(got);
+}
+
 static void test_config(q_config c, int shared)
 {
     size_t n = q_model_float_count(&c, shared);
@@ -238,7 +316,8 @@ static void test_config(q_config c, int shared)
     q_model m;
     CHECK_EQ_INT(q_model_from_floats(&m, &c, w, n - 1, shared), Q_ERR_TRUNCATED);
     CHECK_EQ_INT(q_model_from_floats(&m, &c, w, n, shared), Q_OK);
-    compare(&m, w, shared, 1e-4);
+    compare(&m, w, shared, 0, 1e-4);
+    same_logits_any_threads_and_batch(&m);
 
     /* the same model in every other weight type */
     const q_tensor_type types[3] = {Q_TENSOR_F16, Q_TENSOR_Q8_0, Q_TENSOR_Q8_SPLIT};
@@ -264,7 +343,9 @@ static void test_config(q_config c, int shared)
             for (int j = 0; j < 7; j++)
                 *ts[j] = convert(ts[j], types[k], w, deq, &owned[n_owned++]);
         }
-        compare(&qm, deq, shared, 1e-4);
+        /* Q8_0 weights multiply int8-quantized activations (reference does the same) */
+        compare(&qm, deq, shared, types[k] == Q_TENSOR_Q8_0, 1e-4);
+        same_logits_any_threads_and_batch(&qm);
         for (size_t i = 0; i < n_owned; i++)
             free(owned[i]);
         free(qm.layers);
