@@ -7,7 +7,11 @@
  *   2. q_generate with a sampler drawn from the input (greedy, multinomial, top-p), its
  *      output required to be valid UTF-8 without control bytes other than whitespace
  *      (the decoder's promise), and its statistics consistent;
- *   3. OS failures injected in some inputs: q_state_init / q_generate must fail cleanly.
+ *   3. OS failures injected in some inputs: q_state_init / q_generate must fail cleanly;
+ *   4. the optimized paths against their references: the prompt run as batches of a
+ *      drawn size on 2 threads gives bitwise the logits of 1 thread one token at a time,
+ *      and q_generate on 2 threads with batched prefill emits exactly the bytes of the
+ *      1-thread, one-token-at-a-time run (same sampler seed).
  *
  * Input layout: parameters from the TAIL (fuzz_producer): config, vocabulary, sampler,
  * steps, prompt length, failure position; the HEAD is payload: prompt bytes first, then
@@ -215,8 +219,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                             (double)logits[i]);
         FUZZ_ASSERT(q_arena_used(&ctx) <= st.arena_high_water);
     }
+    /* 4a. the same positions as batches on 2 threads: bitwise the same last logits */
+    static float last_logits[512];
+    FUZZ_ASSERT(cfg.vocab_size <= sizeof last_logits / sizeof last_logits[0]);
+    memcpy(last_logits, st.logits, cfg.vocab_size * sizeof(float));
     q_state_free(&st);
     FUZZ_ASSERT(ctx.kv_buffer == NULL && ctx.scratch_buffer == NULL);
+    q_state_options two = {.n_threads = 2, .max_batch = 1 + score_seed % 8, .kernels = NULL};
+    rc = q_state_init_ex(&st, &ctx, &model, &two);
+    FUZZ_ASSERT_MSG(rc == Q_OK, "q_state_init_ex: %s", q_error_name(rc));
+    float *batch_logits = NULL;
+    rc = q_forward_batch(&st, tokens, n_run, 0, &batch_logits);
+    FUZZ_ASSERT_MSG(rc == Q_OK, "q_forward_batch: %s", q_error_name(rc));
+    for (size_t i = 0; i < cfg.vocab_size; i++)
+        FUZZ_ASSERT_MSG(memcmp(&batch_logits[i], &last_logits[i], sizeof(float)) == 0,
+                        "logit %zu: %a with 2 threads, batches of %zu; %a one by one", i,
+                        (double)batch_logits[i], two.max_batch, (double)last_logits[i]);
+    q_state_free(&st);
 
     /* 3. injected failure in q_state_init: clean error, nothing left in ctx */
     if (inject) {
@@ -233,14 +252,40 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
 
-    /* 2. generation */
-    rc = q_state_init(&st, &ctx, &model);
+    /* 2. generation (1 thread, one token at a time) */
+    q_state_options one = {.n_threads = 1, .max_batch = 1, .kernels = NULL};
+    rc = q_state_init_ex(&st, &ctx, &model, &one);
     FUZZ_ASSERT(rc == Q_OK);
     q_sampler sampler;
     FUZZ_ASSERT(q_sampler_init(&sampler, cfg.vocab_size, temperature, topp, seed) == Q_OK);
     sink out = {{0}, 0, 0, stop_after, 0};
     q_gen_stats stats;
     rc = q_generate(&st, &tok, &sampler, prompt, steps, emit, &out, &stats);
+
+    /* 4b. the same generation on 2 threads with batched prefill: the same bytes */
+    {
+        q_context ctx2 = {0};
+        q_state st2;
+        FUZZ_ASSERT(q_state_init_ex(&st2, &ctx2, &model, &two) == Q_OK);
+        q_sampler sampler2;
+        FUZZ_ASSERT(q_sampler_init(&sampler2, cfg.vocab_size, temperature, topp, seed) == Q_OK);
+        static sink out2;
+        memset(&out2, 0, sizeof out2);
+        out2.stop_after = stop_after;
+        q_gen_stats stats2;
+        q_error_code rc2 = q_generate(&st2, &tok, &sampler2, prompt, steps, emit, &out2, &stats2);
+        FUZZ_ASSERT_MSG(rc2 == rc, "q_generate: %s on 2 threads, %s on 1", q_error_name(rc2),
+                        q_error_name(rc));
+        FUZZ_ASSERT_MSG(out2.total == out.total && out2.len == out.len &&
+                            memcmp(out2.buf, out.buf, out.len) == 0,
+                        "2 threads with batches of %zu emitted other bytes than 1 thread",
+                        two.max_batch);
+        if (rc == Q_OK)
+            FUZZ_ASSERT(stats2.n_positions == stats.n_positions &&
+                        stats2.n_sampled == stats.n_sampled);
+        q_state_free(&st2);
+        q_free_memory(&ctx2);
+    }
     if (stop_after >= 0 && out.calls > stop_after) {
         FUZZ_ASSERT_MSG(rc == Q_ERR_IO, "emit asked to stop, q_generate said %s", q_error_name(rc));
     } else {
