@@ -1,14 +1,431 @@
-/* AVX2 quantize_q8 and matmul: PLACEHOLDER forwarding to the reference, replaced by the
- * real implementation. */
+/*
+ * AVX2 + FMA + F16C quantize_q8 and matmul (compiled with -mavx2 -mfma -mf16c; reached only
+ * through the table dispatch.c hands out after checking the CPU).
+ *
+ * ---- accumulation scheme (the determinism rule) ----
+ *
+ * Every output element out[t][i] = dot(W row i, x row t) is computed by the SAME sequence of
+ * floating-point operations whatever tile it falls into, whatever [r0, r1) and n_rows are:
+ *
+ *   float weights (F32, F16):  one 8-lane accumulator, acc = 0; for each 8-column step j
+ *       (in order) acc = fma(w[j..j+8), x[j..j+8), acc); the last cols % 8 columns are one
+ *       more step on zero-padded copies of w and x; then hsum8(acc).
+ *   int8 (Q8_0, Q8_SPLIT with x->q): one 8-lane accumulator; for each 32-value block b (in
+ *       order) p = the 8 exact int32 partial sums of the block (lane l holds the products
+ *       of values 4l..4l+3 of each 16-byte half, from maddubs + madd), then
+ *       acc = fma((float)p, broadcast(ws_b * xd_b), acc); then hsum8(acc).
+ *   hsum8: (low half + high half), then (+ movehl), then (+ movehdup): a fixed tree.
+ *
+ * Tiles only choose which outputs are computed together: a tile of R weight rows x T
+ * activation rows keeps R*T accumulators in registers, loads each weight vector once per
+ * step and uses it for the T tokens, loads each activation vector once and uses it for the
+ * R rows. The tiles (rows x tokens):
+ *   float prefill (n_rows >= 3): 4x3 (12 accumulators + 3 x + 1 w = 16 ymm), edges 4x1,
+ *       1x3, 1x1; rows outermost, so a 4-row panel of W stays in L1/L2 while every token
+ *       group streams past it: each weight row is read from memory once per batch.
+ *   float decode (n_rows 1, 2): 8x1 (8 independent FMA chains hide the FMA latency; the
+ *       activation vector is loaded once per step for 8 rows), edge 1x1.
+ *   int8: 4x2 prefill (n_rows >= 2), 4x1 decode, edges 1x2, 1x1.
+ *
+ * Int8 precondition handled here: the sign trick (maddubs(|w|, sign(x, w))) is exact for any
+ * weight byte and any activation in [-127, 127] (what quantize_q8 produces; pair sums stay
+ * <= 2*128*127 < 32767). An activation row holding -128 would not be: such a row (checked
+ * per row, so the choice depends on that row alone) goes through the reference kernel.
+ */
+#include <immintrin.h>
+
 #include "kernels/kernels_internal.h"
+
+#define QA_INLINE static inline __attribute__((always_inline))
+
+/* ---- quantize_q8 ---- */
 
 void q_avx2_quantize_q8(int8_t *q, float *d, const float *x, size_t n)
 {
-    q_kernels_scalar()->quantize_q8(q, d, x, n);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (size_t b = 0; b < n / Q_QBLOCK; b++) {
+        const float *xb = x + b * Q_QBLOCK; /* (32) this block */
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            /* maxps returns its SECOND operand when either is NaN: NaN |x| is ignored */
+            m = _mm256_max_ps(_mm256_and_ps(v[k], absmask), m);
+        }
+        /* m holds no NaN now; max is exact, so the reduction order does not matter */
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        float scale = amax / 127.0f;
+        float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+        d[b] = scale;
+        const __m256 vinv = _mm256_set1_ps(inv);
+        __m256i iv[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 r = _mm256_round_ps(_mm256_mul_ps(v[k], vinv),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q)); /* NaN -> +0 */
+            r = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+            iv[k] = _mm256_cvtps_epi32(r); /* exact: integral values in [-127, 127] */
+        }
+        /* packs work per 128-bit half: bytes come out as 4-value groups in the order
+         * v0[0..3] v1[0..3] v2[0..3] v3[0..3] v0[4..7] v1[4..7] v2[4..7] v3[4..7] */
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(iv[0], iv[1]),
+                                       _mm256_packs_epi32(iv[2], iv[3]));
+        p = _mm256_permutevar8x32_epi32(p, order);
+        _mm256_storeu_si256((__m256i *)(void *)(q + b * Q_QBLOCK), p);
+    }
+}
+
+/* ---- the shared per-output pieces ---- */
+
+QA_INLINE float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 8 weights of a float-type row at column j, as float32 */
+QA_INLINE __m256 load_w8(const unsigned char *row, size_t j, int f16)
+{
+    if (f16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + j * 2)));
+    return _mm256_loadu_ps((const float *)(const void *)(row + j * 4));
+}
+
+/* The last rem (< 8) weights from column j, zero-padded to 8 */
+QA_INLINE __m256 load_w_tail(const unsigned char *row, size_t j, size_t rem, int f16)
+{
+    if (f16) {
+        uint16_t h[8] = {0};
+        memcpy(h, row + j * 2, rem * 2);
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
+    }
+    float f[8] = {0};
+    memcpy(f, row + j * 4, rem * 4);
+    return _mm256_loadu_ps(f);
+}
+
+#define MAX_R 8
+#define MAX_T 3
+
+/*
+ * Float tile: R weight rows starting at w (row stride wstride bytes) x T activation rows
+ * xs[0..T) (n floats each); out[t][r] = outs[t][r]. R, T are compile-time constants at every
+ * call site (the loops unroll and the accumulators live in registers).
+ */
+QA_INLINE void ftile(float *const *outs, const unsigned char *w, size_t wstride,
+                     const float *const *xs, size_t n, int R, int T, int f16)
+{
+    __m256 acc[MAX_R][MAX_T]; /* (R, T) one accumulator chain per output */
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 3
+        for (int t = 0; t < T; t++)
+            acc[r][t] = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 xv[MAX_T];
+#pragma GCC unroll 3
+        for (int t = 0; t < T; t++)
+            xv[t] = _mm256_loadu_ps(xs[t] + j);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m256 wv = load_w8(w + (size_t)r * wstride, j, f16);
+#pragma GCC unroll 3
+            for (int t = 0; t < T; t++)
+                acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    if (j < n) {
+        size_t rem = n - j;
+        __m256 xv[MAX_T];
+#pragma GCC unroll 3
+        for (int t = 0; t < T; t++) {
+            float f[8] = {0};
+            memcpy(f, xs[t] + j, rem * sizeof(float));
+            xv[t] = _mm256_loadu_ps(f);
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m256 wv = load_w_tail(w + (size_t)r * wstride, j, rem, f16);
+#pragma GCC unroll 3
+            for (int t = 0; t < T; t++)
+                acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 3
+        for (int t = 0; t < T; t++)
+            outs[t][r] = hsum8(acc[r][t]);
+}
+
+#define FTILE(R, T, F16, NAME)                                                            \
+    static __attribute__((noinline)) void NAME(float *const *outs, const unsigned char *w, \
+                                               size_t wstride, const float *const *xs,   \
+                                               size_t n)                                 \
+    {                                                                                    \
+        ftile(outs, w, wstride, xs, n, R, T, F16);                                       \
+    }
+FTILE(4, 3, 0, f32_4x3)
+FTILE(4, 1, 0, f32_4x1)
+FTILE(8, 1, 0, f32_8x1)
+FTILE(1, 3, 0, f32_1x3)
+FTILE(1, 1, 0, f32_1x1)
+FTILE(4, 3, 1, f16_4x3)
+FTILE(4, 1, 1, f16_4x1)
+FTILE(8, 1, 1, f16_8x1)
+FTILE(1, 3, 1, f16_1x3)
+FTILE(1, 1, 1, f16_1x1)
+
+typedef void (*ftile_fn)(float *const *outs, const unsigned char *w, size_t wstride,
+                         const float *const *xs, size_t n);
+
+static void matmul_float(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
+                         const q_act *x, int f16)
+{
+    size_t n = w->cols, nt = x->n_rows;
+    size_t wstride = n * (f16 ? 2u : 4u); /* bytes per weight row */
+    const unsigned char *base = (const unsigned char *)w->data;
+    ftile_fn big = f16 ? f16_4x3 : f32_4x3, rows4 = f16 ? f16_4x1 : f32_4x1,
+             rows8 = f16 ? f16_8x1 : f32_8x1, toks3 = f16 ? f16_1x3 : f32_1x3,
+             one = f16 ? f16_1x1 : f32_1x1;
+    float *outs[MAX_T];
+    const float *xs[MAX_T];
+    if (nt < 3) { /* decode: 8 rows per pass, one token at a time */
+        for (size_t t = 0; t < nt; t++) {
+            xs[0] = x->f + t * n;
+            size_t i = r0;
+            for (; i + 8 <= r1; i += 8) {
+                outs[0] = out + t * out_stride + i;
+                rows8(outs, base + i * wstride, wstride, xs, n);
+            }
+            for (; i < r1; i++) {
+                outs[0] = out + t * out_stride + i;
+                one(outs, base + i * wstride, wstride, xs, n);
+            }
+        }
+        return;
+    }
+    /* prefill: 4-row panels (outer), token triples (inner) */
+    for (size_t i = r0; i < r1;) {
+        int R = r1 - i >= 4 ? 4 : 1;
+        const unsigned char *wi = base + i * wstride;
+        size_t t = 0;
+        for (; t + 3 <= nt; t += 3) {
+            for (int k = 0; k < 3; k++) {
+                xs[k] = x->f + (t + (size_t)k) * n;
+                outs[k] = out + (t + (size_t)k) * out_stride + i;
+            }
+            (R == 4 ? big : toks3)(outs, wi, wstride, xs, n);
+        }
+        for (; t < nt; t++) {
+            xs[0] = x->f + t * n;
+            outs[0] = out + t * out_stride + i;
+            (R == 4 ? rows4 : one)(outs, wi, wstride, xs, n);
+        }
+        i += (size_t)R;
+    }
+}
+
+/* ---- int8 x int8 ---- */
+
+/* Where a tile's weight rows are: Q8_0 rows of 34-byte blocks, or Q8_SPLIT rows of bytes
+ * with a float scale per group of gs values (gs a multiple of 32; the group index of each
+ * row's block advances incrementally, no division per block). */
+typedef struct qrows {
+    const unsigned char *row[MAX_R]; /* Q8_0: first block of the row; split: first byte */
+    const unsigned char *scales;     /* split: the float32 scales */
+    size_t group[MAX_R];             /* split: group of the current block */
+    size_t inb[MAX_R];               /* split: blocks of the current group already passed */
+    size_t bpg;                      /* split: blocks per group */
+} qrows;
+
+/*
+ * Int8 tile: R rows x T activation rows (xq[t]: n int8, xd[t]: n/32 scales), split selects
+ * the Q8_SPLIT layout. Per block: the weight block is loaded once, |w| computed once, and
+ * used for the T tokens.
+ */
+QA_INLINE void qtile(float *const *outs, qrows *wr, const int8_t *const *xq,
+                     const float *const *xd, size_t n, int R, int T, int split)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[MAX_R][MAX_T]; /* (R, T) one accumulator chain per output */
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 3
+        for (int t = 0; t < T; t++)
+            acc[r][t] = _mm256_setzero_ps();
+    size_t nb = n / Q_QBLOCK;
+    for (size_t b = 0; b < nb; b++) {
+        __m256i wv[MAX_R], aw[MAX_R]; /* (R) weight block, its magnitudes */
+        float ws[MAX_R];              /* (R) weight block scales */
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            const unsigned char *qp;
+            if (split) {
+                qp = wr->row[r] + b * Q_QBLOCK;
+                ws[r] = q_load_f32(wr->scales + wr->group[r] * 4);
+                if (++wr->inb[r] == wr->bpg) {
+                    wr->inb[r] = 0;
+                    wr->group[r]++;
+                }
+            } else {
+                const unsigned char *blk = wr->row[r] + b * Q_Q8_0_BLOCK_BYTES;
+                uint16_t h;
+                memcpy(&h, blk, 2);
+                ws[r] = _cvtsh_ss(h);
+                qp = blk + 2;
+            }
+            wv[r] = _mm256_loadu_si256((const __m256i *)(const void *)qp);
+            aw[r] = _mm256_abs_epi8(wv[r]);
+        }
+#pragma GCC unroll 3
+        for (int t = 0; t < T; t++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xq[t] + b * Q_QBLOCK));
+            float xs = xd[t][b];
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) {
+                __m256i sx = _mm256_sign_epi8(xv, wv[r]); /* x * sign(w), x in [-127, 127] */
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[r], sx), ones);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(ws[r] * xs),
+                                            acc[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 3
+        for (int t = 0; t < T; t++)
+            outs[t][r] = hsum8(acc[r][t]);
+}
+
+#define QTILE(R, T, SPLIT, NAME)                                                        \
+    static __attribute__((noinline)) void NAME(float *const *outs, qrows *wr,           \
+                                               const int8_t *const *xq,                 \
+                                               const float *const *xd, size_t n)        \
+    {                                                                                   \
+        qtile(outs, wr, xq, xd, n, R, T, SPLIT);                                        \
+    }
+QTILE(4, 2, 0, q80_4x2)
+QTILE(4, 1, 0, q80_4x1)
+QTILE(1, 2, 0, q80_1x2)
+QTILE(1, 1, 0, q80_1x1)
+QTILE(4, 2, 1, q8s_4x2)
+QTILE(4, 1, 1, q8s_4x1)
+QTILE(1, 2, 1, q8s_1x2)
+QTILE(1, 1, 1, q8s_1x1)
+
+typedef void (*qtile_fn)(float *const *outs, qrows *wr, const int8_t *const *xq,
+                         const float *const *xd, size_t n);
+
+/* Sets up the rows i .. i+R-1 of w in wr. */
+static void qrows_at(qrows *wr, const q_tensor *w, size_t i, int R)
+{
+    size_t n = w->cols;
+    const unsigned char *base = (const unsigned char *)w->data;
+    for (int r = 0; r < R; r++) {
+        size_t row = i + (size_t)r;
+        if (w->type == Q_TENSOR_Q8_0) {
+            wr->row[r] = base + row * (n / Q_QBLOCK) * Q_Q8_0_BLOCK_BYTES;
+        } else {
+            size_t e0 = row * n; /* flat index of the row's first value */
+            wr->row[r] = base + e0;
+            wr->group[r] = e0 / w->group_size;
+            wr->inb[r] = e0 % w->group_size / Q_QBLOCK;
+        }
+    }
+    wr->scales = (const unsigned char *)w->scales;
+    wr->bpg = w->group_size / Q_QBLOCK;
+}
+
+/* True when activation row xq (n values) holds a -128, outside the sign trick's range. */
+static int has_min_int8(const int8_t *xq, size_t n)
+{
+    const __m256i m = _mm256_set1_epi8(-128);
+    __m256i any = _mm256_setzero_si256();
+    for (size_t j = 0; j < n; j += Q_QBLOCK)
+        any = _mm256_or_si256(any, _mm256_cmpeq_epi8(
+                                       _mm256_loadu_si256((const __m256i *)(const void *)(xq + j)), m));
+    return !_mm256_testz_si256(any, any);
+}
+
+static void matmul_int8(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
+                        const q_act *x)
+{
+    size_t n = w->cols, nt = x->n_rows, nb = n / Q_QBLOCK;
+    int split = w->type == Q_TENSOR_Q8_SPLIT;
+    qtile_fn big = split ? q8s_4x2 : q80_4x2, rows4 = split ? q8s_4x1 : q80_4x1,
+             toks2 = split ? q8s_1x2 : q80_1x2, one = split ? q8s_1x1 : q80_1x1;
+    /* the activation rows the tiles take (at most 64 at a time), the others go to the
+     * reference one row at a time */
+    size_t good[64];
+    for (size_t t0 = 0; t0 < nt; t0 += 64) {
+        size_t t_end = nt - t0 < 64 ? nt : t0 + 64, ng = 0;
+        for (size_t t = t0; t < t_end; t++) {
+            if (!has_min_int8(x->q + t * n, n)) {
+                good[ng++] = t;
+                continue;
+            }
+            q_act one_row = {.f = x->f != NULL ? x->f + t * n : NULL, .q = x->q + t * n,
+                             .d = x->d + t * nb, .cols = n, .n_rows = 1};
+            q_kernels_scalar()->matmul(out + t * out_stride, out_stride, w, r0, r1, &one_row);
+        }
+        float *outs[MAX_T];
+        const int8_t *xq[MAX_T];
+        const float *xd[MAX_T];
+        qrows wr;
+        for (size_t i = r0; i < r1;) {
+            int R = r1 - i >= 4 ? 4 : 1;
+            size_t g = 0;
+            for (; g + 2 <= ng; g += 2) {
+                for (int k = 0; k < 2; k++) {
+                    size_t t = good[g + (size_t)k];
+                    xq[k] = x->q + t * n;
+                    xd[k] = x->d + t * nb;
+                    outs[k] = out + t * out_stride + i;
+                }
+                qrows_at(&wr, w, i, R);
+                (R == 4 ? big : toks2)(outs, &wr, xq, xd, n);
+            }
+            for (; g < ng; g++) {
+                size_t t = good[g];
+                xq[0] = x->q + t * n;
+                xd[0] = x->d + t * nb;
+                outs[0] = out + t * out_stride + i;
+                qrows_at(&wr, w, i, R);
+                (R == 4 ? rows4 : one)(outs, &wr, xq, xd, n);
+            }
+            i += (size_t)R;
+        }
+    }
 }
 
 void q_avx2_matmul(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
                    const q_act *x)
 {
+    if (r0 >= r1 || x->n_rows == 0)
+        return;
+    switch (w->type) {
+    case Q_TENSOR_F32:
+        matmul_float(out, out_stride, w, r0, r1, x, 0);
+        return;
+    case Q_TENSOR_F16:
+        matmul_float(out, out_stride, w, r0, r1, x, 1);
+        return;
+    case Q_TENSOR_Q8_0:
+    case Q_TENSOR_Q8_SPLIT:
+        if (x->q != NULL && q_kernels_wants_q8(w)) {
+            matmul_int8(out, out_stride, w, r0, r1, x);
+            return;
+        }
+        break;
+    }
     q_kernels_scalar()->matmul(out, out_stride, w, r0, r1, x);
 }
