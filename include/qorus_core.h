@@ -61,6 +61,7 @@ typedef enum q_error_code {
     Q_ERR_BAD_SHAPE = -20,           /**< tensor dimensions wrong for the config, or zero */
     Q_ERR_BAD_TOKEN = -21,           /**< a token piece or id the tokenizer cannot accept */
     Q_ERR_IO = -22,                  /**< reading or writing a file failed (tools only) */
+    Q_ERR_THREAD = -23,              /**< the OS refused to create a thread */
 } q_error_code;
 
 /** How q_init_memory_ex maps the model file. */

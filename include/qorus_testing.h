@@ -12,12 +12,12 @@ extern "C" {
 
 /**
  * Makes the `n`-th OS allocation/mapping call from now fail (1 = the next one), counting
- * open, mmap, mprotect and the library's heap allocations. Only that one call fails; later
+ * open, mmap, mprotect, the library's heap allocations and thread creations. Only that one call fails; later
  * calls succeed. `n == 0` disables injection.
  */
 void q_test_fail_nth_os_call(unsigned long n);
 
-/** Number of OS allocation/mapping calls made since the last q_test_fail_nth_os_call. */
+/** Number of OS allocation/mapping/thread-creation calls made since the last q_test_fail_nth_os_call. */
 unsigned long q_test_os_call_count(void);
 
 /** 1 if an injected failure has been delivered since the last q_test_fail_nth_os_call. */

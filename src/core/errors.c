@@ -33,6 +33,7 @@ static const error_text error_table[] = {
     Q_ERROR_ENTRY(Q_ERR_BAD_SHAPE, "tensor shape does not match the configuration"),
     Q_ERROR_ENTRY(Q_ERR_BAD_TOKEN, "invalid token"),
     Q_ERROR_ENTRY(Q_ERR_IO, "input/output error"),
+    Q_ERROR_ENTRY(Q_ERR_THREAD, "cannot create a thread"),
 };
 
 #define ERROR_COUNT (sizeof error_table / sizeof error_table[0])

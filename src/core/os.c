@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -95,4 +96,27 @@ size_t q_os_page_size(void)
         page = v > 0 ? (size_t)v : 4096u;
     }
     return page;
+}
+
+int q_os_thread_create(pthread_t *thread, void *(*start)(void *), void *arg)
+{
+    sigset_t all_signals, caller_signals;
+    int rc;
+    if (injected_failure())
+        return EAGAIN;
+    /* The new thread inherits the mask in force when it is created: block everything for
+     * the call, then give the caller its own mask back. No window where the thread runs
+     * with signals open. */
+    sigfillset(&all_signals);
+    rc = pthread_sigmask(SIG_SETMASK, &all_signals, &caller_signals);
+    if (rc != 0)
+        return rc;
+    rc = pthread_create(thread, NULL, start, arg);
+    pthread_sigmask(SIG_SETMASK, &caller_signals, NULL);
+    return rc;
+}
+
+int q_os_thread_join(pthread_t thread)
+{
+    return pthread_join(thread, NULL);
 }

@@ -21,6 +21,7 @@ static const struct { const char *name; q_error_code code; } codes[] = {
     C(Q_ERR_INVALID_CONFIG), C(Q_ERR_TRUNCATED), C(Q_ERR_VOCAB_MISMATCH),
     C(Q_ERR_UNSUPPORTED_TYPE), C(Q_ERR_INVALID_STATE), C(Q_ERR_BAD_ALIGNMENT),
     C(Q_ERR_DUPLICATE), C(Q_ERR_MISSING), C(Q_ERR_BAD_SHAPE), C(Q_ERR_BAD_TOKEN), C(Q_ERR_IO),
+    C(Q_ERR_THREAD),
 #undef C
 };
 
