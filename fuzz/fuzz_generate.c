@@ -225,7 +225,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(last_logits, st.logits, cfg.vocab_size * sizeof(float));
     q_state_free(&st);
     FUZZ_ASSERT(ctx.kv_buffer == NULL && ctx.scratch_buffer == NULL);
-    q_state_options two = {.n_threads = 2, .max_batch = 1 + score_seed % 8, .kernels = NULL};
+    q_state_options two = {.n_threads = 2, .max_batch = 1 + score_seed % 8, .kernels = NULL,
+                           .parallel_min_work = 1}; /* every step on the pool */
     rc = q_state_init_ex(&st, &ctx, &model, &two);
     FUZZ_ASSERT_MSG(rc == Q_OK, "q_state_init_ex: %s", q_error_name(rc));
     float *batch_logits = NULL;
@@ -253,7 +254,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     /* 2. generation (1 thread, one token at a time) */
-    q_state_options one = {.n_threads = 1, .max_batch = 1, .kernels = NULL};
+    q_state_options one = {.n_threads = 1, .max_batch = 1, .kernels = NULL,
+                           .parallel_min_work = 0};
     rc = q_state_init_ex(&st, &ctx, &model, &one);
     FUZZ_ASSERT(rc == Q_OK);
     q_sampler sampler;

@@ -183,6 +183,10 @@ q_error_code q_decoder_feed_bytes(q_decoder *dec, const void *bytes, size_t len,
 #define Q_DEFAULT_BATCH 32u
 /** Largest accepted batch. */
 #define Q_MAX_BATCH 512u
+/** Work (multiply-adds) below which a step of the forward pass runs on the calling thread
+ *  alone: waking the workers and waiting for them costs microseconds, more than a small
+ *  step takes. Which thread runs a task never changes its result. */
+#define Q_DEFAULT_PARALLEL_MIN_WORK 32768u
 /** Most threads a forward pass may use. */
 #define Q_MAX_THREADS 64u
 
@@ -196,6 +200,8 @@ typedef struct q_state_options {
     size_t max_batch;         /* tokens per batch of q_forward_batch; 0 = Q_DEFAULT_BATCH,
                                  1 = one token at a time (the reference for batching) */
     const q_kernels *kernels; /* kernel table; NULL = q_kernels_select() */
+    size_t parallel_min_work; /* steps with less work run on the caller alone; 0 =
+                                 Q_DEFAULT_PARALLEL_MIN_WORK, 1 = always on the pool */
 } q_state_options;
 
 struct q_pool;
@@ -208,6 +214,7 @@ typedef struct q_state {
     struct q_pool *pool;      /* worker threads, NULL with one thread */
     size_t n_threads;         /* threads of the forward pass, caller included */
     size_t max_batch;         /* tokens per forward batch */
+    size_t parallel_min_work; /* see q_state_options */
     size_t head_size;        /* dim / n_heads */
     size_t kv_dim;           /* n_kv_heads * head_size */
     float *key_cache;        /* (n_layers, seq_len, kv_dim) in ctx->kv_buffer */

@@ -220,6 +220,8 @@ q_error_code q_state_init_ex(q_state *st, q_context *ctx, const q_model *model,
         o.max_batch = Q_DEFAULT_BATCH;
     if (o.kernels == NULL)
         o.kernels = q_kernels_select();
+    if (o.parallel_min_work == 0)
+        o.parallel_min_work = Q_DEFAULT_PARALLEL_MIN_WORK;
     if (o.n_threads > Q_MAX_THREADS || o.max_batch > Q_MAX_BATCH)
         return Q_ERR_INVALID_ARG;
     q_error_code err = check_model(model);
@@ -272,6 +274,7 @@ q_error_code q_state_init_ex(q_state *st, q_context *ctx, const q_model *model,
     st->pool = pool;
     st->n_threads = o.n_threads;
     st->max_batch = o.max_batch;
+    st->parallel_min_work = o.parallel_min_work;
     st->head_size = head_size;
     st->kv_dim = kv_dim;
     st->key_cache = (float *)ctx->kv_buffer;
@@ -297,10 +300,12 @@ void q_state_free(q_state *st)
 
 /* ---- parallel steps ---- */
 
-/* Runs fn on tasks 0..n_tasks-1: on the pool, or inline with one thread. */
-static void run_tasks(const q_state *st, q_pool_task_fn fn, void *arg, size_t n_tasks)
+/* Runs fn on tasks 0..n_tasks-1: on the pool when there is one and the step's work
+ * (multiply-adds, roughly) is worth it, else inline on the calling thread. */
+static void run_tasks(const q_state *st, q_pool_task_fn fn, void *arg, size_t n_tasks,
+                      size_t work)
 {
-    if (st->pool != NULL) {
+    if (st->pool != NULL && work >= st->parallel_min_work) {
         q_pool_run(st->pool, fn, arg, n_tasks);
         return;
     }
@@ -357,10 +362,15 @@ static void add_matmul(matmul_set *set, const q_state *st, const q_tensor *w, fl
 
 static void run_matmuls(const q_state *st, matmul_set *set)
 {
-    size_t n = 0;
-    for (size_t j = 0; j < set->n_jobs; j++)
-        n += set->jobs[j].n_chunks;
-    run_tasks(st, matmul_task, set, n);
+    size_t n = 0, work = 0;
+    for (size_t j = 0; j < set->n_jobs; j++) {
+        const matmul_job *job = &set->jobs[j];
+        n += job->n_chunks;
+        /* at most 2^20 * 2^18 * 2^9 (Q_MAX_*): no overflow with a 64-bit size_t; a wrap
+         * on 32-bit targets would only change where the step runs, not its result */
+        work += job->w->rows * job->w->cols * job->act.n_rows;
+    }
+    run_tasks(st, matmul_task, set, n, work);
 }
 
 /* The activation rows `x` (B, n) as the kernels read them, quantized to int8 blocks when
@@ -475,7 +485,9 @@ static q_error_code forward_chunk(q_state *st, const uint32_t *tokens, size_t B,
         }
         att.keys = st->key_cache + loff;
         att.values = st->value_cache + loff;
-        run_tasks(st, attention_task, &att, B * p->n_heads);
+        /* work: every query head reads its keys and values at positions 0..pos0+B-1 */
+        run_tasks(st, attention_task, &att, B * p->n_heads,
+                  B * p->n_heads * (pos0 + B) * head_size * 2);
         act = make_act(st, &bb, bb.xb, B, dim, &L->wo, NULL, NULL);
         matmul_set wo = {.k = k};
         add_matmul(&wo, st, &L->wo, bb.xb2, dim, &act);

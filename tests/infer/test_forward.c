@@ -263,7 +263,9 @@ static void run_all_positions(const q_model *m, const q_kernels *k, size_t threa
     const q_config *c = &m->config;
     q_context ctx = {0};
     q_state st;
-    q_state_options opt = {.n_threads = threads, .max_batch = batch, .kernels = k};
+    /* parallel_min_work 1: every step on the pool, however small the model */
+    q_state_options opt = {.n_threads = threads, .max_batch = batch, .kernels = k,
+                           .parallel_min_work = 1};
     CHECK_EQ_INT(q_state_init_ex(&st, &ctx, m, &opt), Q_OK);
     CHECK(st.kernels == k && st.n_threads == threads);
     uint32_t tokens[64];
