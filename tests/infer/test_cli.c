@@ -308,6 +308,15 @@ static int case_golden(const char *which, int gguf)
                      gguf ? "gguf" : "bin", paths[k].kernels ? paths[k].kernels : "auto",
                      paths[k].threads, paths[k].batch);
             compare_expected(&r, c, label);
+            /* the stats line names the path that ran */
+            char want_threads[32];
+            snprintf(want_threads, sizeof want_threads, " threads=%s ", paths[k].threads);
+            CHECK(strstr(r.err, want_threads) != NULL);
+            if (paths[k].kernels != NULL)
+                CHECK(strstr(r.err, " kernels=scalar ") != NULL);
+            else
+                CHECK(strstr(r.err, " kernels=scalar ") != NULL ||
+                      strstr(r.err, " kernels=avx2 ") != NULL);
             free_result(&r);
         }
         unsetenv("QORUS_KERNELS");
