@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "output.h"
 #include "qorus.h"
 
 #define EXIT_BAD_INPUT 1
@@ -28,8 +29,9 @@ static const char usage_top[] =
     "\n"
     "commands:\n"
     "  run MODEL [-z TOKENIZER] [-i PROMPT] [-n STEPS] [-t TEMP] [-p TOPP] [-s SEED]\n"
+    "      [--no-mmap | --mmap lazy|eager|read]\n"
     "              generate text (streamed to stdout, one stats line on stderr)\n"
-    "  inspect MODEL [-z TOKENIZER]\n"
+    "  inspect MODEL [-z TOKENIZER] [--no-mmap | --mmap lazy|eager|read]\n"
     "              validate a model and print its format, config, tensors, tokenizer\n"
     "\n"
     "'qorus <command> --help' describes each command.\n";
@@ -49,16 +51,23 @@ static const char usage_run[] =
     "  -t TEMP       temperature >= 0 (default 1.0; 0 = greedy, same text as llama2.c run.c)\n"
     "  -p TOPP       top-p in [0, 1] (default 0.9; 0 or 1 = sample the full distribution)\n"
     "  -s SEED       random seed, an unsigned integer (default or 0: the current time)\n"
-    "  -h, --help    this text\n";
+    "  --mmap MODE   how the model is loaded: lazy (map, read ahead; the default), eager\n"
+    "                (map and read every page now), read (copy it into memory)\n"
+    "  --no-mmap     same as --mmap read: later changes to the file cannot affect the run\n"
+    "  -h, --help    this text\n"
+    "\n"
+    "Ctrl-C (SIGINT) or SIGTERM stops at the next token: the stats line is printed and the\n"
+    "exit status is 130 (143). A model file truncated during the run: one error line, exit 1.\n";
 
 static const char usage_inspect[] =
-    "usage: qorus inspect MODEL [-z TOKENIZER]\n"
+    "usage: qorus inspect MODEL [-z TOKENIZER] [--no-mmap | --mmap lazy|eager|read]\n"
     "\n"
     "Validates MODEL completely and prints its format and version, config, tensor table\n"
     "(name, type, shape as (rows, cols), byte offset in the file) and a tokenizer summary\n"
     "(from -z, or from GGUF metadata).\n"
     "\n"
     "  -z TOKENIZER  llama2.c tokenizer.bin to validate against the model\n"
+    "  --mmap MODE, --no-mmap  how the model is loaded (see 'qorus run --help')\n"
     "  -h, --help    this text\n";
 
 static int usage_error(const char *cmd, const char *what, const char *arg)
@@ -73,7 +82,8 @@ static int file_error(const char *file, q_error_code err, const q_diag *diag)
     if (diag != NULL && diag->field[0] != '\0')
         fprintf(stderr, "qorus: %s: %s (%.64s = %" PRId64 " at offset %" PRIu64 ")\n", file,
                 q_strerror(err), diag->field, diag->value, diag->offset);
-    else if (err == Q_ERR_FILE_OPEN || err == Q_ERR_FILE_STAT || err == Q_ERR_MMAP)
+    else if (err == Q_ERR_FILE_OPEN || err == Q_ERR_FILE_STAT || err == Q_ERR_MMAP ||
+             err == Q_ERR_IO)
         fprintf(stderr, "qorus: %s: %s (%s)\n", file, q_strerror(err), strerror(errno));
     else
         fprintf(stderr, "qorus: %s: %s\n", file, q_strerror(err));
@@ -90,6 +100,7 @@ typedef struct options {
     float temperature;
     float topp;
     uint64_t seed;
+    q_mmap_strategy strategy;
 } options;
 
 static int parse_size(const char *s, size_t *out)
@@ -152,6 +163,22 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o, int
         if (is_help(a)) {
             fputs(run ? usage_run : usage_inspect, stdout);
             return 0;
+        }
+        if (strcmp(a, "--no-mmap") == 0) {
+            o->strategy = Q_MMAP_READ;
+            continue;
+        }
+        if (strcmp(a, "--mmap") == 0) {
+            const char *m = i + 1 < argc ? argv[++i] : "";
+            if (strcmp(m, "lazy") == 0)
+                o->strategy = Q_MMAP_LAZY;
+            else if (strcmp(m, "eager") == 0)
+                o->strategy = Q_MMAP_EAGER;
+            else if (strcmp(m, "read") == 0)
+                o->strategy = Q_MMAP_READ;
+            else
+                return usage_error(cmd, "--mmap needs lazy, eager or read, not", m);
+            continue;
         }
         if (a[0] != '-' || a[1] == '\0') {
             if (o->model != NULL)
@@ -220,7 +247,7 @@ static int load(loaded *L, const options *o, int need_tokenizer)
     memset(L, 0, sizeof *L);
     q_diag diag;
     memset(&diag, 0, sizeof diag);
-    q_error_code err = q_model_load(&L->model, &L->tok, &L->ctx, o->model, Q_MMAP_LAZY, &diag);
+    q_error_code err = q_model_load(&L->model, &L->tok, &L->ctx, o->model, o->strategy, &diag);
     if (err != Q_OK)
         return file_error(o->model, err, &diag);
     L->have_tok = L->tok.vocab_size != 0;
@@ -251,24 +278,18 @@ static int load(loaded *L, const options *o, int need_tokenizer)
 
 /* ---- run ---- */
 
-static int emit_stdout(void *user, const char *bytes, size_t len)
-{
-    (void)user;
-    if (fwrite(bytes, 1, len, stdout) != len || fflush(stdout) != 0)
-        return 1;
-    return 0;
-}
-
 static int cmd_run(int argc, char **argv)
 {
-    options o = {NULL, NULL, "", 256, 1.0f, 0.9f, 0};
+    options o = {NULL, NULL, "", 256, 1.0f, 0.9f, 0, Q_MMAP_LAZY};
     int rc = parse_options("run", argc, argv, &o, 1);
     if (rc >= 0)
         return rc;
+    q_out_catch_interrupts(); /* from here Ctrl-C stops at the next token */
     loaded L;
     if ((rc = load(&L, &o, 1)) >= 0)
         return rc;
 
+    q_output out = {stdout, "stdout", 0};
     q_state st;
     q_sampler sampler;
     q_gen_stats stats;
@@ -277,21 +298,23 @@ static int cmd_run(int argc, char **argv)
         err = q_sampler_init(&sampler, L.model.config.vocab_size, o.temperature, o.topp,
                              o.seed);
         if (err == Q_OK)
-            err = q_generate(&st, &L.tok, &sampler, o.prompt, o.steps, emit_stdout, NULL,
+            err = q_generate(&st, &L.tok, &sampler, o.prompt, o.steps, q_out_emit, &out,
                              &stats);
         q_state_free(&st);
     }
-    if (err != Q_OK) {
+    if (err == Q_ERR_IO && (rc = q_out_report(&out)) >= 0) {
+        /* the output failed: one line naming it (q_out_report) */
+    } else if (err != Q_OK && q_out_stop_signal() == 0) {
         fflush(stdout);
         rc = file_error(o.model, err, NULL);
-    } else {
+    } else { /* done, or interrupted: the stats line for what was done */
         fprintf(stderr,
                 "stats: tokens=%zu prompt=%zu sampled=%zu time_s=%.3f tok_per_s=%.1f "
                 "ttft_ms=%.2f arena_hwm_bytes=%zu kv_bytes=%zu\n",
                 stats.n_positions, stats.n_prompt_tokens, stats.n_sampled, stats.seconds,
                 stats.tokens_per_second, stats.seconds_to_first * 1000.0,
                 stats.arena_high_water, stats.kv_bytes);
-        rc = 0;
+        rc = q_out_interrupt_status(); /* 0, or 130 / 143 */
     }
     unload(&L);
     return rc;
@@ -325,7 +348,7 @@ static void print_tensor(const loaded *L, const char *name, const q_tensor *t)
 
 static int cmd_inspect(int argc, char **argv)
 {
-    options o = {NULL, NULL, "", 0, 0.0f, 0.0f, 0};
+    options o = {NULL, NULL, "", 0, 0.0f, 0.0f, 0, Q_MMAP_LAZY};
     int rc = parse_options("inspect", argc, argv, &o, 0);
     if (rc >= 0)
         return rc;
@@ -408,9 +431,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "run") == 0)
-        return cmd_run(argc - 2, argv + 2);
+        return q_out_close_stdout(cmd_run(argc - 2, argv + 2));
     if (strcmp(cmd, "inspect") == 0)
-        return cmd_inspect(argc - 2, argv + 2);
+        return q_out_close_stdout(cmd_inspect(argc - 2, argv + 2));
     fprintf(stderr, "qorus: unknown command '%s' (see 'qorus --help')\n", cmd);
     return EXIT_USAGE;
 }

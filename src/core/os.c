@@ -96,3 +96,8 @@ size_t q_os_page_size(void)
     }
     return page;
 }
+
+ssize_t q_os_pread(int fd, void *buf, size_t len, off_t offset)
+{
+    return pread(fd, buf, len, offset);
+}

@@ -18,5 +18,6 @@ void *q_os_malloc(size_t size);
 void *q_os_calloc(size_t n, size_t size);
 void q_os_free(void *p);
 size_t q_os_page_size(void);
+ssize_t q_os_pread(int fd, void *buf, size_t len, off_t offset); /* no injection */
 
 #endif

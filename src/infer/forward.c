@@ -320,7 +320,7 @@ q_error_code q_forward(q_state *st, uint32_t token, size_t pos, float **logits)
     q_arena_reset(ctx);
     if (logits != NULL)
         *logits = st->logits;
-    return Q_OK;
+    return q_mapping_status(ctx); /* Q_ERR_MODEL_CHANGED: the file shrank, weights read as 0 */
 }
 
 q_error_code q_forward_tokens(q_state *st, const uint32_t *tokens, size_t n, float *logits_out)
