@@ -117,7 +117,9 @@ q_error_code q_init_memory(q_context *ctx, const char *path);
 /**
  * Maps the model file at `path` into ctx->weights_mmap / ctx->weights_size
  * (PROT_READ, MAP_PRIVATE), or with Q_MMAP_READ reads it into an anonymous mapping
- * (PROT_READ once filled). The file descriptor is closed before returning.
+ * (PROT_READ once filled). With Q_MMAP_READ the file descriptor is closed before
+ * returning; a guarded file mapping keeps it open (O_CLOEXEC) until q_free_memory, to
+ * notice changes of the file's size or mtime.
  *
  * File mappings (lazy, eager) are guarded: if the file is truncated while mapped, a read
  * of a page that lost its bytes does not kill the process with SIGBUS; the core's handler
@@ -223,8 +225,9 @@ static inline void q_arena_reset(q_context *ctx)
  * Whether the model mapping of `ctx` is still what was mapped: Q_OK, or
  * Q_ERR_MODEL_CHANGED once a read hit a page whose file bytes were gone (the file was
  * truncated or replaced while in use; the lost range now reads as zeros, so any result
- * computed from it is garbage and must be discarded). Cheap (one atomic load when nothing
- * was damaged) and callable from any thread. Q_OK for contexts without a file mapping
+ * computed from it is garbage and must be discarded), or once the file's size or mtime
+ * differs from when it was mapped (a truncation inside a page zeroes its tail without any
+ * signal). The answer sticks. Costs one fstat(); callable from any thread. Q_OK for contexts without a file mapping
  * (none, or Q_MMAP_READ). Errors: Q_ERR_INVALID_ARG (ctx NULL), Q_ERR_MODEL_CHANGED.
  */
 q_error_code q_mapping_status(const q_context *ctx);

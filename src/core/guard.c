@@ -16,7 +16,10 @@
  *     installed alone, or, if there was none, the default action is restored and the
  *     fault re-executed / the signal re-raised, so the process dies of its usual signal.
  *   - q_mapping_status(ctx) turns the damaged flag into Q_ERR_MODEL_CHANGED: the forward
- *     pass calls it once per token on the calling thread, q_model_load after parsing.
+ *     pass calls it once per token on the calling thread, q_model_load after parsing. It
+ *     also fstat()s the file (whose descriptor the guard keeps open) and reports a change
+ *     of size or mtime: a truncation inside a page, or a rewrite in place, raises no
+ *     SIGBUS but changes what the mapping shows.
  *
  * The handler runs on whichever thread faulted (workers included): the flag is global per
  * mapping. No alternate signal stack is needed: a SIGBUS on a mapped-file read is raised
@@ -26,8 +29,9 @@
  * A truncation that happens while the pages are resident faults too: truncating a file
  * removes its pages beyond the new end from every mapping, private ones included (only
  * copy-on-write pages would survive, and model mappings are never written), so the next
- * read of them raises SIGBUS like a first read. A file rewritten in place without being
- * shortened below a page being read is not detected: the mapping then shows the new bytes.
+ * read of them raises SIGBUS like a first read. The tail of the page that holds the new end
+ * of file reads as zeros without a signal; that, and a rewrite in place, is what the
+ * size/mtime check of q_mapping_status catches (at most one token later than a SIGBUS).
  *
  * Limits: Q_GUARD_SLOTS mappings at a time are guarded; more still work, unguarded.
  */
@@ -39,6 +43,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/syscall.h>
@@ -54,6 +59,10 @@ typedef struct guard_slot {
     _Atomic uintptr_t start; /* 0: free */
     _Atomic uintptr_t end;   /* page-rounded end */
     atomic_int damaged;
+    /* not used by the handler: */
+    int fd;                  /* the mapped file, kept open to notice changes */
+    off_t size;              /* its size and modification time when mapped */
+    struct timespec mtime;
 } guard_slot;
 
 static guard_slot slots[Q_GUARD_SLOTS];
@@ -111,6 +120,13 @@ static void chain(int sig, siginfo_t *info, void *uctx)
         (void)raise(sig);
 }
 
+/* Marks slot i damaged (once). */
+static void mark_damaged(int i)
+{
+    if (atomic_exchange(&slots[i].damaged, 1) == 0)
+        atomic_fetch_add(&n_damaged, 1);
+}
+
 static void on_sigbus(int sig, siginfo_t *info, void *uctx)
 {
     int saved_errno = errno;
@@ -125,8 +141,7 @@ static void on_sigbus(int sig, siginfo_t *info, void *uctx)
             void *p = raw_mmap((void *)page, (size_t)(end - page), PROT_READ,
                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED);
             if (p == (void *)page) {
-                if (atomic_exchange(&slots[i].damaged, 1) == 0)
-                    atomic_fetch_add(&n_damaged, 1);
+                mark_damaged(i);
                 errno = saved_errno;
                 return;
             }
@@ -137,7 +152,7 @@ static void on_sigbus(int sig, siginfo_t *info, void *uctx)
     chain(sig, info, uctx);
 }
 
-void q_guard_register(const void *start, size_t size)
+int q_guard_register(const void *start, size_t size, int fd, const struct stat *st)
 {
     size_t page = q_os_page_size();
     uintptr_t s = (uintptr_t)start;
@@ -159,11 +174,15 @@ void q_guard_register(const void *start, size_t size)
         }
         /* end and flag first, start last: the handler matches a slot only by start */
         atomic_store(&slots[slot].damaged, 0);
+        slots[slot].fd = fd;
+        slots[slot].size = st->st_size;
+        slots[slot].mtime = st->st_mtim;
         atomic_store(&slots[slot].end, e);
         atomic_store(&slots[slot].start, s);
         n_registered++;
     }
     unlock_table();
+    return slot >= 0;
 }
 
 void q_guard_unregister(const void *start)
@@ -174,6 +193,8 @@ void q_guard_unregister(const void *start)
         if (atomic_load(&slots[i].start) != s)
             continue;
         atomic_store(&slots[i].start, 0);
+        (void)close(slots[i].fd);
+        slots[i].fd = -1;
         if (atomic_exchange(&slots[i].damaged, 0) != 0)
             atomic_fetch_sub(&n_damaged, 1);
         n_registered--;
@@ -192,12 +213,25 @@ void q_guard_unregister(const void *start)
 
 int q_guard_damaged(const void *start)
 {
-    if (atomic_load_explicit(&n_damaged, memory_order_relaxed) == 0 || start == NULL)
+    if (start == NULL)
         return 0;
     uintptr_t s = (uintptr_t)start;
-    for (int i = 0; i < Q_GUARD_SLOTS; i++)
-        if (atomic_load(&slots[i].start) == s)
-            return atomic_load(&slots[i].damaged);
+    for (int i = 0; i < Q_GUARD_SLOTS; i++) {
+        if (atomic_load(&slots[i].start) != s)
+            continue;
+        if (atomic_load(&slots[i].damaged))
+            return 1;
+        /* A truncation inside the last page read, or a rewrite in place, raises no SIGBUS
+         * (the page still has file behind it); the file's size and mtime tell. */
+        struct stat st;
+        if (fstat(slots[i].fd, &st) != 0 || st.st_size != slots[i].size ||
+            st.st_mtim.tv_sec != slots[i].mtime.tv_sec ||
+            st.st_mtim.tv_nsec != slots[i].mtime.tv_nsec) {
+            mark_damaged(i);
+            return 1;
+        }
+        return 0;
+    }
     return 0;
 }
 

@@ -161,14 +161,16 @@ q_error_code q_init_memory_ex(q_context *ctx, const char *path, q_mmap_strategy 
         err = read_model_file(fd, (size_t)st.st_size, &mapping);
     else
         err = map_model_file(fd, (size_t)st.st_size, strategy, &mapping);
-    int saved = errno;
-    close(fd);
-    errno = saved; /* the driver reports errno of the failing call */
+    /* A guarded file mapping keeps its descriptor (to notice changes); the rest close it. */
+    if (err != Q_OK || strategy == Q_MMAP_READ ||
+        !q_guard_register(mapping, (size_t)st.st_size, fd, &st)) {
+        int saved = errno;
+        close(fd);
+        errno = saved; /* the driver reports errno of the failing call */
+    }
     if (err != Q_OK)
         return err;
 
-    if (strategy != Q_MMAP_READ)
-        q_guard_register(mapping, (size_t)st.st_size);
     ctx->weights_mmap = mapping;
     ctx->weights_size = (size_t)st.st_size;
     return Q_OK;
