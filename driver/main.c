@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "output.h"
 #include "qorus.h"
 
 #define EXIT_BAD_INPUT 1
@@ -28,15 +29,16 @@ static const char usage_top[] =
     "\n"
     "commands:\n"
     "  run MODEL [-z TOKENIZER] [-i PROMPT] [-n STEPS] [-t TEMP] [-p TOPP] [-s SEED] [-j N]\n"
+    "      [--batch N] [--no-mmap | --mmap lazy|eager|read]\n"
     "              generate text (streamed to stdout, one stats line on stderr)\n"
-    "  inspect MODEL [-z TOKENIZER]\n"
+    "  inspect MODEL [-z TOKENIZER] [--no-mmap | --mmap lazy|eager|read]\n"
     "              validate a model and print its format, config, tensors, tokenizer\n"
     "\n"
     "'qorus <command> --help' describes each command.\n";
 
 static const char usage_run[] =
     "usage: qorus run MODEL [-z TOKENIZER] [-i PROMPT] [-n STEPS] [-t TEMP] [-p TOPP] [-s SEED]\n"
-    "                 [-j N] [--batch N]\n"
+    "                 [-j N] [--batch N] [--no-mmap | --mmap lazy|eager|read]\n"
     "\n"
     "Generates text from MODEL (llama2.c .bin, legacy or ak42 v1/v2, or GGUF) and streams it\n"
     "to stdout, the prompt echoed first. Ends with one stats line on stderr.\n"
@@ -54,6 +56,9 @@ static const char usage_run[] =
     "                the text does not depend on it\n"
     "  --batch N     prompt tokens per forward batch, 1..512 (default 32; 1 = one token\n"
     "                at a time); the text does not depend on it\n"
+    "  --mmap MODE   how the model is loaded: lazy (map, read ahead; the default), eager\n"
+    "                (map and read every page now), read (copy it into memory)\n"
+    "  --no-mmap     same as --mmap read: later changes to the file cannot affect the run\n"
     "  -h, --help    this text\n"
     "\n"
     "QORUS_KERNELS=scalar in the environment forces the plain C reference kernels (the\n"
@@ -61,16 +66,20 @@ static const char usage_run[] =
     "The stats line: tokens (positions run), prompt, sampled, threads, kernels, time_s,\n"
     "tok_per_s (all positions), prefill_tok_per_s (prompt batches), decode_tok_per_s\n"
     "(positions after the prompt), ttft_ms (time to the first sampled token),\n"
-    "arena_hwm_bytes, kv_bytes.\n";
+    "arena_hwm_bytes, kv_bytes.\n"
+    "\n"
+    "Ctrl-C (SIGINT) or SIGTERM stops at the next token: the stats line is printed and the\n"
+    "exit status is 130 (143). A model file truncated during the run: one error line, exit 1.\n";
 
 static const char usage_inspect[] =
-    "usage: qorus inspect MODEL [-z TOKENIZER]\n"
+    "usage: qorus inspect MODEL [-z TOKENIZER] [--no-mmap | --mmap lazy|eager|read]\n"
     "\n"
     "Validates MODEL completely and prints its format and version, config, tensor table\n"
     "(name, type, shape as (rows, cols), byte offset in the file) and a tokenizer summary\n"
     "(from -z, or from GGUF metadata).\n"
     "\n"
     "  -z TOKENIZER  llama2.c tokenizer.bin to validate against the model\n"
+    "  --mmap MODE, --no-mmap  how the model is loaded (see 'qorus run --help')\n"
     "  -h, --help    this text\n";
 
 static int usage_error(const char *cmd, const char *what, const char *arg)
@@ -85,7 +94,8 @@ static int file_error(const char *file, q_error_code err, const q_diag *diag)
     if (diag != NULL && diag->field[0] != '\0')
         fprintf(stderr, "qorus: %s: %s (%.64s = %" PRId64 " at offset %" PRIu64 ")\n", file,
                 q_strerror(err), diag->field, diag->value, diag->offset);
-    else if (err == Q_ERR_FILE_OPEN || err == Q_ERR_FILE_STAT || err == Q_ERR_MMAP)
+    else if (err == Q_ERR_FILE_OPEN || err == Q_ERR_FILE_STAT || err == Q_ERR_MMAP ||
+             err == Q_ERR_IO)
         fprintf(stderr, "qorus: %s: %s (%s)\n", file, q_strerror(err), strerror(errno));
     else
         fprintf(stderr, "qorus: %s: %s\n", file, q_strerror(err));
@@ -104,6 +114,7 @@ typedef struct options {
     uint64_t seed;
     size_t threads; /* 0: q_default_threads() */
     size_t batch;   /* 0: Q_DEFAULT_BATCH */
+    q_mmap_strategy strategy;
 } options;
 
 static int parse_size(const char *s, size_t *out)
@@ -170,6 +181,22 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o, int
         if (is_help(a)) {
             fputs(run ? usage_run : usage_inspect, stdout);
             return 0;
+        }
+        if (strcmp(a, "--no-mmap") == 0) {
+            o->strategy = Q_MMAP_READ;
+            continue;
+        }
+        if (strcmp(a, "--mmap") == 0) {
+            const char *m = i + 1 < argc ? argv[++i] : "";
+            if (strcmp(m, "lazy") == 0)
+                o->strategy = Q_MMAP_LAZY;
+            else if (strcmp(m, "eager") == 0)
+                o->strategy = Q_MMAP_EAGER;
+            else if (strcmp(m, "read") == 0)
+                o->strategy = Q_MMAP_READ;
+            else
+                return usage_error(cmd, "--mmap needs lazy, eager or read, not", m);
+            continue;
         }
         if (a[0] != '-' || a[1] == '\0') {
             if (o->model != NULL)
@@ -246,7 +273,7 @@ static int load(loaded *L, const options *o, int need_tokenizer)
     memset(L, 0, sizeof *L);
     q_diag diag;
     memset(&diag, 0, sizeof diag);
-    q_error_code err = q_model_load(&L->model, &L->tok, &L->ctx, o->model, Q_MMAP_LAZY, &diag);
+    q_error_code err = q_model_load(&L->model, &L->tok, &L->ctx, o->model, o->strategy, &diag);
     if (err != Q_OK)
         return file_error(o->model, err, &diag);
     L->have_tok = L->tok.vocab_size != 0;
@@ -277,24 +304,18 @@ static int load(loaded *L, const options *o, int need_tokenizer)
 
 /* ---- run ---- */
 
-static int emit_stdout(void *user, const char *bytes, size_t len)
-{
-    (void)user;
-    if (fwrite(bytes, 1, len, stdout) != len || fflush(stdout) != 0)
-        return 1;
-    return 0;
-}
-
 static int cmd_run(int argc, char **argv)
 {
-    options o = {NULL, NULL, "", 256, 1.0f, 0.9f, 0, 0, 0};
+    options o = {NULL, NULL, "", 256, 1.0f, 0.9f, 0, 0, 0, Q_MMAP_LAZY};
     int rc = parse_options("run", argc, argv, &o, 1);
     if (rc >= 0)
         return rc;
+    q_out_catch_interrupts(); /* from here Ctrl-C stops at the next token */
     loaded L;
     if ((rc = load(&L, &o, 1)) >= 0)
         return rc;
 
+    q_output out = {stdout, "stdout", 0};
     q_state st;
     q_sampler sampler;
     q_gen_stats stats;
@@ -305,14 +326,16 @@ static int cmd_run(int argc, char **argv)
         err = q_sampler_init(&sampler, L.model.config.vocab_size, o.temperature, o.topp,
                              o.seed);
         if (err == Q_OK)
-            err = q_generate(&st, &L.tok, &sampler, o.prompt, o.steps, emit_stdout, NULL,
+            err = q_generate(&st, &L.tok, &sampler, o.prompt, o.steps, q_out_emit, &out,
                              &stats);
         q_state_free(&st);
     }
-    if (err != Q_OK) {
+    if (err == Q_ERR_IO && (rc = q_out_report(&out)) >= 0) {
+        /* the output failed: one line naming it (q_out_report) */
+    } else if (err != Q_OK && q_out_stop_signal() == 0) {
         fflush(stdout);
         rc = file_error(o.model, err, NULL);
-    } else {
+    } else { /* done, or interrupted: the stats line for what was done */
         fprintf(stderr,
                 "stats: tokens=%zu prompt=%zu sampled=%zu threads=%zu kernels=%s time_s=%.3f "
                 "tok_per_s=%.1f prefill_tok_per_s=%.1f decode_tok_per_s=%.1f ttft_ms=%.2f "
@@ -321,7 +344,7 @@ static int cmd_run(int argc, char **argv)
                 stats.kernels, stats.seconds, stats.tokens_per_second,
                 stats.prefill_tokens_per_second, stats.decode_tokens_per_second,
                 stats.seconds_to_first * 1000.0, stats.arena_high_water, stats.kv_bytes);
-        rc = 0;
+        rc = q_out_interrupt_status(); /* 0, or 130 / 143 */
     }
     unload(&L);
     return rc;
@@ -355,7 +378,7 @@ static void print_tensor(const loaded *L, const char *name, const q_tensor *t)
 
 static int cmd_inspect(int argc, char **argv)
 {
-    options o = {NULL, NULL, "", 0, 0.0f, 0.0f, 0, 0, 0};
+    options o = {NULL, NULL, "", 0, 0.0f, 0.0f, 0, 0, 0, Q_MMAP_LAZY};
     int rc = parse_options("inspect", argc, argv, &o, 0);
     if (rc >= 0)
         return rc;
@@ -438,9 +461,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "run") == 0)
-        return cmd_run(argc - 2, argv + 2);
+        return q_out_close_stdout(cmd_run(argc - 2, argv + 2));
     if (strcmp(cmd, "inspect") == 0)
-        return cmd_inspect(argc - 2, argv + 2);
+        return q_out_close_stdout(cmd_inspect(argc - 2, argv + 2));
     fprintf(stderr, "qorus: unknown command '%s' (see 'qorus --help')\n", cmd);
     return EXIT_USAGE;
 }

@@ -60,14 +60,21 @@ typedef enum q_error_code {
     Q_ERR_MISSING = -19,             /**< a required key or tensor is absent */
     Q_ERR_BAD_SHAPE = -20,           /**< tensor dimensions wrong for the config, or zero */
     Q_ERR_BAD_TOKEN = -21,           /**< a token piece or id the tokenizer cannot accept */
-    Q_ERR_IO = -22,                  /**< reading or writing a file failed (tools only) */
+    Q_ERR_IO = -22,                  /**< reading or writing a file failed; an output callback
+                                          asked q_generate to stop */
     Q_ERR_THREAD = -23,              /**< the OS refused to create a thread */
+    Q_ERR_MODEL_CHANGED = -24,       /**< the model file was truncated or replaced while in use
+                                          (a mapped page lost its file bytes), or shrank while
+                                          being read (Q_MMAP_READ) */
 } q_error_code;
 
 /** How q_init_memory_ex maps the model file. */
 typedef enum q_mmap_strategy {
     Q_MMAP_LAZY = 0,  /**< map, hint the kernel to read ahead asynchronously (MADV_WILLNEED) */
     Q_MMAP_EAGER = 1, /**< map and pre-fault every page now (MAP_POPULATE on Linux) */
+    Q_MMAP_READ = 2,  /**< no file mapping: read the file with pread into an anonymous
+                           mapping made read-only afterwards ("--no-mmap"); later changes
+                           to the file cannot reach the run */
 } q_mmap_strategy;
 
 /**
@@ -109,12 +116,24 @@ q_error_code q_init_memory(q_context *ctx, const char *path);
 
 /**
  * Maps the model file at `path` into ctx->weights_mmap / ctx->weights_size
- * (PROT_READ, MAP_PRIVATE). The file descriptor is closed before returning.
+ * (PROT_READ, MAP_PRIVATE), or with Q_MMAP_READ reads it into an anonymous mapping
+ * (PROT_READ once filled). With Q_MMAP_READ the file descriptor is closed before
+ * returning; a guarded file mapping keeps it open (O_CLOEXEC) until q_free_memory, to
+ * notice changes of the file's size or mtime.
+ *
+ * File mappings (lazy, eager) are guarded: if the file is truncated while mapped, a read
+ * of a page that lost its bytes does not kill the process with SIGBUS; the core's handler
+ * (installed with the first guarded mapping, removed with the last) maps zero pages over
+ * the rest of the mapping and marks it damaged, and q_mapping_status() then returns
+ * Q_ERR_MODEL_CHANGED (the forward pass checks it every token). SIGBUS anywhere else goes
+ * to the previous handler or kills as usual. See q_mapping_status.
  *
  * Errors: Q_ERR_INVALID_ARG (ctx or path NULL, unknown strategy), Q_ERR_INVALID_STATE (ctx
  * already holds a mapping), Q_ERR_FILE_OPEN, Q_ERR_FILE_STAT, Q_ERR_NOT_REGULAR_FILE,
  * Q_ERR_FILE_TOO_SMALL (below Q_MIN_MODEL_FILE_BYTES), Q_ERR_OVERFLOW (file larger than the
- * address space), Q_ERR_MMAP. On error ctx is unchanged.
+ * address space), Q_ERR_MMAP; with Q_MMAP_READ also Q_ERR_ALLOC (the anonymous mapping),
+ * Q_ERR_IO (pread failed; errno tells why) and Q_ERR_MODEL_CHANGED (the file shrank while
+ * being read). On error ctx is unchanged.
  */
 q_error_code q_init_memory_ex(q_context *ctx, const char *path, q_mmap_strategy strategy);
 
@@ -201,6 +220,17 @@ static inline void q_arena_reset(q_context *ctx)
     ctx->scratch_head = ctx->scratch_base_offset;
 #endif
 }
+
+/**
+ * Whether the model mapping of `ctx` is still what was mapped: Q_OK, or
+ * Q_ERR_MODEL_CHANGED once a read hit a page whose file bytes were gone (the file was
+ * truncated or replaced while in use; the lost range now reads as zeros, so any result
+ * computed from it is garbage and must be discarded), or once the file's size or mtime
+ * differs from when it was mapped (a truncation inside a page zeroes its tail without any
+ * signal). The answer sticks. Costs one fstat(); callable from any thread. Q_OK for contexts without a file mapping
+ * (none, or Q_MMAP_READ). Errors: Q_ERR_INVALID_ARG (ctx NULL), Q_ERR_MODEL_CHANGED.
+ */
+q_error_code q_mapping_status(const q_context *ctx);
 
 /** Out-of-line q_arena_reset, for callers that need an address (FFI, benchmarks). */
 void q_arena_reset_extern(q_context *ctx);

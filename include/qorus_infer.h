@@ -267,7 +267,9 @@ q_error_code q_forward(q_state *st, uint32_t token, size_t pos, float **logits);
  * from the arena, which is reset before returning. Nothing is run when an argument is bad.
  * Errors: Q_ERR_INVALID_ARG (st not initialized, tokens NULL, n == 0), Q_ERR_BAD_TOKEN (a
  * token >= vocab_size), Q_ERR_INVALID_CONFIG (pos0 + n > seq_len), Q_ERR_ARENA_OOM (should
- * not happen with the arena q_state_init made).
+ * not happen with the arena q_state_init made), Q_ERR_MODEL_CHANGED (the model file was
+ * truncated or replaced under its mapping: checked after every batch; see
+ * q_mapping_status).
  */
 q_error_code q_forward_batch(q_state *st, const uint32_t *tokens, size_t n, size_t pos0,
                              float **logits);

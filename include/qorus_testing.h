@@ -23,6 +23,9 @@ unsigned long q_test_os_call_count(void);
 /** 1 if an injected failure has been delivered since the last q_test_fail_nth_os_call. */
 int q_test_failure_fired(void);
 
+/** 1 while the core's SIGBUS handler is installed (a guarded model mapping exists). */
+int q_guard_handler_installed(void);
+
 #ifdef __cplusplus
 }
 #endif

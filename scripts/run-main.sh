@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
 # The main job: builds the release preset and generates text from the real stories260K
 # model with `qorus run`. The model is taken from $QORUS_MODELS, else ../shared/models,
-# else downloaded from its public location and checked against its SHA-256.
+# else downloaded from its public location and checked against its SHA-256. Missing tools
+# (cmake, a compiler, make, curl when a download is needed) are installed first when run as
+# root, otherwise it stops with one line giving the install command (scripts/lib/require.sh).
 #
 #   scripts/run-main.sh ["PROMPT"] [STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prompt=${1:-"Once upon a time"}
 steps=${2:-256}
+
+models=""
+for dir in "${QORUS_MODELS:-}" ../shared/models build/models; do
+  if [ -n "$dir" ] && [ -f "$dir/stories260K.bin" ] && [ -f "$dir/tok512.bin" ]; then
+    models=$dir
+    break
+  fi
+done
+
+# Every tool first (installed with apt-get as root, else one line saying how), then build.
+. scripts/lib/require.sh
+if [ -z "$models" ]; then qorus_require cmake cc make curl; else qorus_require cmake cc make; fi
 
 mkdir -p build
 if ! { cmake --preset release && cmake --build --preset release -j "${QORUS_JOBS:-2}"; } >build/run-main-build.log 2>&1; then
@@ -16,13 +30,6 @@ if ! { cmake --preset release && cmake --build --preset release -j "${QORUS_JOBS
   exit 1
 fi
 
-models=""
-for dir in "${QORUS_MODELS:-}" ../shared/models; do
-  if [ -n "$dir" ] && [ -f "$dir/stories260K.bin" ] && [ -f "$dir/tok512.bin" ]; then
-    models=$dir
-    break
-  fi
-done
 if [ -z "$models" ]; then
   models=build/models
   mkdir -p "$models"

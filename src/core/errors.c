@@ -1,5 +1,5 @@
-/* Messages and names of q_error_code: one table indexed by -code (the codes are 0, -1, -2...
- * without gaps). */
+/* Messages and names of q_error_code: one table indexed by -code (0, -1, -2...; an index
+ * without an entry is an unknown code). */
 #include "qorus_core.h"
 
 typedef struct error_text {
@@ -34,6 +34,7 @@ static const error_text error_table[] = {
     Q_ERROR_ENTRY(Q_ERR_BAD_TOKEN, "invalid token"),
     Q_ERROR_ENTRY(Q_ERR_IO, "input/output error"),
     Q_ERROR_ENTRY(Q_ERR_THREAD, "cannot create a thread"),
+    Q_ERROR_ENTRY(Q_ERR_MODEL_CHANGED, "model file changed while in use"),
 };
 
 #define ERROR_COUNT (sizeof error_table / sizeof error_table[0])

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "core/checked.h"
+#include "core/guard.h"
 #include "core/os.h"
 #include "core/sanitize.h"
 
@@ -88,11 +89,54 @@ static q_error_code map_model_file(int fd, size_t size, q_mmap_strategy strategy
     return Q_OK;
 }
 
+/* Q_MMAP_READ: reads `size` bytes of the open file into an anonymous mapping, read-only
+ * once filled. Short reads and EINTR are retried; end of file before `size` bytes means the
+ * file shrank since fstat. */
+static q_error_code read_model_file(int fd, size_t size, const void **out)
+{
+    size_t mapped;
+    if (!q_align_up(size, q_os_page_size(), &mapped))
+        return Q_ERR_OVERFLOW;
+    unsigned char *p = q_os_mmap(NULL, mapped, PROT_READ | PROT_WRITE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return Q_ERR_ALLOC;
+    q_error_code err = Q_OK;
+    size_t done = 0;
+    while (done < size) {
+        size_t want = size - done;
+        if (want > ((size_t)1 << 30))
+            want = (size_t)1 << 30; /* Linux transfers at most ~2 GiB per call anyway */
+        ssize_t got = q_os_pread(fd, p + done, want, (off_t)done);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            err = Q_ERR_IO;
+            break;
+        }
+        if (got == 0) {
+            err = Q_ERR_MODEL_CHANGED;
+            break;
+        }
+        done += (size_t)got;
+    }
+    if (err == Q_OK && q_os_mprotect(p, mapped, PROT_READ) != 0)
+        err = Q_ERR_ALLOC;
+    if (err != Q_OK) {
+        int saved = errno;
+        (void)q_os_munmap(p, mapped);
+        errno = saved;
+        return err;
+    }
+    *out = p;
+    return Q_OK;
+}
+
 q_error_code q_init_memory_ex(q_context *ctx, const char *path, q_mmap_strategy strategy)
 {
     if (ctx == NULL || path == NULL)
         return Q_ERR_INVALID_ARG;
-    if (strategy != Q_MMAP_LAZY && strategy != Q_MMAP_EAGER)
+    if (strategy != Q_MMAP_LAZY && strategy != Q_MMAP_EAGER && strategy != Q_MMAP_READ)
         return Q_ERR_INVALID_ARG;
     if (ctx->weights_mmap != NULL)
         return Q_ERR_INVALID_STATE;
@@ -113,9 +157,17 @@ q_error_code q_init_memory_ex(q_context *ctx, const char *path, q_mmap_strategy 
         err = Q_ERR_FILE_TOO_SMALL;
     else if ((uintmax_t)st.st_size > (uintmax_t)SIZE_MAX)
         err = Q_ERR_OVERFLOW;
+    else if (strategy == Q_MMAP_READ)
+        err = read_model_file(fd, (size_t)st.st_size, &mapping);
     else
         err = map_model_file(fd, (size_t)st.st_size, strategy, &mapping);
-    close(fd);
+    /* A guarded file mapping keeps its descriptor (to notice changes); the rest close it. */
+    if (err != Q_OK || strategy == Q_MMAP_READ ||
+        !q_guard_register(mapping, (size_t)st.st_size, fd, &st)) {
+        int saved = errno;
+        close(fd);
+        errno = saved; /* the driver reports errno of the failing call */
+    }
     if (err != Q_OK)
         return err;
 
@@ -286,8 +338,10 @@ void q_free_memory(q_context *ctx)
 {
     if (ctx == NULL)
         return;
-    if (ctx->weights_mmap != NULL)
+    if (ctx->weights_mmap != NULL) {
+        q_guard_unregister(ctx->weights_mmap); /* no-op for Q_MMAP_READ copies */
         (void)q_os_munmap((void *)(uintptr_t)ctx->weights_mmap, ctx->weights_size);
+    }
     (void)q_free_kv_cache(ctx);
     (void)q_free_arena(ctx);
     memset(ctx, 0, sizeof *ctx);

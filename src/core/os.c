@@ -120,3 +120,8 @@ int q_os_thread_join(pthread_t thread)
 {
     return pthread_join(thread, NULL);
 }
+
+ssize_t q_os_pread(int fd, void *buf, size_t len, off_t offset)
+{
+    return pread(fd, buf, len, offset);
+}

@@ -20,6 +20,7 @@ void *q_os_malloc(size_t size);
 void *q_os_calloc(size_t n, size_t size);
 void q_os_free(void *p);
 size_t q_os_page_size(void);
+ssize_t q_os_pread(int fd, void *buf, size_t len, off_t offset); /* no injection */
 
 /* Starts a joinable thread running start(arg) with every signal blocked, so SIGINT and the
  * like go to the application's threads, never to the library's. Returns 0 or an errno value

@@ -539,6 +539,10 @@ q_error_code q_forward_batch(q_state *st, const uint32_t *tokens, size_t n, size
     for (size_t done = 0; done < n;) {
         size_t B = n - done < st->max_batch ? n - done : st->max_batch;
         q_error_code err = forward_chunk(st, tokens + done, B, pos0 + done, done + B == n);
+        /* Q_ERR_MODEL_CHANGED: the model file shrank under the mapping, weights read as 0:
+         * checked after every batch, before its logits can be used */
+        if (err == Q_OK)
+            err = q_mapping_status(st->ctx);
         if (err != Q_OK)
             return err;
         done += B;

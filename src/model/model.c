@@ -145,6 +145,13 @@ q_error_code q_model_load(q_model *model, q_tokenizer *tokenizer, q_context *ctx
     if (rc != Q_OK)
         return q_fail(diag, rc, NULL, 0, 0); /* the file itself: no field */
     rc = q_model_parse(model, tokenizer, ctx->weights_mmap, ctx->weights_size, diag);
+    if (q_mapping_status(ctx) != Q_OK) { /* the file shrank under the parser: zeros were read */
+        if (rc == Q_OK) {
+            q_model_free(model);
+            q_tokenizer_free(tokenizer);
+        }
+        rc = q_fail(diag, Q_ERR_MODEL_CHANGED, NULL, 0, 0);
+    }
     if (rc != Q_OK)
         q_free_memory(ctx);
     return rc;
@@ -165,6 +172,11 @@ q_error_code q_tokenizer_load(q_tokenizer *tokenizer, const char *path, size_t e
     if (rc != Q_OK)
         return q_fail(diag, rc, NULL, 0, 0); /* the file itself: no field */
     rc = q_tokenizer_parse(tokenizer, tmp.weights_mmap, tmp.weights_size, expected_vocab, diag);
+    if (q_mapping_status(&tmp) != Q_OK) { /* the file shrank under the parser */
+        if (rc == Q_OK)
+            q_tokenizer_free(tokenizer);
+        rc = q_fail(diag, Q_ERR_MODEL_CHANGED, NULL, 0, 0);
+    }
     q_free_memory(&tmp);
     return rc;
 }

@@ -343,12 +343,12 @@ static void test_init_memory_paths(void)
     tmp_path(path, sizeof path, "real.bin");
     const size_t size = 3 * 4096 + 17;
     write_file(path, size);
-    CHECK_EQ_ERR(q_init_memory_ex(&ctx, path, (q_mmap_strategy)2), Q_ERR_INVALID_ARG);
+    CHECK_EQ_ERR(q_init_memory_ex(&ctx, path, (q_mmap_strategy)3), Q_ERR_INVALID_ARG);
     CHECK_EQ_ERR(q_init_memory_ex(&ctx, path, (q_mmap_strategy)-1), Q_ERR_INVALID_ARG);
     CHECK(ctx.weights_mmap == NULL);
 
-    const q_mmap_strategy strategies[] = {Q_MMAP_LAZY, Q_MMAP_EAGER};
-    for (int s = 0; s < 2; s++) {
+    const q_mmap_strategy strategies[] = {Q_MMAP_LAZY, Q_MMAP_EAGER, Q_MMAP_READ};
+    for (int s = 0; s < 3; s++) {
         CHECK_EQ_ERR(q_init_memory_ex(&ctx, path, strategies[s]), Q_OK);
         CHECK(ctx.weights_size == size && ctx.weights_mmap != NULL);
         const unsigned char *bytes = ctx.weights_mmap;
