@@ -104,10 +104,19 @@ int q_os_thread_create(pthread_t *thread, void *(*start)(void *), void *arg)
     int rc;
     if (injected_failure())
         return EAGAIN;
-    /* The new thread inherits the mask in force when it is created: block everything for
-     * the call, then give the caller its own mask back. No window where the thread runs
-     * with signals open. */
+    /* The new thread inherits the mask in force when it is created: block every
+     * asynchronous signal for the call (so SIGINT, SIGTERM, SIGPIPE... go to the caller's
+     * threads), then give the caller its own mask back: no window where the thread runs
+     * with them open. Synchronous fault signals stay open: a SIGBUS or SIGSEGV raised
+     * while blocked kills the process without running any handler, and the core's guard
+     * of the model mapping (guard.c) must run on worker threads too. */
     sigfillset(&all_signals);
+    sigdelset(&all_signals, SIGBUS);
+    sigdelset(&all_signals, SIGSEGV);
+    sigdelset(&all_signals, SIGFPE);
+    sigdelset(&all_signals, SIGILL);
+    sigdelset(&all_signals, SIGTRAP);
+    sigdelset(&all_signals, SIGSYS);
     rc = pthread_sigmask(SIG_SETMASK, &all_signals, &caller_signals);
     if (rc != 0)
         return rc;

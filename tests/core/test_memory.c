@@ -61,7 +61,7 @@ static size_t rss_bytes(void)
 static void test_error_messages(void)
 {
     /* Every code from Q_OK down to the last one has a name and its own message. */
-    for (int i = 0; i >= (int)Q_ERR_THREAD; i--) {
+    for (int i = 0; i >= (int)Q_ERR_MODEL_CHANGED; i--) {
         q_error_code code = (q_error_code)i;
         CHECK(q_strerror(code)[0] != '\0' && strcmp(q_strerror(code), "unknown error") != 0);
         CHECK(strncmp(q_error_name(code), i == 0 ? "Q_OK" : "Q_ERR_", i == 0 ? 4 : 6) == 0);
@@ -70,14 +70,14 @@ static void test_error_messages(void)
     }
     /* Released values are fixed. */
     CHECK(Q_OK == 0 && Q_ERR_INVALID_ARG == -1 && Q_ERR_INVALID_STATE == -16 && Q_ERR_IO == -22 &&
-          Q_ERR_THREAD == -23);
+          Q_ERR_THREAD == -23 && Q_ERR_MODEL_CHANGED == -24);
     CHECK(strcmp(q_error_name(Q_ERR_TRUNCATED), "Q_ERR_TRUNCATED") == 0);
     CHECK(strcmp(q_error_name(Q_ERR_IO), "Q_ERR_IO") == 0);
     CHECK(strcmp(q_error_name(Q_ERR_THREAD), "Q_ERR_THREAD") == 0);
     CHECK(strcmp(q_strerror(Q_ERR_ARENA_OOM), "scratch arena exhausted") == 0);
     CHECK(strcmp(q_strerror((q_error_code)12345), "unknown error") == 0);
     CHECK(strcmp(q_strerror((q_error_code)1), "unknown error") == 0);
-    CHECK(strcmp(q_error_name((q_error_code)(Q_ERR_THREAD - 1)), "Q_ERR_UNKNOWN") == 0);
+    CHECK(strcmp(q_error_name((q_error_code)(Q_ERR_MODEL_CHANGED - 1)), "Q_ERR_UNKNOWN") == 0);
     CHECK(strcmp(q_error_name((q_error_code)-999), "Q_ERR_UNKNOWN") == 0);
 }
 

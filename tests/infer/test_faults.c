@@ -220,6 +220,8 @@ static void run_argv(char **argv, const char *model, const char *mode)
     argv[n++] = "0";
     argv[n++] = "-i";
     argv[n++] = PROMPT;
+    argv[n++] = "-j"; /* a fault may land on a worker thread of the forward pass too */
+    argv[n++] = "2";
     if (mode != NULL) {
         argv[n++] = "--mmap";
         argv[n++] = (char *)mode;
@@ -229,7 +231,7 @@ static void run_argv(char **argv, const char *model, const char *mode)
 
 static result reference_run(void)
 {
-    char *argv[16];
+    char *argv[24];
     run_argv(argv, model_src, NULL);
     child c;
     spawn(&c, argv, NULL);
@@ -309,7 +311,7 @@ static int case_devfull(void)
         printf("/dev/full not available: skipped\n");
         return SKIP_RETURN_CODE;
     }
-    char *argv[16];
+    char *argv[24];
     run_argv(argv, model_src, NULL);
     child c;
     spawn(&c, argv, "/dev/full");
@@ -335,7 +337,7 @@ static int case_signal(const char *name)
 {
     int sig = strcmp(name, "TERM") == 0 ? SIGTERM : SIGINT;
     result ref = reference_run();
-    char *argv[16];
+    char *argv[24];
     run_argv(argv, model_src, NULL);
     child c;
     spawn(&c, argv, NULL);
@@ -359,7 +361,7 @@ static int case_signal(const char *name)
 
 static int case_pipe(void)
 {
-    char *argv[16];
+    char *argv[24];
     run_argv(argv, model_src, NULL);
     child c;
     spawn(&c, argv, NULL);

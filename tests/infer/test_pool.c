@@ -103,6 +103,7 @@ typedef struct rendezvous_job {
     _Atomic size_t n_arrived;
     _Atomic unsigned thread_seen[Q_POOL_MAX_THREADS];
     _Atomic unsigned sigint_open; /* a worker (thread != 0) with SIGINT not blocked */
+    _Atomic unsigned fault_blocked; /* a worker with SIGBUS or SIGSEGV blocked */
 } rendezvous_job;
 
 /* Each task waits until all n_threads tasks have started: only n_threads distinct threads
@@ -116,6 +117,10 @@ static void rendezvous_task(void *arg, size_t task, size_t thread)
         sigset_t mask;
         if (pthread_sigmask(SIG_BLOCK, NULL, &mask) != 0 || !sigismember(&mask, SIGINT))
             atomic_store(&job->sigint_open, 1);
+        /* a fault signal raised while blocked kills the process without running the
+         * model-mapping guard's handler: they must stay open on workers */
+        if (sigismember(&mask, SIGBUS) || sigismember(&mask, SIGSEGV))
+            atomic_store(&job->fault_blocked, 1);
     }
     atomic_fetch_add(&job->n_arrived, 1);
     while (atomic_load(&job->n_arrived) < job->n_threads)
@@ -139,6 +144,7 @@ static void test_all_threads_take_part(void)
             for (size_t i = 0; i < Q_POOL_MAX_THREADS; i++)
                 CHECK_EQ_INT(atomic_load(&job.thread_seen[i]), i < n_threads ? 1 : 0);
             CHECK_EQ_INT(atomic_load(&job.sigint_open), 0);
+            CHECK_EQ_INT(atomic_load(&job.fault_blocked), 0);
         }
         q_pool_destroy(pool);
     }
