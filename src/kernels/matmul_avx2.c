@@ -10,10 +10,12 @@
  *   float weights (F32, F16):  one 8-lane accumulator, acc = 0; for each 8-column step j
  *       (in order) acc = fma(w[j..j+8), x[j..j+8), acc); the last cols % 8 columns are one
  *       more step on zero-padded copies of w and x; then hsum8(acc).
- *   int8 (Q8_0, Q8_SPLIT with x->q): one 8-lane accumulator; for each 32-value block b (in
- *       order) p = the 8 exact int32 partial sums of the block (lane l holds the products
- *       of values 4l..4l+3 of each 16-byte half, from maddubs + madd), then
- *       acc = fma((float)p, broadcast(ws_b * xd_b), acc); then hsum8(acc).
+ *   int8 (Q8_0, Q8_SPLIT with x->q): one 8-lane accumulator; the blocks go in chunks of 8
+ *       (in order): the exact int32 sum of each 32-value block (maddubs + madd, then an
+ *       hadd tree that leaves block c+k's sum in lane k), converted to float, times the 8
+ *       scale products ws_b * xd_b (the same float product as the reference), FMA'd into
+ *       acc (acc = fma(sums, scales, acc)); a short last chunk has zero sums and scales in
+ *       its missing lanes; then hsum8(acc).
  *   hsum8: (low half + high half), then (+ movehl), then (+ movehdup): a fixed tree.
  *
  * Tiles only choose which outputs are computed together: a tile of R weight rows x T
@@ -25,12 +27,15 @@
  *       group streams past it: each weight row is read from memory once per batch.
  *   float decode (n_rows 1, 2): 8x1 (8 independent FMA chains hide the FMA latency; the
  *       activation vector is loaded once per step for 8 rows), edge 1x1.
- *   int8: 4x2 prefill (n_rows >= 2), 4x1 decode, edges 1x2, 1x1.
+ *   int8: 4x4 prefill (n_rows >= 4; per chunk each row's |w| blocks and 8 scales are
+ *       computed once for the 4 tokens), 4x1 decode and token remainders, edges 1x4, 1x1.
  *
  * Int8 precondition handled here: the sign trick (maddubs(|w|, sign(x, w))) is exact for any
  * weight byte and any activation in [-127, 127] (what quantize_q8 produces; pair sums stay
  * <= 2*128*127 < 32767). An activation row holding -128 would not be: such a row (checked
  * per row, so the choice depends on that row alone) goes through the reference kernel.
+ * Q8 weights on float activations (x->q NULL, or a Q8_SPLIT group size not a multiple of
+ * 32) also go to the reference: the forward pass quantizes its activations.
  */
 #include <immintrin.h>
 
@@ -303,10 +308,22 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
     __m256i aw[MAX_R][8];          /* (R, 8) |w| of the chunk (T > 1) */
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
-        float ws[8] = {0};
-        for (size_t k = 0; k < nbc; k++)
-            ws[k] = q_wscale(wr, r, c + k, split);
-        wsv[r] = _mm256_loadu_ps(ws);
+        if (split) {
+            float ws[8] = {0};
+            for (size_t k = 0; k < nbc; k++)
+                ws[k] = q_wscale(wr, r, c + k, split);
+            wsv[r] = _mm256_loadu_ps(ws);
+        } else { /* the 8 binary16 block scales (34 bytes apart) into one vector */
+            __m128i h = _mm_setzero_si128();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                if ((size_t)k < nbc) {
+                    uint16_t hk;
+                    memcpy(&hk, wr->row[r] + (c + (size_t)k) * Q_Q8_0_BLOCK_BYTES, 2);
+                    h = _mm_insert_epi16(h, (short)hk, k);
+                }
+            wsv[r] = _mm256_cvtph_ps(h);
+        }
         if (T > 1)
 #pragma GCC unroll 8
             for (size_t k = 0; k < 8; k++)
