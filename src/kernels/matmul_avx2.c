@@ -315,13 +315,22 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
             wsv[r] = _mm256_loadu_ps(ws);
         } else { /* the 8 binary16 block scales (34 bytes apart) into one vector */
             __m128i h = _mm_setzero_si128();
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++)
-                if ((size_t)k < nbc) {
-                    uint16_t hk;
-                    memcpy(&hk, wr->row[r] + (c + (size_t)k) * Q_Q8_0_BLOCK_BYTES, 2);
-                    h = _mm_insert_epi16(h, (short)hk, k);
-                }
+            const unsigned char *p0 = wr->row[r] + c * Q_Q8_0_BLOCK_BYTES;
+#define Q_INS(k) /* (the lane index of pinsrw must be a constant) */                    \
+    if ((k) < nbc) {                                                                     \
+        uint16_t hk;                                                                     \
+        memcpy(&hk, p0 + (k) * Q_Q8_0_BLOCK_BYTES, 2);                                  \
+        h = _mm_insert_epi16(h, (short)hk, (k));                                         \
+    }
+            Q_INS(0)
+            Q_INS(1)
+            Q_INS(2)
+            Q_INS(3)
+            Q_INS(4)
+            Q_INS(5)
+            Q_INS(6)
+            Q_INS(7)
+#undef Q_INS
             wsv[r] = _mm256_cvtph_ps(h);
         }
         if (T > 1)
