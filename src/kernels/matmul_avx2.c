@@ -10,10 +10,12 @@
  *   float weights (F32, F16):  one 8-lane accumulator, acc = 0; for each 8-column step j
  *       (in order) acc = fma(w[j..j+8), x[j..j+8), acc); the last cols % 8 columns are one
  *       more step on zero-padded copies of w and x; then hsum8(acc).
- *   int8 (Q8_0, Q8_SPLIT with x->q): one 8-lane accumulator; for each 32-value block b (in
- *       order) p = the 8 exact int32 partial sums of the block (lane l holds the products
- *       of values 4l..4l+3 of each 16-byte half, from maddubs + madd), then
- *       acc = fma((float)p, broadcast(ws_b * xd_b), acc); then hsum8(acc).
+ *   int8 (Q8_0, Q8_SPLIT with x->q): one 8-lane accumulator; the blocks go in chunks of 8
+ *       (in order): the exact int32 sum of each 32-value block (maddubs + madd, then an
+ *       hadd tree that leaves block c+k's sum in lane k), converted to float, times the 8
+ *       scale products ws_b * xd_b (the same float product as the reference), FMA'd into
+ *       acc (acc = fma(sums, scales, acc)); a short last chunk has zero sums and scales in
+ *       its missing lanes; then hsum8(acc).
  *   hsum8: (low half + high half), then (+ movehl), then (+ movehdup): a fixed tree.
  *
  * Tiles only choose which outputs are computed together: a tile of R weight rows x T
@@ -25,12 +27,15 @@
  *       group streams past it: each weight row is read from memory once per batch.
  *   float decode (n_rows 1, 2): 8x1 (8 independent FMA chains hide the FMA latency; the
  *       activation vector is loaded once per step for 8 rows), edge 1x1.
- *   int8: 4x2 prefill (n_rows >= 2), 4x1 decode, edges 1x2, 1x1.
+ *   int8: 4x4 prefill (n_rows >= 4; per chunk each row's |w| blocks and 8 scales are
+ *       computed once for the 4 tokens), 4x1 decode and token remainders, edges 1x4, 1x1.
  *
  * Int8 precondition handled here: the sign trick (maddubs(|w|, sign(x, w))) is exact for any
  * weight byte and any activation in [-127, 127] (what quantize_q8 produces; pair sums stay
  * <= 2*128*127 < 32767). An activation row holding -128 would not be: such a row (checked
  * per row, so the choice depends on that row alone) goes through the reference kernel.
+ * Q8 weights on float activations (x->q NULL, or a Q8_SPLIT group size not a multiple of
+ * 32) also go to the reference: the forward pass quantizes its activations.
  */
 #include <immintrin.h>
 
@@ -112,7 +117,8 @@ QA_INLINE __m256 load_w_tail(const unsigned char *row, size_t j, size_t rem, int
 }
 
 #define MAX_R 8
-#define MAX_T 3
+#define MAX_T 4
+#define QT 4 /* tokens per int8 prefill tile */
 
 /*
  * Float tile: R weight rows starting at w (row stride wstride bytes) x T activation rows
@@ -247,61 +253,151 @@ typedef struct qrows {
     size_t bpg;                      /* split: blocks per group */
 } qrows;
 
-/*
- * Int8 tile: R rows x T activation rows (xq[t]: n int8, xd[t]: n/32 scales), split selects
- * the Q8_SPLIT layout. Per block: the weight block is loaded once, |w| computed once, and
- * used for the T tokens.
- */
-QA_INLINE void qtile(float *const *outs, qrows *wr, const int8_t *const *xq,
-                     const float *const *xd, size_t n, int R, int T, int split)
+/* Lane k of the result = the (exact, int32) sum of the 8 lanes of v[k]. Block sums are at
+ * most 32 * 128 * 127 in magnitude: no overflow anywhere. */
+QA_INLINE __m256i sum8x8(const __m256i *v)
+{
+    __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    /* a: per 128-bit half, the half-sums of v0..v3; b: of v4..v7 */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
+                            _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* Scale of the current block of row r, advancing the split group counters. */
+QA_INLINE float q_wscale(qrows *wr, int r, size_t b, int split)
+{
+    if (split) {
+        float ws = q_load_f32(wr->scales + wr->group[r] * 4);
+        if (++wr->inb[r] == wr->bpg) {
+            wr->inb[r] = 0;
+            wr->group[r]++;
+        }
+        return ws;
+    }
+    uint16_t h;
+    memcpy(&h, wr->row[r] + b * Q_Q8_0_BLOCK_BYTES, 2);
+    return _cvtsh_ss(h);
+}
+
+/* The 32 int8 weights of block b of row r */
+QA_INLINE const unsigned char *q_wblock(const qrows *wr, int r, size_t b, int split)
+{
+    return split ? wr->row[r] + b * Q_QBLOCK : wr->row[r] + b * Q_Q8_0_BLOCK_BYTES + 2;
+}
+
+/* 8 exact int32 partial sums of one 32-value block: sum of x[j] * w[j] = |w[j]| * (x[j] *
+ * sign(w[j])) through maddubs (u8 x s8 -> pairs of s16, no saturation for x in
+ * [-127, 127]) and madd with ones (-> s32). */
+QA_INLINE __m256i q_block_dot(__m256i aw, const unsigned char *wq, const int8_t *xq)
 {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[MAX_R][MAX_T]; /* (R, T) one accumulator chain per output */
+    __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xq);
+    __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)wq);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones);
+}
+
+/*
+ * One chunk of up to 8 blocks (c .. c+nbc) for an int8 tile; see qtile. Inlined with
+ * nbc = 8 for the full chunks, so their per-block tests fold away.
+ */
+QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
+                      const float *const *xd, size_t c, size_t nbc, int R, int T, int split)
+{
+    __m256 wsv[MAX_R], xdv[MAX_T]; /* (R), (T) scales of the chunk's blocks */
+    __m256i aw[MAX_R][8];          /* (R, 8) |w| of the chunk (T > 1) */
 #pragma GCC unroll 8
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 3
-        for (int t = 0; t < T; t++)
-            acc[r][t] = _mm256_setzero_ps();
-    size_t nb = n / Q_QBLOCK;
-    for (size_t b = 0; b < nb; b++) {
-        __m256i wv[MAX_R], aw[MAX_R]; /* (R) weight block, its magnitudes */
-        float ws[MAX_R];              /* (R) weight block scales */
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            const unsigned char *qp;
-            if (split) {
-                qp = wr->row[r] + b * Q_QBLOCK;
-                ws[r] = q_load_f32(wr->scales + wr->group[r] * 4);
-                if (++wr->inb[r] == wr->bpg) {
-                    wr->inb[r] = 0;
-                    wr->group[r]++;
-                }
-            } else {
-                const unsigned char *blk = wr->row[r] + b * Q_Q8_0_BLOCK_BYTES;
-                uint16_t h;
-                memcpy(&h, blk, 2);
-                ws[r] = _cvtsh_ss(h);
-                qp = blk + 2;
-            }
-            wv[r] = _mm256_loadu_si256((const __m256i *)(const void *)qp);
-            aw[r] = _mm256_abs_epi8(wv[r]);
+    for (int r = 0; r < R; r++) {
+        if (split) {
+            float ws[8] = {0};
+            for (size_t k = 0; k < nbc; k++)
+                ws[k] = q_wscale(wr, r, c + k, split);
+            wsv[r] = _mm256_loadu_ps(ws);
+        } else { /* the 8 binary16 block scales (34 bytes apart) into one vector */
+            __m128i h = _mm_setzero_si128();
+            const unsigned char *p0 = wr->row[r] + c * Q_Q8_0_BLOCK_BYTES;
+#define Q_INS(k) /* (the lane index of pinsrw must be a constant) */                    \
+    if ((k) < nbc) {                                                                     \
+        uint16_t hk;                                                                     \
+        memcpy(&hk, p0 + (k) * Q_Q8_0_BLOCK_BYTES, 2);                                  \
+        h = _mm_insert_epi16(h, (short)hk, (k));                                         \
+    }
+            Q_INS(0)
+            Q_INS(1)
+            Q_INS(2)
+            Q_INS(3)
+            Q_INS(4)
+            Q_INS(5)
+            Q_INS(6)
+            Q_INS(7)
+#undef Q_INS
+            wsv[r] = _mm256_cvtph_ps(h);
         }
-#pragma GCC unroll 3
-        for (int t = 0; t < T; t++) {
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xq[t] + b * Q_QBLOCK));
-            float xs = xd[t][b];
+        if (T > 1)
 #pragma GCC unroll 8
-            for (int r = 0; r < R; r++) {
-                __m256i sx = _mm256_sign_epi8(xv, wv[r]); /* x * sign(w), x in [-127, 127] */
-                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[r], sx), ones);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(ws[r] * xs),
-                                            acc[r][t]);
-            }
+            for (size_t k = 0; k < 8; k++)
+                aw[r][k] = k < nbc ? _mm256_abs_epi8(_mm256_loadu_si256(
+                                         (const __m256i *)(const void *)q_wblock(wr, r, c + k,
+                                                                                 split)))
+                                   : _mm256_setzero_si256();
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        if (nbc == 8) {
+            xdv[t] = _mm256_loadu_ps(xd[t] + c);
+        } else {
+            float f[8] = {0};
+            memcpy(f, xd[t] + c, nbc * sizeof(float));
+            xdv[t] = _mm256_loadu_ps(f);
         }
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 3
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            __m256i v[8]; /* (8) the chunk's block partial sums */
+#pragma GCC unroll 8
+            for (size_t k = 0; k < 8; k++) {
+                if (k < nbc) {
+                    const unsigned char *wq = q_wblock(wr, r, c + k, split);
+                    __m256i a = T > 1 ? aw[r][k]
+                                      : _mm256_abs_epi8(_mm256_loadu_si256(
+                                            (const __m256i *)(const void *)wq));
+                    v[k] = q_block_dot(a, wq, xq[t] + (c + k) * Q_QBLOCK);
+                } else {
+                    v[k] = _mm256_setzero_si256();
+                }
+            }
+            __m256 sc = _mm256_mul_ps(wsv[r], xdv[t]); /* ws * xd, as the reference */
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum8x8(v)), sc, acc[r][t]);
+        }
+}
+
+/*
+ * Int8 tile: R rows x T activation rows (xq[t]: n int8, xd[t]: n/32 scales), split selects
+ * the Q8_SPLIT layout. The blocks go 8 at a time (a chunk): for each output, the 8 exact
+ * block sums become one int32 vector (lane k = block c+k), converted to float and FMA'd
+ * with the 8 scale products ws*xd into the output's accumulator. A short last chunk has
+ * zero sums and zero scales in its missing lanes. Per chunk, each row's 8 scales are
+ * gathered once and (T > 1) its |w| blocks computed once for the T tokens.
+ */
+QA_INLINE void qtile(float *const *outs, qrows *wr, const int8_t *const *xq,
+                     const float *const *xd, size_t n, int R, int T, int split)
+{
+    __m256 acc[MAX_R][MAX_T]; /* (R, T) one accumulator chain per output */
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            acc[r][t] = _mm256_setzero_ps();
+    size_t nb = n / Q_QBLOCK, c = 0;
+    for (; c + 8 <= nb; c += 8)
+        qchunk(acc, wr, xq, xd, c, 8, R, T, split);
+    if (c < nb)
+        qchunk(acc, wr, xq, xd, c, nb - c, R, T, split);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
         for (int t = 0; t < T; t++)
             outs[t][r] = hsum8(acc[r][t]);
 }
@@ -313,13 +409,13 @@ QA_INLINE void qtile(float *const *outs, qrows *wr, const int8_t *const *xq,
     {                                                                                   \
         qtile(outs, wr, xq, xd, n, R, T, SPLIT);                                        \
     }
-QTILE(4, 2, 0, q80_4x2)
+QTILE(4, QT, 0, q80_4xT)
 QTILE(4, 1, 0, q80_4x1)
-QTILE(1, 2, 0, q80_1x2)
+QTILE(1, QT, 0, q80_1xT)
 QTILE(1, 1, 0, q80_1x1)
-QTILE(4, 2, 1, q8s_4x2)
+QTILE(4, QT, 1, q8s_4xT)
 QTILE(4, 1, 1, q8s_4x1)
-QTILE(1, 2, 1, q8s_1x2)
+QTILE(1, QT, 1, q8s_1xT)
 QTILE(1, 1, 1, q8s_1x1)
 
 typedef void (*qtile_fn)(float *const *outs, qrows *wr, const int8_t *const *xq,
@@ -361,8 +457,8 @@ static void matmul_int8(float *out, size_t out_stride, const q_tensor *w, size_t
 {
     size_t n = w->cols, nt = x->n_rows, nb = n / Q_QBLOCK;
     int split = w->type == Q_TENSOR_Q8_SPLIT;
-    qtile_fn big = split ? q8s_4x2 : q80_4x2, rows4 = split ? q8s_4x1 : q80_4x1,
-             toks2 = split ? q8s_1x2 : q80_1x2, one = split ? q8s_1x1 : q80_1x1;
+    qtile_fn big = split ? q8s_4xT : q80_4xT, rows4 = split ? q8s_4x1 : q80_4x1,
+             toksT = split ? q8s_1xT : q80_1xT, one = split ? q8s_1x1 : q80_1x1;
     /* the activation rows the tiles take (at most 64 at a time), the others go to the
      * reference one row at a time */
     size_t good[64];
@@ -384,15 +480,15 @@ static void matmul_int8(float *out, size_t out_stride, const q_tensor *w, size_t
         for (size_t i = r0; i < r1;) {
             int R = r1 - i >= 4 ? 4 : 1;
             size_t g = 0;
-            for (; g + 2 <= ng; g += 2) {
-                for (int k = 0; k < 2; k++) {
+            for (; g + QT <= ng; g += QT) {
+                for (int k = 0; k < QT; k++) {
                     size_t t = good[g + (size_t)k];
                     xq[k] = x->q + t * n;
                     xd[k] = x->d + t * nb;
                     outs[k] = out + t * out_stride + i;
                 }
                 qrows_at(&wr, w, i, R);
-                (R == 4 ? big : toks2)(outs, &wr, xq, xd, n);
+                (R == 4 ? big : toksT)(outs, &wr, xq, xd, n);
             }
             for (; g < ng; g++) {
                 size_t t = good[g];
