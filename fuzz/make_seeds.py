@@ -5,6 +5,10 @@ deep into the parsers and the forward pass.
 
     fuzz/make_seeds.py OUT_ROOT      # writes OUT_ROOT/fuzz_model_llama2c/seed-*, ...
 
+Also writes OUT_ROOT/fuzz_kernels/seed-*: one input per kernel, shape class and value mode of
+fuzz/fuzz_kernels.c (its parameters are drawn from the input's tail, in the order listed at
+each run_* function there; kernel_input() below mirrors that encoding).
+
 Deterministic (fixed PRNG), every file well under 64 KiB. Formats as documented at the top
 of src/model/llama2c.c, src/model/gguf.c and src/model/tokenizer.c.
 """
@@ -226,6 +230,9 @@ def write(root, target, name, blob):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[2] == "fuzz_kernels":
+        kernel_seeds(sys.argv[1])
+        return
     if len(sys.argv) != 2:
         sys.exit("usage: make_seeds.py OUT_ROOT")
     root = sys.argv[1]
@@ -270,6 +277,95 @@ def main():
     write(root, T, "bad-negative-len", struct.pack("<i", 8) + struct.pack("<fi", 0.0, -1))
     write(root, T, "bad-too-long", tokenizer_bin([b"abcdefgh", b"x"], max_len=4))
     write(root, T, "bad-byte-token", tokenizer_bin([b"<unk>", b"<s>", b"</s>", b"<0x-1>", b"<0xZZ>"]))
+
+    kernel_seeds(root)
+
+
+# ---- fuzz_kernels: parameters drawn from the tail (fuzz/fuzz_helpers.h fuzz_producer) ----
+
+def draw_bytes(lo, hi):
+    """bytes fuzz_producer_range(lo, hi) consumes"""
+    span, n = hi - lo, 0
+    while span:
+        n += 1
+        span >>= 8
+    return n
+
+
+def kernel_input(kernel, mode, draws, payload_len, seed=1):
+    """draws: (value, lo, hi) in draw order; the first draw takes the input's last bytes"""
+    all_draws = [(kernel, 0, 6), (mode, 0, 3), (seed, 0, 2**32 - 1)] + list(draws)
+    tail = b""
+    for v, lo, hi in all_draws:
+        n = draw_bytes(lo, hi)
+        tail = (v - lo).to_bytes(n, "big") + tail
+    return bytes(krng.getrandbits(8) for _ in range(payload_len)) + tail
+
+
+MODES = {"raw": 0, "moderate": 1, "special": 2, "exact": 3}
+
+
+krng = random.Random(7)
+
+
+def kernel_seeds(root):
+    krng.seed(7)
+    T = "fuzz_kernels"
+    o = lambda v: (v, 0, 15)  # a float buffer offset
+    ob = lambda v: (v, 0, 63)  # a byte buffer offset
+    for mode in MODES:
+        write(root, T, "quantize-1block-" + mode,
+              kernel_input(0, MODES[mode], [(1, 1, 64), o(0), ob(0), o(0)], 200))
+        write(root, T, "quantize-9blocks-unaligned-" + mode,
+              kernel_input(0, MODES[mode], [(9, 1, 64), o(3), ob(17), o(5)], 1200))
+    # matmul: type, cols class, cols, group class, group value, rows, tokens, stride extra,
+    # activation form, split, sub-range a, b, offsets w, scales, x, xq, xd, out
+    def mm(name, mode, typ, cols_class, cols, gcls=0, gval=1, rows=5, tokens=3, act=0,
+           offs=(1, 2, 3, 5, 7, 11)):
+        cols_draw = (cols, 1, 2048) if cols_class == 2 else (cols, 1, 32 if cols_class == 0 else 64)
+        d = [(typ, 0, 3), (cols_class, 0, 2), cols_draw, (gcls, 0, 4), (gval, 1, 200),
+             (rows, 1, 64), (tokens, 1, 8), (1, 0, 3), (act, 0, 2), (2, 0, 255), (1, 0, 255),
+             (4, 0, 255), ob(offs[0]), ob(offs[1]), o(offs[2]), ob(offs[3]), o(offs[4]),
+             o(offs[5])]
+        write(root, T, "matmul-" + name + "-" + mode, kernel_input(1, MODES[mode], d, 2048))
+    for mode in ("moderate", "exact", "special"):
+        mm("f32-odd", mode, 0, 1, 37)
+        mm("f16-odd", mode, 1, 1, 19, rows=9)
+        mm("q8_0-float", mode, 2, 0, 2)
+        mm("q8_0-int-quantized", mode, 2, 0, 3, act=1)
+        mm("q8_0-int-drawn", mode, 2, 0, 2, act=2, tokens=8)
+        mm("q8split-g32-int", mode, 3, 0, 2, gcls=0, act=1)
+        mm("q8split-g64-float", mode, 3, 0, 1, gcls=1, rows=4)
+        mm("q8split-odd-group", mode, 3, 1, 21, gcls=3, gval=7, rows=7)
+        mm("f32-with-unused-int8", mode, 0, 0, 1, act=2)
+    mm("f32-wide", "moderate", 0, 2, 1500, rows=3, tokens=2)
+    mm("q8_0-1row-1token", "raw", 2, 0, 4, rows=1, tokens=1, act=1)
+    for mode, n, cls in (("moderate", 1, 0), ("moderate", 33, 0), ("special", 4096, 1),
+                         ("raw", 64, 0), ("exact", 7, 0)):
+        nd = (n, 1, 64) if cls == 0 else (n, 1, 4096)
+        write(root, T, "rmsnorm-%d-%s" % (n, mode),
+              kernel_input(2, MODES[mode], [(cls, 0, 1), nd, (0, 0, 4), (n & 1, 0, 1), o(1), o(2),
+                                            o(3), o(4)], min(4 * n + 16, 4000)))
+    for mode, n, cls in (("moderate", 0, 0), ("moderate", 1, 0), ("special", 7, 0),
+                         ("moderate", 300, 1), ("raw", 64, 0), ("special", 1000, 1)):
+        nd = (n, 0, 64) if cls == 0 else (n, 0, 2048)
+        write(root, T, "softmax-%d-%s" % (n, mode),
+              kernel_input(3, MODES[mode], [(cls, 0, 1), nd, o(0), o(5), o(9)], min(4 * n + 16, 4000)))
+    for mode, n, cls in (("moderate", 0, 0), ("special", 13, 0), ("special", 1000, 1),
+                         ("raw", 61, 0)):
+        nd = (n, 0, 64) if cls == 0 else (n, 0, 4096)
+        write(root, T, "swiglu-%d-%s" % (n, mode),
+              kernel_input(4, MODES[mode], [(cls, 0, 1), nd, o(3), o(0), o(1), o(6)], min(8 * n + 16, 4000)))
+    for mode, half, heads in (("moderate", 1, 1), ("moderate", 32, 4), ("special", 3, 5),
+                              ("raw", 6, 2)):
+        write(root, T, "rope-hs%d-%s" % (2 * half, mode),
+              kernel_input(5, MODES[mode], [(half, 1, 128), (heads, 1, 16), o(1), o(2), o(0),
+                                            o(3), o(7)], 600))
+    for mode, half, npos, extra in (("moderate", 1, 1, 0), ("moderate", 32, 17, 8),
+                                    ("special", 5, 200, 3), ("raw", 8, 9, 0), ("exact", 24, 40, 1)):
+        write(root, T, "attention-hs%d-pos%d-%s" % (2 * half, npos, mode),
+              kernel_input(6, MODES[mode], [(half, 1, 80), (npos, 1, 256), (extra, 0, 40), o(1),
+                                            o(2), o(3), o(4), o(5), o(6), o(7)], 3000))
 
 
 if __name__ == "__main__":
