@@ -308,6 +308,8 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
     __m256i aw[MAX_R][8];          /* (R, 8) |w| of the chunk (T > 1) */
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
+        if (T == 1) /* decode streams: ask for the chunk after next (prefetch never faults) */
+            _mm_prefetch((const char *)q_wblock(wr, r, c + 16, split), _MM_HINT_T0);
         if (split) {
             float ws[8] = {0};
             for (size_t k = 0; k < nbc; k++)
