@@ -13,6 +13,7 @@
 
 #include "../check.h"
 #include "qorus.h"
+#include "qorus_testing.h"
 
 static uint64_t rng = 0xC0FFEEull;
 
@@ -244,6 +245,20 @@ static void compare(const q_model *m, const float *ref_w, int shared, int quant,
     CHECK_EQ_INT(q_forward_tokens(&st, tokens, c->seq_len, out), Q_OK);
     CHECK(memcmp(out, st.logits, c->vocab_size * sizeof(float)) == 0);
     /* errors */
+    CHECK_EQ_INT(q_forward_batch(&st, NULL, 1, 0, NULL), Q_ERR_INVALID_ARG);
+    CHECK_EQ_INT(q_forward_batch(&st, tokens, 0, 0, NULL), Q_ERR_INVALID_ARG);
+    CHECK_EQ_INT(q_forward_batch(&st, tokens, 2, c->seq_len - 1, NULL), Q_ERR_INVALID_CONFIG);
+    CHECK_EQ_INT(q_forward_batch(&st, tokens, 1, SIZE_MAX, NULL), Q_ERR_INVALID_CONFIG);
+    {
+        /* a bad token anywhere in a batch: an error before anything runs (the KV cache
+         * keeps what the earlier positions wrote) */
+        uint32_t bad[3] = {tokens[0], tokens[1], (uint32_t)c->vocab_size};
+        unsigned char *kv_before = malloc(ctx.kv_size);
+        memcpy(kv_before, ctx.kv_buffer, ctx.kv_size);
+        CHECK_EQ_INT(q_forward_batch(&st, bad, 3, 0, NULL), Q_ERR_BAD_TOKEN);
+        CHECK(memcmp(kv_before, ctx.kv_buffer, ctx.kv_size) == 0);
+        free(kv_before);
+    }
     CHECK_EQ_INT(q_forward(&st, (uint32_t)c->vocab_size, 0, NULL), Q_ERR_BAD_TOKEN);
     CHECK_EQ_INT(q_forward(&st, 0, c->seq_len, NULL), Q_ERR_INVALID_CONFIG);
     CHECK_EQ_INT(q_forward_tokens(&st, tokens, c->seq_len + 1, NULL), Q_ERR_INVALID_CONFIG);
@@ -384,6 +399,45 @@ int main(void)
     q_model empty;
     memset(&empty, 0, sizeof empty);
     CHECK_EQ_INT(q_state_init(&st, &ctx, &empty), Q_ERR_INVALID_CONFIG);
+    {
+        /* options outside their domain: rejected before anything is allocated */
+        q_config c = {32, 32, 1, 4, 4, 11, 5, 10000.0f, 1e-5f};
+        size_t n = q_model_float_count(&c, 1);
+        float *wts = random_floats(n);
+        q_model tiny;
+        CHECK_EQ_INT(q_model_from_floats(&tiny, &c, wts, n, 1), Q_OK);
+        q_state_options too_many = {.n_threads = Q_MAX_THREADS + 1};
+        q_state_options too_big = {.max_batch = Q_MAX_BATCH + 1};
+        CHECK_EQ_INT(q_state_init_ex(&st, &ctx, &tiny, &too_many), Q_ERR_INVALID_ARG);
+        CHECK_EQ_INT(q_state_init_ex(&st, &ctx, &tiny, &too_big), Q_ERR_INVALID_ARG);
+        CHECK(ctx.kv_buffer == NULL && ctx.scratch_buffer == NULL);
+        /* the defaults: one thread, batches of Q_DEFAULT_BATCH capped at seq_len */
+        CHECK_EQ_INT(q_state_init_ex(&st, &ctx, &tiny, NULL), Q_OK);
+        CHECK(st.n_threads == 1 && st.pool == NULL && st.max_batch == c.seq_len &&
+              st.kernels == q_kernels_select());
+        q_state_free(&st);
+        /* a thread that cannot start: Q_ERR_THREAD, nothing left in ctx */
+        q_state_options two = {.n_threads = 2};
+        int failed = 0;
+        for (unsigned k = 1; k < 16 && !failed; k++) {
+            q_test_fail_nth_os_call(k);
+            q_error_code err = q_state_init_ex(&st, &ctx, &tiny, &two);
+            int fired = q_test_failure_fired();
+            q_test_fail_nth_os_call(0);
+            if (fired) {
+                CHECK(err == Q_ERR_ALLOC || err == Q_ERR_THREAD);
+                CHECK(ctx.kv_buffer == NULL && ctx.scratch_buffer == NULL);
+                failed = err == Q_ERR_THREAD;
+            } else {
+                CHECK_EQ_INT(err, Q_OK);
+                q_state_free(&st);
+                break;
+            }
+        }
+        CHECK(failed); /* the countdown reached the worker's creation */
+        q_model_free(&tiny);
+        free(wts);
+    }
     CHECK_EQ_INT(q_forward(&st, 0, 0, NULL), Q_ERR_INVALID_ARG);
     return check_result("test_forward");
 }
