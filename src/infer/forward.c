@@ -1,17 +1,27 @@
 /*
  * The forward pass of a llama-family transformer, as llama2.c run.c's forward():
  * RMSNorm, RoPE on interleaved pairs, grouped-query attention over the KV cache, SwiGLU
- * feed-forward, final RMSNorm and the classifier.
+ * feed-forward, final RMSNorm and the classifier; run on a batch of B tokens at once
+ * (q_forward_batch; q_forward is a batch of one), every weight row read once per batch.
  *
  * Memory of one q_state in its q_context:
  *   KV cache (q_alloc_kv_cache): key_cache then value_cache, each (n_layers, seq_len,
  *     kv_dim) float32; kv_bytes = n_layers * seq_len * kv_dim * 2 * 4, overflow-checked.
+ *     The k and v projections of a batch are written straight into their rows.
  *   Arena (q_alloc_arena):
  *     | logits (vocab_size) | <- base (q_arena_set_base)
- *     | per token: x, xb, xb2, q (dim), hb, hb2 (hidden_dim), att (seq_len), w (dim),
- *       rope_cos, rope_sin (head_size / 2) |
- *     The per-token part is allocated at the start of q_forward and released by
+ *     | per batch (batch_bufs): x, xb, xb2, q (B, dim); hb, hb2 (B, hidden_dim); int8
+ *       activations and their scales (B, max(dim, hidden_dim)); a norm weight (dim);
+ *       rope cos/sin (B, head_size / 2); attention scores (n_threads, seq_len) |
+ *     The per-batch part is carved at the start of each batch and released by
  *     q_arena_reset at its end; the sampler's top-p scratch (vocab_size pairs) reuses it.
+ *
+ * Arithmetic goes through a kernel table (qorus_kernels.h: the scalar reference or the
+ * AVX2 one). Parallel steps are tasks on the state's thread pool (infer/pool.h): the
+ * matrix products split in chunks of rows, attention one task per (token, head); each
+ * output element is computed by one task, and the kernels' results do not depend on the
+ * chunk or the batch, so the logits are bitwise the same for any thread count and batch
+ * size (tests/infer/test_forward.c, fuzz/fuzz_generate.c).
  */
 #include "qorus_infer.h"
 
