@@ -208,16 +208,19 @@ static void test_rope(void)
 
 static void test_attention(void)
 {
-    static const size_t head_sizes[] = {2, 6, 8, 10, 16, 18, 64, 128};
-    static const size_t positions[] = {1, 2, 7, 33, 256};
+    /* head sizes: below 8 (padded path), 8, tails of every group shape (10, 18, 34, 66),
+     * one group of 1..8 columns (8..64), two groups (66, 72, 128, 130); positions: below 8
+     * (one partial block), multiples of 8, and one past / one short of them */
+    static const size_t head_sizes[] = {2, 4, 6, 8, 10, 16, 18, 24, 34, 48, 64, 66, 72, 128, 130};
+    static const size_t positions[] = {1, 2, 7, 8, 9, 15, 16, 17, 33, 255, 256};
     for (size_t h = 0; h < sizeof head_sizes / sizeof head_sizes[0]; h++)
         for (size_t p = 0; p < sizeof positions / sizeof positions[0]; p++) {
             size_t hs = head_sizes[h], n_pos = positions[p], stride = hs + 3;
             size_t len = (n_pos - 1) * stride + hs;
             float *q = malloc(hs * 4), *k = malloc(len * 4), *v = malloc(len * 4);
-            float *oa = malloc(hs * 4), *ob = malloc((hs + 1) * 4);
-            float *aa = malloc(n_pos * 4), *ab = malloc((n_pos + 1) * 4);
-            if (!q || !k || !v || !oa || !ob || !aa || !ab)
+            float *oa = malloc(hs * 4), *ob = malloc((hs + 1) * 4), *oc = malloc(hs * 4);
+            float *aa = malloc(n_pos * 4), *ab = malloc((n_pos + 1) * 4), *ac = malloc(n_pos * 4);
+            if (!q || !k || !v || !oa || !ob || !oc || !aa || !ab || !ac)
                 abort();
             for (size_t i = 0; i < hs; i++)
                 q[i] = rnd(1.0f);
@@ -234,6 +237,9 @@ static void test_attention(void)
             }
             ref->attention(oa, q, k, v, stride, n_pos, hs, aa);
             opt->attention(ob + 1, q, k, v, stride, n_pos, hs, ab + 1);
+            opt->attention(oc, q, k, v, stride, n_pos, hs, ac); /* other alignment: same bits */
+            CHECK(memcmp(ab + 1, ac, n_pos * 4) == 0);
+            CHECK(memcmp(ob + 1, oc, hs * 4) == 0);
             double delta = (2.0 * (double)hs + 16.0) * U * S / sqrt((double)hs);
             double rel_att = 2.0 * EXP_E + (2.0 * (double)n_pos + 8.0) * U + 3.0 * expm1(2.0 * delta);
             for (size_t t = 0; t < n_pos; t++)
@@ -250,8 +256,10 @@ static void test_attention(void)
             free(v);
             free(oa);
             free(ob);
+            free(oc);
             free(aa);
             free(ab);
+            free(ac);
         }
 }
 
