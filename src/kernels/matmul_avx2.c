@@ -295,7 +295,8 @@ QA_INLINE float q_wscale(qrows *wr, int r, size_t b, int split)
 QA_INLINE __m256 q_split_scales8(qrows *wr, int r)
 {
     size_t bpg = wr->bpg, g = wr->group[r], inb = wr->inb[r];
-    const float *s = (const float *)(const void *)(wr->scales + g * 4);
+    const unsigned char *sb = wr->scales + g * 4; /* unaligned: byte loads (memcpy) */
+    const float *s = (const float *)(const void *)sb;
     if (bpg == 1) {
         wr->group[r] = g + 8;
         return _mm256_loadu_ps(s);
@@ -304,12 +305,12 @@ QA_INLINE __m256 q_split_scales8(qrows *wr, int r)
         size_t left = bpg - inb; /* blocks of group g from the chunk's first on */
         if (left > 8) {
             wr->inb[r] = inb + 8;
-            return _mm256_broadcast_ss(s);
+            return _mm256_set1_ps(q_load_f32(sb));
         }
         if (left == 8) {
             wr->inb[r] = 0;
             wr->group[r] = g + 1;
-            return _mm256_broadcast_ss(s);
+            return _mm256_set1_ps(q_load_f32(sb));
         }
         /* lanes k < left: group g; the others: group g + 1 (bpg >= 8 > 8 - left) */
         const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -317,7 +318,8 @@ QA_INLINE __m256 q_split_scales8(qrows *wr, int r)
             _mm256_cmpgt_epi32(iota, _mm256_set1_epi32((int)left - 1)));
         wr->inb[r] = 8 - left;
         wr->group[r] = g + 1;
-        return _mm256_blendv_ps(_mm256_broadcast_ss(s), _mm256_broadcast_ss(s + 1), in_next);
+        return _mm256_blendv_ps(_mm256_set1_ps(q_load_f32(sb)),
+                                _mm256_set1_ps(q_load_f32(sb + 4)), in_next);
     }
     if (inb == 0 && bpg == 2) {
         wr->group[r] = g + 4;
