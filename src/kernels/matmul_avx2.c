@@ -28,7 +28,9 @@
  *   float decode (n_rows 1, 2): 8x1 (8 independent FMA chains hide the FMA latency; the
  *       activation vector is loaded once per step for 8 rows), edge 1x1.
  *   int8: 4x4 prefill (n_rows >= 4; per chunk each row's |w| blocks and 8 scales are
- *       computed once for the 4 tokens), 4x1 decode and token remainders, edges 1x4, 1x1.
+ *       computed once for the 4 tokens), 4x1 token remainders, edges 1x4, 1x1; decode
+ *       (fewer than 4 usable activation rows): 8x1 (8 weight streams), edges 4x1, 1x1.
+ *       Q8_SPLIT scales are read a chunk at a time (q_split_scales8), not one by one.
  *
  * Int8 precondition handled here: the sign trick (maddubs(|w|, sign(x, w))) is exact for any
  * weight byte and any activation in [-127, 127] (what quantize_q8 produces; pair sums stay
@@ -280,6 +282,63 @@ QA_INLINE float q_wscale(qrows *wr, int r, size_t b, int split)
     return _cvtsh_ss(h);
 }
 
+/*
+ * The 8 scales of a full chunk of row r of a Q8_SPLIT tensor (the chunk starts at the
+ * current block), advancing the group counters by 8 blocks: the same floats q_wscale
+ * returns one by one, read with one or two loads where the layout allows it. Groups of
+ * 1, 2 or 4 blocks starting at the chunk's first block: 8, 4 or 2 consecutive scales,
+ * each repeated per block; groups of 8 blocks or more: the chunk spans at most two groups
+ * (one broadcast, or a blend of two at the group boundary). Anything else (groups of 3, 5,
+ * 6 or 7 blocks, or of 2 or 4 not aligned with the chunk) goes one scale at a time.
+ * Never reads a scale the chunk does not use.
+ */
+QA_INLINE __m256 q_split_scales8(qrows *wr, int r)
+{
+    size_t bpg = wr->bpg, g = wr->group[r], inb = wr->inb[r];
+    const unsigned char *sb = wr->scales + g * 4; /* unaligned: byte loads (memcpy) */
+    const float *s = (const float *)(const void *)sb;
+    if (bpg == 1) {
+        wr->group[r] = g + 8;
+        return _mm256_loadu_ps(s);
+    }
+    if (bpg >= 8) {
+        size_t left = bpg - inb; /* blocks of group g from the chunk's first on */
+        if (left > 8) {
+            wr->inb[r] = inb + 8;
+            return _mm256_set1_ps(q_load_f32(sb));
+        }
+        if (left == 8) {
+            wr->inb[r] = 0;
+            wr->group[r] = g + 1;
+            return _mm256_set1_ps(q_load_f32(sb));
+        }
+        /* lanes k < left: group g; the others: group g + 1 (bpg >= 8 > 8 - left) */
+        const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256 in_next = _mm256_castsi256_ps(
+            _mm256_cmpgt_epi32(iota, _mm256_set1_epi32((int)left - 1)));
+        wr->inb[r] = 8 - left;
+        wr->group[r] = g + 1;
+        return _mm256_blendv_ps(_mm256_set1_ps(q_load_f32(sb)),
+                                _mm256_set1_ps(q_load_f32(sb + 4)), in_next);
+    }
+    if (inb == 0 && bpg == 2) {
+        wr->group[r] = g + 4;
+        __m128 v = _mm_loadu_ps(s);
+        return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v),
+                                        _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+    }
+    if (inb == 0 && bpg == 4) {
+        wr->group[r] = g + 2;
+        __m128 v = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)s));
+        return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v),
+                                        _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    }
+    float ws[8];
+    for (size_t k = 0; k < 8; k++)
+        ws[k] = q_wscale(wr, r, 0, 1);
+    return _mm256_loadu_ps(ws);
+}
+
 /* The 32 int8 weights of block b of row r */
 QA_INLINE const unsigned char *q_wblock(const qrows *wr, int r, size_t b, int split)
 {
@@ -310,7 +369,9 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
     for (int r = 0; r < R; r++) {
         if (T == 1) /* decode streams: ask for the chunk after next (prefetch never faults) */
             _mm_prefetch((const char *)q_wblock(wr, r, c + 16, split), _MM_HINT_T0);
-        if (split) {
+        if (split && nbc == 8) {
+            wsv[r] = q_split_scales8(wr, r);
+        } else if (split) {
             float ws[8] = {0};
             for (size_t k = 0; k < nbc; k++)
                 ws[k] = q_wscale(wr, r, c + k, split);
@@ -383,9 +444,10 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
  * zero sums and zero scales in its missing lanes. Per chunk, each row's 8 scales are
  * gathered once and (T > 1) its |w| blocks computed once for the T tokens.
  */
-QA_INLINE void qtile(float *const *outs, qrows *wr, const int8_t *const *xq,
+QA_INLINE void qtile(float *const *outs, const qrows *wr_in, const int8_t *const *xq,
                      const float *const *xd, size_t n, int R, int T, int split)
 {
+    qrows w = *wr_in, *wr = &w; /* a local copy: row pointers and counters in registers */
     __m256 acc[MAX_R][MAX_T]; /* (R, T) one accumulator chain per output */
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
@@ -405,22 +467,24 @@ QA_INLINE void qtile(float *const *outs, qrows *wr, const int8_t *const *xq,
 }
 
 #define QTILE(R, T, SPLIT, NAME)                                                        \
-    static __attribute__((noinline)) void NAME(float *const *outs, qrows *wr,           \
+    static __attribute__((noinline)) void NAME(float *const *outs, const qrows *wr,         \
                                                const int8_t *const *xq,                 \
                                                const float *const *xd, size_t n)        \
     {                                                                                   \
         qtile(outs, wr, xq, xd, n, R, T, SPLIT);                                        \
     }
 QTILE(4, QT, 0, q80_4xT)
+QTILE(8, 1, 0, q80_8x1)
 QTILE(4, 1, 0, q80_4x1)
 QTILE(1, QT, 0, q80_1xT)
 QTILE(1, 1, 0, q80_1x1)
 QTILE(4, QT, 1, q8s_4xT)
+QTILE(8, 1, 1, q8s_8x1)
 QTILE(4, 1, 1, q8s_4x1)
 QTILE(1, QT, 1, q8s_1xT)
 QTILE(1, 1, 1, q8s_1x1)
 
-typedef void (*qtile_fn)(float *const *outs, qrows *wr, const int8_t *const *xq,
+typedef void (*qtile_fn)(float *const *outs, const qrows *wr, const int8_t *const *xq,
                          const float *const *xd, size_t n);
 
 /* Sets up the rows i .. i+R-1 of w in wr. */
@@ -460,7 +524,8 @@ static void matmul_int8(float *out, size_t out_stride, const q_tensor *w, size_t
     size_t n = w->cols, nt = x->n_rows, nb = n / Q_QBLOCK;
     int split = w->type == Q_TENSOR_Q8_SPLIT;
     qtile_fn big = split ? q8s_4xT : q80_4xT, rows4 = split ? q8s_4x1 : q80_4x1,
-             toksT = split ? q8s_1xT : q80_1xT, one = split ? q8s_1x1 : q80_1x1;
+             toksT = split ? q8s_1xT : q80_1xT, one = split ? q8s_1x1 : q80_1x1,
+             rows8 = split ? q8s_8x1 : q80_8x1;
     /* the activation rows the tiles take (at most 64 at a time), the others go to the
      * reference one row at a time */
     size_t good[64];
@@ -479,6 +544,21 @@ static void matmul_int8(float *out, size_t out_stride, const q_tensor *w, size_t
         const int8_t *xq[MAX_T];
         const float *xd[MAX_T];
         qrows wr;
+        if (ng < QT) { /* decode: 8 rows per pass (8 weight streams), one token at a time */
+            for (size_t g = 0; g < ng; g++) {
+                size_t t = good[g];
+                xq[0] = x->q + t * n;
+                xd[0] = x->d + t * nb;
+                for (size_t i = r0; i < r1;) {
+                    int R = r1 - i >= 8 ? 8 : r1 - i >= 4 ? 4 : 1;
+                    outs[0] = out + t * out_stride + i;
+                    qrows_at(&wr, w, i, R);
+                    (R == 8 ? rows8 : R == 4 ? rows4 : one)(outs, &wr, xq, xd, n);
+                    i += (size_t)R;
+                }
+            }
+            continue;
+        }
         for (size_t i = r0; i < r1;) {
             int R = r1 - i >= 4 ? 4 : 1;
             size_t g = 0;

@@ -340,6 +340,30 @@ static void test_matmul_shapes(void)
     /* Q8_SPLIT with a group size not a multiple of 32: float path (the reference) */
     run_shape(Q_TENSOR_Q8_SPLIT, 3, 96, 48, 4, 5, 1, 0);
     run_shape(Q_TENSOR_Q8_SPLIT, 5, 64, 20, 2, 9, 1, 0);
+    /* Q8_SPLIT scales read per chunk of 8 blocks (matmul_avx2.c q_split_scales8): groups of
+     * 1, 2, 4 blocks aligned or not with the chunks (odd rows of 9 or 10 blocks), groups of
+     * 8, 12, 16, 24, 48 blocks ending inside a chunk or at its end, and the one-at-a-time
+     * layouts (3, 5 blocks); decode (8x1 tiles and their 4x1 / 1x1 edges) and prefill */
+    {
+        static const struct { size_t rows, cols, gs; } sp[] = {
+            {13, 768, 32},  {13, 768, 64},  {13, 768, 128}, {13, 768, 256}, {13, 768, 384},
+            {14, 768, 512}, {13, 768, 768}, {14, 768, 1536}, {13, 768, 96},  {5, 768, 160},
+            {12, 288, 64},  {12, 288, 128}, {8, 288, 256},  {16, 288, 512}, {9, 320, 64},
+            {12, 320, 128}, {9, 320, 160},  {12, 320, 384}, {11, 2048, 2048}, {17, 256, 544},
+        };
+        for (size_t k = 0; k < sizeof sp / sizeof sp[0]; k++) {
+            if ((sp[k].rows * sp[k].cols) % sp[k].gs != 0) {
+                fprintf(stderr, "  bad split shape %zu\n", k);
+                CHECK(0);
+                continue;
+            }
+            run_shape(Q_TENSOR_Q8_SPLIT, sp[k].rows, sp[k].cols, sp[k].gs, 1, k % 64, 1, 0);
+            run_shape(Q_TENSOR_Q8_SPLIT, sp[k].rows, sp[k].cols, sp[k].gs, 6, (k * 7) % 64, 1,
+                      0);
+        }
+        run_shape(Q_TENSOR_Q8_0, 19, 768, 32, 1, 5, 1, 0);
+        run_shape(Q_TENSOR_Q8_0, 19, 320, 32, 2, 7, 1, 0);
+    }
     /* model-like shapes, a few tokens */
     run_shape(Q_TENSOR_F32, 67, 768, 32, 7, 13, 1, 0);
     run_shape(Q_TENSOR_F16, 67, 768, 32, 4, 3, 1, 0);
