@@ -54,7 +54,7 @@ static const char usage_run[] =
     "  -s SEED       random seed, an unsigned integer (default or 0: the current time)\n"
     "  -j, --threads N  threads of the forward pass, 1..64 (default: the online cores);\n"
     "                the text does not depend on it\n"
-    "  --batch N     prompt tokens per forward batch, 1..512 (default 32; 1 = one token\n"
+    "  --batch N     prompt tokens per forward batch, 1..512 (default 48; 1 = one token\n"
     "                at a time); the text does not depend on it\n"
     "  --mmap MODE   how the model is loaded: lazy (map, read ahead; the default), eager\n"
     "                (map and read every page now), read (copy it into memory)\n"

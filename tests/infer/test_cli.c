@@ -286,7 +286,7 @@ static int case_golden(const char *which, int gguf)
     static const struct {
         const char *kernels, *threads, *batch;
     } paths[] = {
-        {NULL, "2", "32"}, {NULL, "1", "1"}, {"scalar", "2", "32"}, {"scalar", "1", "1"}};
+        {NULL, "2", "48"}, {NULL, "1", "1"}, {"scalar", "2", "7"}, {"scalar", "1", "1"}};
     size_t ran = 0;
     for (size_t i = lo; i < hi; i++) {
         const row *c = &rows[i];
