@@ -15,7 +15,8 @@
  *   - A matmul output element depends only on its weight row and its activation row: not
  *     on the row range [r0, r1) it was computed in, nor on how many activation rows were
  *     given. So splitting rows across threads, or running tokens as a batch instead of one
- *     at a time, gives bitwise-identical results within one table.
+ *     at a time, gives bitwise-identical results within one table (a NaN result may come
+ *     out with another sign or payload: IEEE 754 leaves that to the operand order).
  *   - Quantized activations (quantize_q8) are bitwise identical in every table, for every
  *     input (NaN, infinities and denormals included); integer block sums are exact, so
  *     tables differ only by float summation order (bounds: docs/kernels.md).
