@@ -84,14 +84,13 @@ q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
          * (the prompt's own) except after the last prompt token, whose logits are sampled;
          * a forced BOS ends the text after its position, as in run.c's loop. */
         size_t n_run = n_prompt < steps ? n_prompt : steps;
-        int stop = 0;
         for (size_t p = 0; p + 1 < n_run; p++) {
             if (tokens[p + 1] == tok->bos_id) {
-                n_run = p + 1;
-                stop = 1;
+                n_run = p + 1; /* the loop below stops there */
                 break;
             }
         }
+        int stop = 0;
         float *logits = NULL;
         double t_prefill = now_seconds();
         err = q_forward_batch(st, tokens, n_run, 0, &logits);

@@ -1,29 +1,16 @@
 /*
- * Building blocks of the forward pass: F16 conversion, RMSNorm, softmax, and the
- * matrix-vector product on every weight type, computed in place on the mapped weights.
- *
- * Weight layouts (q_tensor, `rows` x `cols`, row-major):
- *   F32       rows*cols little-endian float32
- *   F16       rows*cols little-endian binary16
- *   Q8_0      ggml blocks: per row cols/32 blocks of {binary16 scale d; int8 q[32]}
- *             (34 bytes); value = d * q
- *   Q8_SPLIT  llama2.c v2: rows*cols int8 q, then rows*cols/group_size float32 scales;
- *             value of flat element e = q[e] * scale[e / group_size] (a group may span
- *             rows when cols is not a multiple of group_size)
- * Data may be unaligned (file offsets), so every load goes through memcpy or bytes; the
- * host is assumed little-endian, as the file formats are.
+ * Building blocks of the forward pass that are not kernels: F16 conversion, the tensor
+ * check, row dequantization, and the public q_matvec / q_rmsnorm / q_softmax, thin
+ * wrappers over the reference kernel table (src/kernels/ref.c, where the weight layouts
+ * are documented). Data may be unaligned (file offsets): every load goes through memcpy
+ * or bytes; the host is assumed little-endian, as the file formats are.
  */
 #include "qorus_infer.h"
 
-#include <math.h>
 #include <string.h>
 
 #include "core/checked.h"
 #include "kernels/kernels_internal.h"
-#include "qorus_kernels.h"
-
-#define Q8_0_BLOCK 32
-#define Q8_0_BLOCK_BYTES Q_Q8_0_BLOCK_BYTES
 
 /* ---- F16 ---- */
 
@@ -88,7 +75,7 @@ q_error_code q_tensor_check(const q_tensor *t)
     case Q_TENSOR_F16:
         return Q_OK;
     case Q_TENSOR_Q8_0:
-        if ((t->cols & (Q8_0_BLOCK - 1)) != 0 || t->group_size != Q8_0_BLOCK)
+        if ((t->cols & (Q_QBLOCK - 1)) != 0 || t->group_size != Q_QBLOCK)
             return Q_ERR_BAD_SHAPE;
         return Q_OK;
     case Q_TENSOR_Q8_SPLIT:
@@ -113,13 +100,13 @@ static void dequant_span(float *out, const q_tensor *t, size_t row, size_t col0,
             out[j] = q_load_f16(base + (e0 + j) * 2);
         break;
     case Q_TENSOR_Q8_0: {
-        size_t row_bytes = t->cols / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
+        size_t row_bytes = t->cols / Q_QBLOCK * Q_Q8_0_BLOCK_BYTES;
         const unsigned char *r = base + row * row_bytes;
         for (size_t j = 0; j < n; j++) {
             size_t c = col0 + j;
-            const unsigned char *blk = r + c / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
+            const unsigned char *blk = r + c / Q_QBLOCK * Q_Q8_0_BLOCK_BYTES;
             int8_t q;
-            memcpy(&q, blk + 2 + c % Q8_0_BLOCK, 1);
+            memcpy(&q, blk + 2 + c % Q_QBLOCK, 1);
             out[j] = q_load_f16(blk) * (float)q;
         }
         break;
