@@ -3,7 +3,12 @@
  *
  * One q_context holds the three regions of one inference. A zero-initialized context
  * (`q_context ctx = {0};`) is a valid empty context for every function here. A context is
- * not thread-safe: use one per thread of generation.
+ * not thread-safe: use one per thread of generation. While a q_state (qorus_infer.h) uses a
+ * context, its KV cache and arena belong to the state: release them with q_state_free, not
+ * with q_free_kv_cache / q_free_arena / q_free_memory (the state keeps pointers into them).
+ *
+ * Errors are checked in the order the doc comments list them: when several arguments are
+ * wrong, the first listed error is returned.
  *
  * Every pointer the core returns is aligned to Q_ALIGN (64) bytes. The library never calls
  * exit/abort and never prints: every failure is a q_error_code (or NULL from
@@ -128,7 +133,7 @@ q_error_code q_init_memory(q_context *ctx, const char *path);
  * Q_ERR_MODEL_CHANGED (the forward pass checks it every token). SIGBUS anywhere else goes
  * to the previous handler or kills as usual. See q_mapping_status.
  *
- * Errors: Q_ERR_INVALID_ARG (ctx or path NULL, unknown strategy), Q_ERR_INVALID_STATE (ctx
+ * Errors, in this order: Q_ERR_INVALID_ARG (ctx or path NULL, unknown strategy), Q_ERR_INVALID_STATE (ctx
  * already holds a mapping), Q_ERR_FILE_OPEN, Q_ERR_FILE_STAT, Q_ERR_NOT_REGULAR_FILE,
  * Q_ERR_FILE_TOO_SMALL (below Q_MIN_MODEL_FILE_BYTES), Q_ERR_OVERFLOW (file larger than the
  * address space), Q_ERR_MMAP; with Q_MMAP_READ also Q_ERR_ALLOC (the anonymous mapping),
@@ -142,9 +147,9 @@ q_error_code q_init_memory_ex(q_context *ctx, const char *path, q_mmap_strategy 
  * No memset: the kernel provides zero pages on first touch, so RSS grows only as the cache
  * is written.
  *
- * Errors: Q_ERR_INVALID_ARG (ctx NULL or bytes 0), Q_ERR_OVERFLOW (bytes above
- * Q_MAX_REGION_BYTES), Q_ERR_INVALID_STATE (a KV cache exists; nothing is leaked or
- * changed), Q_ERR_ALLOC (mmap failed).
+ * Errors, in this order: Q_ERR_INVALID_ARG (ctx NULL or bytes 0), Q_ERR_INVALID_STATE (a
+ * KV cache exists; nothing is leaked or changed), Q_ERR_OVERFLOW (bytes above
+ * Q_MAX_REGION_BYTES), Q_ERR_ALLOC (mmap failed). On error ctx is unchanged.
  */
 q_error_code q_alloc_kv_cache(q_context *ctx, size_t bytes);
 
@@ -161,9 +166,9 @@ q_error_code q_kv_cache_clear(q_context *ctx);
  * Creates the scratch arena: `bytes` rounded up to Q_ALIGN, in its own mapping followed by
  * a PROT_NONE guard page. The head and base start at 0.
  *
- * Errors: Q_ERR_INVALID_ARG (ctx NULL or bytes 0), Q_ERR_OVERFLOW (bytes above
- * Q_MAX_REGION_BYTES), Q_ERR_INVALID_STATE (an arena exists), Q_ERR_ALLOC (mmap or mprotect
- * failed; nothing is leaked).
+ * Errors, in this order: Q_ERR_INVALID_ARG (ctx NULL or bytes 0), Q_ERR_INVALID_STATE (an
+ * arena exists), Q_ERR_OVERFLOW (bytes above Q_MAX_REGION_BYTES), Q_ERR_ALLOC (mmap or
+ * mprotect failed; nothing is leaked). On error ctx is unchanged.
  */
 q_error_code q_alloc_arena(q_context *ctx, size_t bytes);
 

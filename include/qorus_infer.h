@@ -89,8 +89,11 @@ typedef struct q_encoder {
  * some contain U+2581 "▁") is used with every "▁" read as " ", so that both spellings
  * encode and decode the same text (the decoder does the same). Without scores
  * (tok->scores NULL) every merge has score 0.
- * Errors: Q_ERR_INVALID_ARG (NULL, empty vocabulary, missing pieces), Q_ERR_OVERFLOW,
- * Q_ERR_ALLOC. On error `enc` is zeroed and nothing is allocated.
+ * `enc` is an output: its previous contents are ignored, so an initialized encoder must be
+ * freed with q_encoder_free before it is initialized again (or its index leaks).
+ * Errors: Q_ERR_INVALID_ARG (enc or tok NULL, empty vocabulary, missing pieces),
+ * Q_ERR_OVERFLOW, Q_ERR_ALLOC. On error `enc` (when not NULL) is zeroed and nothing is
+ * allocated.
  */
 q_error_code q_encoder_init(q_encoder *enc, const q_tokenizer *tok);
 
@@ -114,9 +117,11 @@ size_t q_encode_capacity(size_t text_len);
  *
  * `tokens` must hold `capacity` ids; q_encode_capacity(text_len) is always enough.
  * Every id written is < vocab_size.
- * Errors: Q_ERR_INVALID_ARG (NULL pointer with text_len > 0, uninitialized encoder),
- * Q_ERR_OVERFLOW (capacity too small: *n_tokens is then 0), Q_ERR_BAD_TOKEN (bos_id or
- * eos_id >= vocab_size), Q_ERR_ALLOC.
+ * Errors, in this order: Q_ERR_INVALID_ARG (enc, tokens or n_tokens NULL, text NULL with
+ * text_len > 0, encoder zeroed: never initialized or freed), Q_ERR_BAD_TOKEN (a requested
+ * bos_id or eos_id >= vocab_size), Q_ERR_OVERFLOW (capacity below
+ * q_encode_capacity(text_len)), Q_ERR_ALLOC. After every error *n_tokens (when n_tokens is
+ * not NULL) is 0.
  */
 q_error_code q_encode(const q_encoder *enc, const char *text, size_t text_len, int add_bos,
                       int add_eos, uint32_t *tokens, size_t capacity, size_t *n_tokens);
@@ -146,8 +151,10 @@ typedef struct q_decoder {
 } q_decoder;
 
 /**
- * Prepares a decoder for `tok` (which must outlive it).
- * Errors: Q_ERR_INVALID_ARG (NULL, empty vocabulary), Q_ERR_OVERFLOW, Q_ERR_ALLOC.
+ * Prepares a decoder for `tok` (which must outlive it). `dec` is an output: an initialized
+ * decoder must be freed with q_decoder_free before it is initialized again.
+ * Errors: Q_ERR_INVALID_ARG (dec or tok NULL, empty vocabulary, missing pieces),
+ * Q_ERR_OVERFLOW, Q_ERR_ALLOC. On error `dec` (when not NULL) is zeroed.
  */
 q_error_code q_decoder_init(q_decoder *dec, const q_tokenizer *tok);
 
@@ -157,20 +164,25 @@ void q_decoder_free(q_decoder *dec);
 /**
  * Decodes `token`, which follows `prev_token` (used only for the space after BOS), and
  * sets *out / *out_len to the bytes to print now (valid until the next call; possibly 0).
- * Errors: Q_ERR_INVALID_ARG (NULL pointers), Q_ERR_BAD_TOKEN (token >= vocab_size); the
- * state is then unchanged and *out_len is 0.
+ * `prev_token` may be any value (only its equality with bos_id matters).
+ * Errors, in this order: Q_ERR_INVALID_ARG (dec, out or out_len NULL, decoder zeroed: never
+ * initialized or freed), Q_ERR_BAD_TOKEN (token >= vocab_size). On error the decoder state
+ * is unchanged, *out is not written and *out_len (when out_len is not NULL) is 0.
  */
 q_error_code q_decoder_next(q_decoder *dec, uint32_t prev_token, uint32_t token,
                             const char **out, size_t *out_len);
 
-/** Drops an incomplete pending sequence (end of stream). */
+/** Drops an incomplete pending sequence (end of stream). Does nothing on NULL; safe on a
+ *  zeroed decoder. */
 void q_decoder_finish(q_decoder *dec);
 
 /**
  * Feeds raw bytes to the decoder's UTF-8 assembler (no tokenizer involved) and sets *out /
  * *out_len to what may be printed. For tests and for callers that produce bytes
  * themselves. At most len + 3 bytes come out; `len` must be at most 4096.
- * Errors: Q_ERR_INVALID_ARG (NULL pointers, len too large).
+ * Errors: Q_ERR_INVALID_ARG (dec, out or out_len NULL, bytes NULL with len > 0, len above
+ * 4096, decoder zeroed). On error nothing is fed, *out is not written and *out_len (when
+ * out_len is not NULL) is 0.
  */
 q_error_code q_decoder_feed_bytes(q_decoder *dec, const void *bytes, size_t len,
                                   const char **out, size_t *out_len);
@@ -243,11 +255,17 @@ q_error_code q_state_init(q_state *st, q_context *ctx, const q_model *model);
  * cache or arena. `model` and `ctx` must outlive `st`; `opt` may be NULL (defaults).
  * Results never depend on n_threads: every output element is computed by one thread, in
  * a fixed order.
- * Errors: Q_ERR_INVALID_ARG (NULL st/ctx/model, n_threads above Q_MAX_THREADS,
- * max_batch above Q_MAX_BATCH), Q_ERR_INVALID_CONFIG, Q_ERR_BAD_SHAPE,
- * Q_ERR_UNSUPPORTED_TYPE, Q_ERR_OVERFLOW, Q_ERR_INVALID_STATE (ctx already has a KV cache
- * or arena), Q_ERR_ALLOC, Q_ERR_THREAD (a worker could not be started). On error nothing
- * is left allocated in ctx, and no thread is left running, by this call.
+ * `st` is an output: unless it is NULL it is zeroed first, whatever it held, so a live
+ * state must be released with q_state_free before it is initialized again (its threads,
+ * KV cache and arena would otherwise be lost); a second state on the same `ctx` is refused
+ * with Q_ERR_INVALID_STATE, since ctx then has a KV cache.
+ * Errors, in this order: Q_ERR_INVALID_ARG (NULL st, ctx or model; n_threads above
+ * Q_MAX_THREADS, max_batch above Q_MAX_BATCH after 0 is replaced by its default),
+ * Q_ERR_INVALID_CONFIG, Q_ERR_BAD_SHAPE, Q_ERR_UNSUPPORTED_TYPE (the model's checks,
+ * config first, then the tensors), Q_ERR_INVALID_STATE (ctx already has a KV cache or
+ * arena), Q_ERR_OVERFLOW, Q_ERR_ALLOC, Q_ERR_THREAD (a worker could not be started). On
+ * error `st` (when not NULL) is zeroed, ctx is unchanged (nothing is left allocated in it)
+ * and no thread is left running, by this call.
  */
 q_error_code q_state_init_ex(q_state *st, q_context *ctx, const q_model *model,
                              const q_state_options *opt);
@@ -266,12 +284,16 @@ q_error_code q_forward(q_state *st, uint32_t token, size_t pos, float **logits);
  * overwritten by the next call). Positions before pos0 must have been run before for a
  * meaningful result (unrun positions read as zeros). The logits are bitwise the same as
  * running the tokens one at a time with q_forward, with any thread count. Activations come
- * from the arena, which is reset before returning. Nothing is run when an argument is bad.
- * Errors: Q_ERR_INVALID_ARG (st not initialized, tokens NULL, n == 0), Q_ERR_BAD_TOKEN (a
- * token >= vocab_size), Q_ERR_INVALID_CONFIG (pos0 + n > seq_len), Q_ERR_ARENA_OOM (should
- * not happen with the arena q_state_init made), Q_ERR_MODEL_CHANGED (the model file was
+ * from the arena above its head, which is reset (to its base) before returning. Nothing is
+ * run when an argument is bad.
+ * Errors, in this order: Q_ERR_INVALID_ARG (st NULL or not initialized: zeroed, as after
+ * a failed q_state_init_ex or q_state_free; tokens NULL; n == 0), Q_ERR_BAD_TOKEN (a token
+ * >= vocab_size), Q_ERR_INVALID_CONFIG (pos0 >= seq_len or pos0 + n > seq_len, without
+ * overflow), Q_ERR_ARENA_OOM (only when the caller has taken arena space of the state's
+ * context above its base, or moved the base, with q_arena_alloc / q_arena_set_base; the
+ * arena q_state_init made always suffices), Q_ERR_MODEL_CHANGED (the model file was
  * truncated or replaced under its mapping: checked after every batch; see
- * q_mapping_status).
+ * q_mapping_status). On error *logits is not written.
  */
 q_error_code q_forward_batch(q_state *st, const uint32_t *tokens, size_t n, size_t pos0,
                              float **logits);
@@ -279,8 +301,9 @@ q_error_code q_forward_batch(q_state *st, const uint32_t *tokens, size_t n, size
 /**
  * Runs q_forward on tokens[i] at position i for i < n (n <= seq_len) and copies the last
  * logits into logits_out (vocab_size floats, may be NULL). The entry point for fuzzers.
- * Errors: those of q_forward, Q_ERR_INVALID_ARG (n == 0 or tokens NULL),
- * Q_ERR_INVALID_CONFIG (n > seq_len).
+ * Errors, in this order: Q_ERR_INVALID_ARG (st not initialized, tokens NULL, n == 0),
+ * Q_ERR_INVALID_CONFIG (n > seq_len), then those of q_forward_batch (Q_ERR_BAD_TOKEN...).
+ * On error logits_out is not written.
  */
 q_error_code q_forward_tokens(q_state *st, const uint32_t *tokens, size_t n,
                               float *logits_out);
@@ -329,8 +352,9 @@ typedef struct q_sampler {
  * the xorshift64* generator of run.c seeded with `seed` (0 is replaced by
  * Q_SAMPLER_SEED_FOR_ZERO), by top-p (nucleus) sampling when 0 < topp < 1, else from the
  * full distribution. Same seed, same model, same prompt: same tokens.
- * Errors: Q_ERR_INVALID_ARG (NULL, vocab_size 0, temperature negative or not finite, topp
- * not finite).
+ * Errors: Q_ERR_INVALID_ARG (s NULL, vocab_size 0 or above UINT32_MAX, temperature
+ * negative or not finite, topp not finite). On error `s` (when not NULL) is zeroed.
+ * (-0.0 is not negative: it is greedy.)
  */
 q_error_code q_sampler_init(q_sampler *s, size_t vocab_size, float temperature, float topp,
                             uint64_t seed);
@@ -339,7 +363,10 @@ q_error_code q_sampler_init(q_sampler *s, size_t vocab_size, float temperature, 
  * Picks the next token from logits[0..vocab_size) (modified in place when sampling).
  * Top-p takes its (vocab_size) scratch from ctx's arena and resets the arena before
  * returning (`ctx` may be NULL for greedy or plain multinomial sampling).
- * Errors: Q_ERR_INVALID_ARG (NULL), Q_ERR_ARENA_OOM (arena too small for the scratch).
+ * Errors, in this order: Q_ERR_INVALID_ARG (s, logits or token NULL; sampler zeroed:
+ * never initialized or its init failed; top-p sampling with ctx NULL), Q_ERR_ARENA_OOM
+ * (top-p: ctx has no arena, or less than vocab_size * 8 bytes, rounded up to Q_ALIGN,
+ * above its head). On error *token is not written (logits may have been scaled).
  */
 q_error_code q_sample(q_sampler *s, q_context *ctx, float *logits, uint32_t *token);
 
@@ -383,8 +410,10 @@ typedef struct q_gen_stats {
  * token decoded after the current one (so the prompt is echoed without its BOS); finally
  * emits "\n". `steps` 0 or above seq_len means seq_len; a prompt longer than the steps
  * is cut (only its first `steps` positions run). `emit` may be NULL; `stats` may be NULL.
- * Errors: Q_ERR_INVALID_ARG (NULL st/tok/sampler), Q_ERR_VOCAB_MISMATCH (tokenizer and
- * model vocabularies differ), those of q_encoder_init, q_encode, q_forward, q_sample,
+ * `stats` (when not NULL) is zeroed first, so a refused call leaves it zeroed.
+ * Errors, in this order: Q_ERR_INVALID_ARG (st, tok or sampler NULL, st not initialized),
+ * Q_ERR_VOCAB_MISMATCH (tokenizer, sampler and model vocabularies not all equal; a zeroed
+ * sampler has vocabulary 0), those of q_encoder_init, q_encode, q_forward, q_sample,
  * Q_ERR_IO (emit asked to stop).
  */
 q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,

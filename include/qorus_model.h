@@ -164,7 +164,8 @@ q_error_code q_tokenizer_load(q_tokenizer *tokenizer, const char *path, size_t e
 /**
  * Reads row `row` of `t` as float32 into `out` (t->cols values), converting F16 and
  * dequantizing Q8_0 / Q8_SPLIT. For tools, tests and reference code paths, not hot loops.
- * Errors: Q_ERR_INVALID_ARG (NULL, no data, row >= rows), Q_ERR_UNSUPPORTED_TYPE.
+ * Errors, in this order: Q_ERR_INVALID_ARG (t or out NULL, t->data NULL, row >= t->rows),
+ * Q_ERR_UNSUPPORTED_TYPE (t->type not a q_tensor_type). On error `out` is not written.
  */
 q_error_code q_tensor_read_row(const q_tensor *t, size_t row, float *out);
 
