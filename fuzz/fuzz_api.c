@@ -25,7 +25,9 @@
  * arena of a context under a live state, passing arrays shorter than the sizes given,
  * q_arena_reset(NULL) in a release-arena build.
  */
+#include <fcntl.h>
 #include <math.h>
+#include <unistd.h>
 
 #include "fuzz_helpers.h"
 #include "qorus_infer.h"
@@ -699,6 +701,80 @@ static void op_model_parse(fuzz_producer *p, world *w)
     FUZZ_ASSERT(memcmp(&m, &zero, sizeof zero) == 0);
 }
 
+/* Writes the first `len` bytes of the model image to a per-process temporary file. */
+static const char *write_model_file(size_t len)
+{
+    static char path[64];
+    if (path[0] == '\0') {
+        const char *dir = getenv("TMPDIR");
+        snprintf(path, sizeof path, "%s/qorus-fuzz-api-%ld", dir && strlen(dir) < 32 ? dir : "/tmp",
+                 (long)getpid());
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return NULL;
+    int ok = write(fd, model_image, len) == (ssize_t)len;
+    close(fd);
+    if (!ok) {
+        unlink(path);
+        return NULL;
+    }
+    return path;
+}
+
+/* q_model_load: NULL arguments, a missing file, an unknown strategy, a valid or a truncated
+ * file, into a fresh context or one that already holds a KV cache or arena (refused: the
+ * load must not release regions it did not create). */
+static void op_model_load(fuzz_producer *p, world *w)
+{
+    int ci;
+    q_context *c = draw_ctx(p, w, &ci);
+    q_model m;
+    q_tokenizer t;
+    q_diag d;
+    unsigned fk = fuzz_producer_u32(p, 0, 3); /* 0 NULL, 1 missing, 2 valid, 3 truncated */
+    int strategy = fuzz_producer_u32(p, 0, 7) == 0 ? 3 : (int)fuzz_producer_u32(p, 0, 2);
+    int null_model = fuzz_producer_u32(p, 0, 7) == 0;
+    const char *path = fk == 0   ? NULL
+                       : fk == 1 ? "/nonexistent/qorus-fuzz-api"
+                                 : write_model_file(fk == 2 ? MODEL_BYTES : MODEL_BYTES / 2);
+    if (fk >= 2 && path == NULL)
+        return; /* the file system refused: nothing to check */
+    q_error_code want;
+    if (null_model || c == NULL || path == NULL)
+        want = Q_ERR_INVALID_ARG;
+    else if (w->sh[ci].has_kv || w->sh[ci].has_arena)
+        want = Q_ERR_INVALID_STATE;
+    else if (strategy > Q_MMAP_READ)
+        want = Q_ERR_INVALID_ARG;
+    else if (fk == 1)
+        want = Q_ERR_FILE_OPEN;
+    else if (fk == 2)
+        want = Q_OK;
+    else
+        want = Q_ERR_TRUNCATED;
+    q_context before = c ? *c : (q_context){0};
+    q_error_code rc = q_model_load(null_model ? NULL : &m, fuzz_producer_bool(p) ? &t : NULL, c,
+                                   path, (q_mmap_strategy)strategy, &d);
+    if (fk >= 2)
+        unlink(path);
+    EXPECT(rc, want, "q_model_load");
+    if (rc == Q_ERR_INVALID_STATE)
+        FUZZ_ASSERT(strcmp(d.field, "ctx") == 0);
+    if (rc != Q_OK) {
+        static const q_model zero;
+        if (!null_model)
+            FUZZ_ASSERT(memcmp(&m, &zero, sizeof zero) == 0);
+        if (c != NULL)
+            FUZZ_ASSERT_MSG(memcmp(&before, c, sizeof before) == 0, "failed q_model_load changed ctx");
+        return;
+    }
+    FUZZ_ASSERT(memcmp(&m.config, &w->model.config, sizeof m.config) == 0);
+    FUZZ_ASSERT(c->weights_mmap != NULL && c->weights_size == MODEL_BYTES);
+    q_model_free(&m);
+    q_free_memory(c); /* a fresh context: nothing else in it */
+}
+
 static void op_encoder(fuzz_producer *p, world *w)
 {
     q_tokenizer empty = {0};
@@ -1009,7 +1085,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 8: op_state_free(&fp, &w); break;
         case 9: case 10: op_forward(&fp, &w); break;
         case 11: op_tensor_row(&fp, &w); break;
-        case 12: op_model_parse(&fp, &w); break;
+        case 12:
+            if (fuzz_producer_bool(&fp))
+                op_model_parse(&fp, &w);
+            else
+                op_model_load(&fp, &w);
+            break;
         case 13: op_encoder(&fp, &w); op_decoder(&fp, &w); break;
         case 14: op_sampler(&fp, &w); break;
         default:

@@ -135,9 +135,14 @@ q_error_code q_model_parse(q_model *model, q_tokenizer *tokenizer, const void *b
 
 /**
  * Maps `path` into ctx (q_init_memory_ex with `strategy`) and parses it with q_model_parse.
- * On a parse error the context is released with q_free_memory (load models into a fresh
- * context, before allocating its KV cache and arena). Errors: those of q_init_memory_ex
- * (diag field "file") and q_model_parse.
+ * `ctx` must be fresh: no mapping, KV cache or arena yet (load the model before
+ * q_state_init creates them). On a parse error the context is released with q_free_memory,
+ * so it is zeroed again; on every other error it is unchanged. `model` and `tokenizer`
+ * (when not NULL) are zeroed on every error.
+ * Errors, in this order: Q_ERR_INVALID_ARG (model, ctx or path NULL; diag field names it),
+ * Q_ERR_INVALID_STATE (ctx holds a KV cache or arena; diag field "ctx"), those of
+ * q_init_memory_ex (unknown strategy, a mapping already there, the file; diag field empty),
+ * those of q_model_parse.
  */
 q_error_code q_model_load(q_model *model, q_tokenizer *tokenizer, q_context *ctx,
                           const char *path, q_mmap_strategy strategy, q_diag *diag);

@@ -141,6 +141,10 @@ q_error_code q_model_load(q_model *model, q_tokenizer *tokenizer, q_context *ctx
         memset(tokenizer, 0, sizeof *tokenizer);
     if (model == NULL || ctx == NULL || path == NULL)
         return q_fail(diag, Q_ERR_INVALID_ARG, model == NULL ? "model" : ctx == NULL ? "ctx" : "path", 0, 0);
+    /* A parse error releases the context (q_free_memory): refuse one holding regions this
+     * call did not create, or a live q_state on it would be left pointing at freed memory. */
+    if (ctx->kv_buffer != NULL || ctx->scratch_buffer != NULL)
+        return q_fail(diag, Q_ERR_INVALID_STATE, "ctx", 0, 0);
     rc = q_init_memory_ex(ctx, path, strategy);
     if (rc != Q_OK)
         return q_fail(diag, rc, NULL, 0, 0); /* the file itself: no field */

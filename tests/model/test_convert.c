@@ -249,6 +249,48 @@ static void test_free_and_args(void)
     CHECK(isinf(q_f16_to_f32(0x7c00)) && isnan(q_f16_to_f32(0x7e00)));
 }
 
+/* q_model_load into a context that already holds a KV cache and an arena is refused before
+ * the file is touched: a parse error used to release the whole context (q_free_memory),
+ * freeing regions the call did not create (a live q_state on that context then pointed at
+ * freed memory). Found by fuzz_api (corpus/fuzz_api/crash-model-load-released-foreign-kv-cache). */
+static void test_model_load_refuses_used_context(void)
+{
+    /* a truncated llama2.c header: mapped (>= Q_MIN_MODEL_FILE_BYTES), then rejected */
+    unsigned char bytes[40];
+    memset(bytes, 0, sizeof bytes);
+    const int32_t header[7] = {8, 12, 1, 2, 1, 32, 6};
+    memcpy(bytes, header, sizeof header);
+    const char *path = wpath("truncated_v0.bin");
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f == NULL)
+        return;
+    CHECK(fwrite(bytes, 1, sizeof bytes, f) == sizeof bytes);
+    fclose(f);
+
+    q_model m;
+    q_diag d;
+    q_context ctx = {0};
+    CHECK_EQ_ERR(q_model_load(&m, NULL, &ctx, path, Q_MMAP_LAZY, &d), Q_ERR_TRUNCATED);
+    CHECK(ctx.weights_mmap == NULL); /* a fresh context: released again on the parse error */
+
+    CHECK_EQ_ERR(q_alloc_kv_cache(&ctx, 4096), Q_OK);
+    CHECK_EQ_ERR(q_alloc_arena(&ctx, 4096), Q_OK);
+    q_context before = ctx;
+    CHECK_EQ_ERR(q_model_load(&m, NULL, &ctx, path, Q_MMAP_LAZY, &d), Q_ERR_INVALID_STATE);
+    CHECK(strcmp(d.field, "ctx") == 0);
+    CHECK(memcmp(&before, &ctx, sizeof ctx) == 0);
+    ((unsigned char *)ctx.kv_buffer)[4095] = 1; /* still ours */
+    CHECK(q_arena_alloc(&ctx, 64) != NULL);
+    /* also refused with the arena alone, and with a missing file (checked first) */
+    CHECK_EQ_ERR(q_free_kv_cache(&ctx), Q_OK);
+    CHECK_EQ_ERR(q_model_load(&m, NULL, &ctx, wpath("does-not-exist"), Q_MMAP_LAZY, &d),
+                 Q_ERR_INVALID_STATE);
+    CHECK(ctx.scratch_buffer != NULL);
+    q_free_memory(&ctx);
+    remove(path);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
@@ -260,6 +302,7 @@ int main(int argc, char **argv)
     models = argv[3];
     mkdir(work, 0777);
     RUN_TEST(test_free_and_args);
+    RUN_TEST(test_model_load_refuses_used_context);
     RUN_TEST(test_random_round_trips);
     RUN_TEST(test_real_round_trips);
     return check_failures ? 1 : 0;
