@@ -635,8 +635,8 @@ static void gguf(buf_t *b, const gguf_opt *o)
                          ? o->alignment
                          : 32; /* where the data goes; an invalid value is written as is */
     size_t n_t = o->extra ? 12 : 11;
-    uint64_t n_kv = 1 + 6 + 2 + (o->alignment_type != 0) + (o->freq_base_f64 != 0) +
-                    (o->eps_set != 0) + (o->bos_set != 0) + (o->eos_set != 0);
+    uint64_t n_kv = (uint64_t)(1 + 6 + 2 + (o->alignment_type != 0) + (o->freq_base_f64 != 0) +
+                               (o->eps_set != 0) + (o->bos_set != 0) + (o->eos_set != 0));
     b->len = 0;
     put(b, "GGUF", 4);
     put_u32(b, 3);
