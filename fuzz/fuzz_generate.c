@@ -20,6 +20,7 @@
 #include <math.h>
 
 #include "fuzz_helpers.h"
+#include "model_oracle.h"
 #include "qorus_infer.h"
 #include "qorus_testing.h"
 
@@ -192,6 +193,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     q_tokenizer tok;
     rc = q_tokenizer_parse(&tok, tokbin, toklen, cfg.vocab_size, NULL);
     FUZZ_ASSERT_MSG(rc == Q_OK, "tokenizer: %s", q_error_name(rc));
+    oracle_verdict verdict;
+    FUZZ_ASSERT_MSG(oracle_tokenizer(tokbin, toklen, cfg.vocab_size, &verdict),
+                    "the oracle rejects the tokenizer the parser accepted (rule: %s)", verdict.rule);
     FUZZ_ASSERT(tok.has_byte_fallback == byte_fallback);
 
     /* 1. forward over the prompt's tokens: finite logits */

@@ -26,6 +26,20 @@ static size_t count_entries(const uint8_t *data, size_t size)
     return n;
 }
 
+/* The parser's verdict against the independent oracle's (model_oracle.h), both ways. */
+static void fuzz_check_tokenizer_oracle(const uint8_t *data, size_t size, size_t expected,
+                                        q_error_code rc, const q_diag *diag)
+{
+    oracle_verdict v;
+    int valid = oracle_tokenizer(data, size, expected, &v);
+    FUZZ_ASSERT_MSG(rc != Q_OK || valid,
+                    "expected %zu: parser accepted a tokenizer the oracle rejects (rule: %s)",
+                    expected, v.rule);
+    FUZZ_ASSERT_MSG(rc == Q_OK || !valid,
+                    "expected %zu: parser rejected a tokenizer the oracle accepts: %s (field '%s')",
+                    expected, q_error_name(rc), diag->field);
+}
+
 static void check_one(const uint8_t *data, size_t size, size_t expected, unsigned long inject)
 {
     q_tokenizer tok;
@@ -37,6 +51,8 @@ static void check_one(const uint8_t *data, size_t size, size_t expected, unsigne
     if (fired)
         FUZZ_ASSERT_MSG(rc == Q_ERR_ALLOC, "allocation %lu failed, parser said %s", inject,
                         q_error_name(rc));
+    else
+        fuzz_check_tokenizer_oracle(data, size, expected, rc, &diag);
     if (rc == Q_OK) {
         /* expected 0: the parser counts the entries itself (src/model/tokenizer.c). */
         FUZZ_ASSERT_MSG(tok.vocab_size == (expected ? expected : count_entries(data, size)),

@@ -15,6 +15,9 @@
  *   - parsing from memory and through the file path (q_model_load on a temporary file)
  *     give the same result;
  *   - with an injected OS failure the parser returns Q_ERR_ALLOC and leaves nothing behind.
+ * And on every input, accepted or not: the parser's verdict is the independent oracle's
+ * (model_oracle.h, written from docs/model-formats.md), so a file the spec forbids cannot
+ * be accepted silently, nor a valid file refused.
  * When the model is small, one or two forward steps run and every logit is read (MSan).
  */
 #ifndef QORUS_FUZZ_MODEL_COMMON_H
@@ -26,6 +29,7 @@
 #include <unistd.h>
 
 #include "fuzz_helpers.h"
+#include "model_oracle.h"
 #include "qorus_model.h"
 #include "qorus_testing.h"
 #if defined(QORUS_FUZZ_HAVE_FORWARD) || defined(QORUS_FUZZ_HAVE_ENCODE)
@@ -364,6 +368,20 @@ static inline void fuzz_check_model_api_misuse(const uint8_t *data, size_t size)
     q_tokenizer_free(NULL);
 }
 
+/* The parser's verdict (rc) against the oracle's: both directions are bugs. */
+static inline void fuzz_check_model_oracle(const uint8_t *data, size_t size, int want_tokenizer,
+                                           q_error_code rc, const q_diag *diag)
+{
+    oracle_verdict v;
+    int valid = oracle_model(data, size, want_tokenizer, &v);
+    FUZZ_ASSERT_MSG(rc != Q_OK || valid, "parser accepted a file the oracle rejects (rule: %s)",
+                    v.rule);
+    FUZZ_ASSERT_MSG(rc == Q_OK || !valid,
+                    "parser rejected a file the oracle accepts: %s (field '%s' = %lld at %llu)",
+                    q_error_name(rc), diag->field, (long long)diag->value,
+                    (unsigned long long)diag->offset);
+}
+
 static inline void fuzz_model_input(const uint8_t *data, size_t size, int want_tokenizer)
 {
     uint64_t h = fuzz_hash(data, size);
@@ -394,6 +412,7 @@ static inline void fuzz_model_input(const uint8_t *data, size_t size, int want_t
     }
 
     q_error_code rc = q_model_parse(&model, tp, data, size, &diag);
+    fuzz_check_model_oracle(data, size, want_tokenizer, rc, &diag);
     if (rc != Q_OK) {
         FUZZ_ASSERT(rc < 0 && q_strerror(rc) != NULL);
         FUZZ_ASSERT(fuzz_model_is_empty(&model));

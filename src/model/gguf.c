@@ -32,12 +32,15 @@
  * 1e-5), llama.rope.dimension_count (must be head_size if present), llama.vocab_size (must
  * match if present), tokenizer.ggml.model ("llama" if present), tokenizer.ggml.tokens
  * (string array), tokenizer.ggml.scores (f32 array), tokenizer.ggml.token_type (i32 array,
- * optional), tokenizer.ggml.bos_token_id / eos_token_id (default 1 / 2).
+ * optional), tokenizer.ggml.bos_token_id / eos_token_id (default 1 / 2). Integer keys take
+ * u8, i8, u16, i16, u32, i32, u64 or i64 (not bool); float keys f32, or f64 within the float
+ * range.
  * Tensors: token_embd.weight (dim, vocab), output_norm.weight (dim), output.weight
  * (absent: shared classifier), blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output,
  * ffn_norm, ffn_gate, ffn_down, ffn_up}.weight. Norms must be F32. Other names are ignored.
  * q/k are not permuted: GGUF llama tensors use the same rotary pairing as llama2.c.
  */
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,7 +214,7 @@ static q_error_code q_gguf_int(const q_gguf *g, const q_gguf_kv *kv, int64_t *ou
 {
     const unsigned char *p = g->r.base + kv->value_at;
     switch (kv->type) {
-    case GT_U8: case GT_BOOL: *out = p[0]; return Q_OK;
+    case GT_U8: *out = p[0]; return Q_OK; /* bool is not an integer type */
     case GT_I8: *out = (int8_t)p[0]; return Q_OK;
     case GT_U16: *out = (int64_t)(p[0] | (p[1] << 8)); return Q_OK;
     case GT_I16: *out = (int16_t)(uint16_t)(p[0] | (p[1] << 8)); return Q_OK;
@@ -245,7 +248,7 @@ static q_error_code q_gguf_float(const q_gguf *g, const q_gguf_kv *kv, float *ou
         double d;
         memcpy(&d, &u, sizeof d);
         /* NaN and doubles outside the float range become -1, rejected by the range check */
-        *out = (d >= -3.0e38 && d <= 3.0e38) ? (float)d : -1.0f;
+        *out = (d >= -(double)FLT_MAX && d <= (double)FLT_MAX) ? (float)d : -1.0f;
         return Q_OK;
     }
     return q_fail_named(g->diag, Q_ERR_UNSUPPORTED_TYPE, "", kv->key, kv->key_len, kv->key_at,
@@ -520,7 +523,8 @@ static q_error_code q_gguf_config(q_gguf *g, q_model *m)
     return q_config_check_floats(&m->config, theta_at, eps_at, g->diag);
 }
 
-/* blk.N.<suffix>: N decimal without leading zeros. Returns 1 and sets *layer / *suffix. */
+/* blk.N.<suffix>: N decimal without leading zeros (a huge N saturates, so it is still
+ * above block_count). Returns 1 and sets *layer / *suffix. */
 static int q_block_name(const unsigned char *s, size_t n, uint64_t *layer,
                         const unsigned char **suffix, size_t *suffix_len)
 {
@@ -530,11 +534,8 @@ static int q_block_name(const unsigned char *s, size_t n, uint64_t *layer,
         return 0;
     if (s[i] < '0' || s[i] > '9' || (s[i] == '0' && i + 1 < n && s[i + 1] != '.'))
         return 0;
-    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
-        if (v > (UINT32_MAX - 9u) / 10u)
-            return 0;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+        v = v > (UINT32_MAX - 9u) / 10u ? UINT32_MAX : v * 10 + (uint64_t)(s[i] - '0');
     if (i >= n || s[i] != '.')
         return 0;
     *layer = v;
