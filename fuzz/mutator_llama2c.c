@@ -161,15 +161,17 @@ static int lc_resize(qm_pool *pool, lc_file *f, size_t max_size)
     return 1;
 }
 
-/* A divisor of n (n > 0) chosen at random among the first few. */
+/* A divisor of n (n > 0) chosen at random among the first few (below 256) and n itself;
+ * bounded work whatever n is. */
 static uint64_t lc_divisor(qm_rng *r, uint64_t n)
 {
-    uint64_t divs[16];
+    uint64_t divs[17];
     size_t k = 0;
-    for (uint64_t d = 1; d <= n && k < 16; d++)
+    for (uint64_t d = 1; d <= n && d < 256 && k < 16; d++)
         if (n % d == 0)
             divs[k++] = d;
-    return k ? divs[qm_below(r, k)] : 1;
+    divs[k++] = n;
+    return divs[qm_below(r, k)];
 }
 
 static uint64_t lc_gcd(uint64_t a, uint64_t b)
@@ -226,7 +228,7 @@ static int lc_mutate_once(qm_rng *r, qm_pool *pool, lc_file *f, size_t max_size)
         } else if (k == 7) { /* shared flag */
             if (f->ak42)
                 g.shared = qm_one_in(r, 4) ? (uint8_t)qm_next(r) : (uint8_t)!f->shared;
-            else
+            else if (g.cfg[LC_VOCAB] != INT32_MIN)
                 g.cfg[LC_VOCAB] = -g.cfg[LC_VOCAB];
         } else { /* group size */
             if (!f->ak42 || f->version != 2)
