@@ -221,7 +221,8 @@ static size_t gg_alignment(gg_file *f)
 {
     gg_kv *a = gg_find(f, "general.alignment");
     uint64_t v;
-    if (a != NULL && gg_int_value(a, &v) && v > 0 && v <= Q_GGUF_MAX_ALIGNMENT && (v & (v - 1)) == 0)
+    if (a != NULL && gg_int_value(a, &v) && v > 0 && v <= Q_GGUF_MAX_ALIGNMENT &&
+        (v & (v - 1)) == 0)
         return (size_t)v;
     return GG_DEFAULT_ALIGNMENT;
 }
@@ -811,7 +812,8 @@ static int gg_kv_structure(qm_rng *r, qm_pool *pool, gg_file *f)
         kv->key_len = strlen(k);
         gg_cfg c;
         gg_read_cfg(f, &c);
-        uint64_t nb[] = {c.dim, c.hidden, c.layers, c.heads, c.vocab, c.dim / (c.heads ? c.heads : 1)};
+        uint64_t hs = c.dim / (c.heads ? c.heads : 1);
+        uint64_t nb[] = {c.dim, c.hidden, c.layers, c.heads, c.vocab, hs};
         if (!gg_set_scalar(pool, kv, qm_one_in(r, 4) ? GT_I32 : GT_U32,
                            qm_pick_int(r, 0, 0x80000000u, nb, 6)))
             return 0;
@@ -862,7 +864,8 @@ static int gg_ti_field(qm_rng *r, qm_pool *pool, gg_file *f)
             long l;
             if (gg_role(t, &l) != R_OTHER && l >= 0) {
                 uint64_t nb[] = {(uint64_t)l + 1, 1024, 0};
-                return gg_rename_layer(pool, t, (long)(int32_t)qm_pick_int(r, (uint64_t)l, 64, nb, 3));
+                uint64_t to = qm_pick_int(r, (uint64_t)l, 64, nb, 3);
+                return gg_rename_layer(pool, t, (long)(int32_t)to);
             }
         }
         if (qm_one_in(r, 2)) {

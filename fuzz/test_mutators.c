@@ -145,7 +145,8 @@ static void check_format(const fmt_entry *e, const uint8_t *seed, size_t size,
     printf("%s: %zu/%u mutations, %zu well framed, %zu of another size, %zu of those accepted "
            "by the library (checksum %zu)\n",
            e->name, ok, N_MUTATIONS, framed, resized, accepted_resized, sum & 0xff);
-    CHECK(ok >= N_MUTATIONS / 2, "%s: only %zu of %u mutations succeeded", e->name, ok, N_MUTATIONS);
+    CHECK(ok >= N_MUTATIONS / 2, "%s: only %zu of %u mutations succeeded", e->name, ok,
+          N_MUTATIONS);
     CHECK(framed * 10 >= ok * 7, "%s: only %zu of %zu outputs well framed", e->name, framed, ok);
     CHECK(accepted_resized >= 10, "%s: only %zu resized outputs accepted by the library",
           e->name, accepted_resized);
