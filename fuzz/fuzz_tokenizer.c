@@ -6,6 +6,8 @@
  * one (Q_ERR_VOCAB_MISMATCH), and a value derived from the input's hash. Accepted
  * vocabularies encode and decode a few bytes of the input. Dictionary
  * fuzz/dict/tokenizer.dict.
+ * Structure-aware mutator: fuzz/mutator_tokenizer.c (LLVMFuzzerCustomMutator in libFuzzer builds,
+ * libqorus_mutator_fuzz_tokenizer.so for AFL++; QORUS_FUZZ_STRUCTURED=0 turns it off).
  */
 #include "model_common.h"
 
