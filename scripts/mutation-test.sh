@@ -26,7 +26,7 @@
 #          Fast-arena mutants use the fuzz-fast / afl-fast presets; a configuration whose
 #          preset (or binary) this tree does not have is reported "n/a".
 #   --time     seconds per target and configuration in search mode (default 300)
-#   --only     shell glob on the mutant file name, e.g. '0[1-4]-*' or '*gguf*'
+#   --only     shell glob (extglob) on the mutant file name: '0[1-4]-*', '*gguf*', '@(05|14)-*'
 #   --out      results directory (default: $TMPDIR/qorus-mutation/results-<mode>): results.tsv,
 #              matrix.md (kill matrix and mutation score) and one log per mutant
 #   -j N       build jobs, ctest jobs, and in search mode targets fuzzed at once (default 2)
@@ -37,6 +37,7 @@
 # runs, so each mutant costs an incremental rebuild. Exit status 0 when every mutant ran
 # (survivors included: read the score), 1 on a usage or setup error.
 set -u -o pipefail
+shopt -s extglob  # --only may use @(a|b) patterns
 
 die() { echo "mutation-test: $*" >&2; exit 1; }
 
@@ -126,11 +127,25 @@ build_preset() { # build_preset PRESET LOG [TARGET]: configure once, then increm
 }
 
 # ---- regression -------------------------------------------------------------------------
+area_tests() { # area_tests MUTANT: ctest regex of the tests closest to the files it changes
+  local files re=""
+  files=$(sed -n 's|^+++ b/||p' "$1")
+  case "$files" in *src/core/*|*include/qorus_core.h*) re+="|^core|fuzz_arena" ;; esac
+  case "$files" in *src/model/*) re+="|^model|fuzz_replay_fuzz_(gguf|model|tokenizer)" ;; esac
+  case "$files" in *src/infer/*) re+="|^infer|fuzz_replay_fuzz_(generate|tokenizer)" ;; esac
+  case "$files" in *src/kernels/*) re+="|^kernels|^infer_kernels|fuzz_replay_fuzz_kernels" ;; esac
+  if [ -n "$re" ]; then echo "${re#|}"; else echo "."; fi
+}
+
 regression_one() { # prints the result column
   local m=$1 log=$2 preset=asan rc
   [ "$(field "$m" build)" = fast-arena ] && preset=release
   build_preset "$preset" "$log" || { echo "build-failed($preset)"; return; }
-  (cd "$src" && ctest --preset "$preset" --stop-on-failure -j "$jobs" --timeout 600) >>"$log" 2>&1
+  # the tests of the mutated area first (a kill comes sooner), then all the others
+  local area
+  area=$(area_tests "$m")
+  (cd "$src" && ctest --preset "$preset" --stop-on-failure -j "$jobs" --timeout 600 -R "$area" &&
+     ctest --preset "$preset" --stop-on-failure -j "$jobs" --timeout 600 -E "$area") >>"$log" 2>&1
   rc=$?
   if [ $rc -eq 0 ]; then
     echo "survived($preset)"
