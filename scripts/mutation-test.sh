@@ -116,11 +116,16 @@ has_preset() { grep -q "\"name\": *\"$1\"" "$src/CMakePresets.json"; }
 apply_mutant() { git -C "$src" apply "$1"; }
 revert_mutant() { git -C "$src" checkout -q -- . && git -C "$src" clean -qfd >/dev/null; }
 
+# Real models for the tests that need them: $QORUS_MODELS, else ../shared/models beside the
+# user's tree (the scratch copy has no such neighbour).
+models=${QORUS_MODELS:-}
+[ -z "$models" ] && [ -d "$root/../shared/models" ] && models=$(cd "$root/../shared/models" && pwd)
 configured=" "
 build_preset() { # build_preset PRESET LOG [TARGET]: configure once, then incremental builds
   local p=$1 log=$2 target=${3:-}
   if [[ $configured != *" $p "* ]]; then
-    (cd "$src" && cmake --preset "$p" -DQORUS_WERROR=OFF) >>"$log" 2>&1 || return 1
+    (cd "$src" && cmake --preset "$p" -DQORUS_WERROR=OFF ${models:+"-DQORUS_MODELS_DIR=$models"}) >>"$log" 2>&1 ||
+      return 1
     configured+="$p "
   fi
   (cd "$src" && cmake --build --preset "$p" -j "$jobs" ${target:+--target $target}) >>"$log" 2>&1
@@ -152,7 +157,7 @@ regression_one() { # prints the result column
   else
     # ctest prints "N/M Test #K: name ....***Failed" (or Exception/Timeout) for a failure
     local t
-    t=$(grep -E '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*(\*\*\*|Failed|Exception|Timeout)' "$log" |
+    t=$(grep -E '^ *[0-9]+/[0-9]+ Test +#[0-9]+: ' "$log" | grep -Ev ' (Passed|\*\*\*Skipped) ' |
         head -n 1 | sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: ([^ ]+).*/\1/')
     echo "killed:${t:-ctest-exit-$rc}($preset)"
   fi
@@ -241,10 +246,10 @@ search_one() { # prints one result column per configuration, tab-separated
     fi
     # run the named targets, -j at a time; the mutant's result is the fastest report
     local t i=0 pids=() best=survived res
+    mkdir -p "$out/work/$name/$c"
     for t in $targets; do
       ( fuzz_one "$c" "$p" "$t" "$out/work/$name/$c/$t" >"$out/work/$name/$c.$t.res" ) &
       pids+=($!)
-      mkdir -p "$out/work/$name/$c"
       i=$((i + 1))
       if [ $((i % jobs)) -eq 0 ]; then wait "${pids[@]}"; pids=(); fi
     done

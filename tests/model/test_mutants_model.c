@@ -1,0 +1,83 @@
+/*
+ * Model-file checks that the mutation run (scripts/mutation-test.sh, fuzz/mutants/) showed
+ * no other test making: each case names the mutant it kills. Files are built in memory,
+ * in the formats documented at the top of src/model/llama2c.c.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "../check.h"
+#include "qorus.h"
+
+#define AK42_HEADER_BYTES 256
+
+static void put_i32(unsigned char *p, int32_t v)
+{
+    uint32_t u = (uint32_t)v;
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(u >> (8 * i));
+}
+
+/* An ak42 header (no tensors): magic, version, the seven config fields, shared flag,
+ * group size. */
+static void ak42_header(unsigned char *h, int32_t version, const int32_t cfg[7], int32_t group)
+{
+    memset(h, 0, AK42_HEADER_BYTES);
+    put_i32(h, 0x616b3432);
+    put_i32(h + 4, version);
+    for (int i = 0; i < 7; i++)
+        put_i32(h + 8 + 4 * i, cfg[i]);
+    h[36] = 1; /* shared classifier */
+    put_i32(h + 37, group);
+}
+
+/* Mutant 19 (l2c-group-size-div): a Q8 group must divide hidden_dim as well as dim, or
+ * groups straddle the rows of w1/w2/w3. The malformed table's group size 3 fails the dim
+ * check already, so only a size dividing dim and not hidden_dim tells the two apart. */
+static void test_group_size_must_divide_hidden_dim(void)
+{
+    static const int32_t cfg[7] = {16, 24, 1, 2, 2, 8, 4}; /* dim 16, hidden 24 */
+    unsigned char h[AK42_HEADER_BYTES];
+    q_model m;
+    q_diag d;
+
+    ak42_header(h, 2, cfg, 16); /* 16 | 16, 16 does not divide 24 */
+    CHECK_EQ_ERR(q_model_parse(&m, NULL, h, sizeof h, &d), Q_ERR_INVALID_CONFIG);
+    CHECK(strcmp(d.field, "group_size") == 0);
+    CHECK_EQ_INT(d.offset, 37);
+    CHECK_EQ_INT(d.value, 16);
+
+    /* control: a group size dividing both passes the header and stops at the missing
+     * tensors, so the case above failed for its group size and nothing else */
+    ak42_header(h, 2, cfg, 8);
+    CHECK_EQ_ERR(q_model_parse(&m, NULL, h, sizeof h, &d), Q_ERR_TRUNCATED);
+}
+
+/* Mutant 21 (cfg-head-size-odd): an odd head size (RoPE rotates pairs) is rejected for
+ * itself. The malformed table's row fails anyway with the same code later (its tensor
+ * sizes no longer add up to the file: "trailing_bytes"), so the field is what tells. */
+static void test_odd_head_size_rejected_by_name(void)
+{
+    unsigned char h[28];
+    static const int32_t cfg[7] = {24, 32, 1, 8, 8, 16, 4}; /* head size 24 / 8 = 3 */
+    q_model m;
+    q_diag d;
+    for (int i = 0; i < 7; i++)
+        put_i32(h + 4 * i, cfg[i]);
+    CHECK_EQ_ERR(q_model_parse(&m, NULL, h, sizeof h, &d), Q_ERR_INVALID_CONFIG);
+    CHECK(strcmp(d.field, "head_size") == 0);
+    CHECK_EQ_INT(d.offset, 12); /* the n_heads field */
+    CHECK_EQ_INT(d.value, 3);
+
+    /* control: head size 4 passes the header and stops at the missing tensors */
+    put_i32(h + 12, 6);
+    put_i32(h + 16, 6);
+    CHECK_EQ_ERR(q_model_parse(&m, NULL, h, sizeof h, &d), Q_ERR_TRUNCATED);
+}
+
+int main(void)
+{
+    RUN_TEST(test_group_size_must_divide_hidden_dim);
+    RUN_TEST(test_odd_head_size_rejected_by_name);
+    return check_result("test_mutants_model");
+}
