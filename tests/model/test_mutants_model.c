@@ -75,8 +75,50 @@ static void test_odd_head_size_rejected_by_name(void)
     CHECK_EQ_ERR(q_model_parse(&m, NULL, h, sizeof h, &d), Q_ERR_TRUNCATED);
 }
 
+static size_t put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+    return 8;
+}
+
+/* Mutant 24 (gguf-array-count): a string array announcing more elements than the bytes left
+ * can hold (each needs its 8-byte length) is refused up front, naming the array length.
+ * Without that check the parser walks the strings until it runs out, with the same code
+ * but blaming an "array string" far from the lying count. */
+static void test_gguf_string_array_count_checked_first(void)
+{
+    unsigned char f[128] = {0};
+    size_t n = 0;
+    q_model m;
+    q_diag d;
+    put_i32(f, 0x46554747); /* "GGUF" */
+    put_i32(f + 4, 3);
+    n = 8;
+    n += put_u64(f + n, 0); /* tensors */
+    n += put_u64(f + n, 1); /* metadata pairs */
+    n += put_u64(f + n, 1); /* key "k" */
+    f[n++] = 'k';
+    put_i32(f + n, 9); /* array */
+    put_i32(f + n + 4, 8); /* of strings */
+    n += 8;
+    size_t count_at = n;
+    n += put_u64(f + n, 1000);
+    n += put_u64(f + n, 0); /* two empty strings, then the file ends */
+    n += put_u64(f + n, 0);
+    CHECK_EQ_ERR(q_model_parse(&m, NULL, f, n, &d), Q_ERR_TRUNCATED);
+    CHECK(strcmp(d.field, "array length") == 0);
+    CHECK_EQ_INT(d.offset, count_at);
+
+    /* control: a count of 2 parses the pair and stops further on (no architecture key) */
+    put_u64(f + count_at, 2);
+    q_error_code rc = q_model_parse(&m, NULL, f, n, &d);
+    CHECK(rc != Q_OK && strcmp(d.field, "array length") != 0);
+}
+
 int main(void)
 {
+    RUN_TEST(test_gguf_string_array_count_checked_first);
     RUN_TEST(test_group_size_must_divide_hidden_dim);
     RUN_TEST(test_odd_head_size_rejected_by_name);
     return check_result("test_mutants_model");
