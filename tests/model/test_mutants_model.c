@@ -116,8 +116,42 @@ static void test_gguf_string_array_count_checked_first(void)
     CHECK(rc != Q_OK && strcmp(d.field, "array length") != 0);
 }
 
+/* Mutant 27 (gguf-align-pow2): general.alignment must be a power of two (offsets are
+ * checked with a mask). The malformed table's row also fails later at a tensor offset
+ * with the same code; a file without tensors shows which check refused it. */
+static void test_gguf_alignment_power_of_two(void)
+{
+    static const char key[] = "general.alignment";
+    unsigned char f[128] = {0};
+    size_t n = 0, value_at;
+    q_model m;
+    q_diag d;
+    put_i32(f, 0x46554747); /* "GGUF" */
+    put_i32(f + 4, 3);
+    n = 8;
+    n += put_u64(f + n, 0); /* tensors */
+    n += put_u64(f + n, 1); /* metadata pairs */
+    n += put_u64(f + n, sizeof key - 1);
+    memcpy(f + n, key, sizeof key - 1);
+    n += sizeof key - 1;
+    put_i32(f + n, 4); /* uint32 */
+    n += 4;
+    value_at = n;
+    put_i32(f + n, 48);
+    n += 4;
+    CHECK_EQ_ERR(q_model_parse(&m, NULL, f, n, &d), Q_ERR_BAD_ALIGNMENT);
+    CHECK(strcmp(d.field, "general.alignment") == 0);
+    CHECK_EQ_INT(d.value, 48);
+    CHECK_EQ_INT(d.offset, value_at);
+
+    /* control: 64 passes that check and the parse stops at the missing architecture */
+    put_i32(f + value_at, 64);
+    CHECK_EQ_ERR(q_model_parse(&m, NULL, f, n, &d), Q_ERR_MISSING);
+}
+
 int main(void)
 {
+    RUN_TEST(test_gguf_alignment_power_of_two);
     RUN_TEST(test_gguf_string_array_count_checked_first);
     RUN_TEST(test_group_size_must_divide_hidden_dim);
     RUN_TEST(test_odd_head_size_rejected_by_name);
