@@ -149,8 +149,41 @@ static void test_gguf_alignment_power_of_two(void)
     CHECK_EQ_ERR(q_model_parse(&m, NULL, f, n, &d), Q_ERR_MISSING);
 }
 
+/* Mutant 29 (gguf-zero-dim): a zero dimension is refused where it is read. The malformed
+ * table's row reaches the shape check of a model tensor later, with the same code; a file
+ * whose only tensor is not a model tensor shows which check refused it. */
+static void test_gguf_zero_dimension_named(void)
+{
+    unsigned char f[160] = {0}; /* zero padding: room for the data section */
+    size_t n = 0;
+    q_model m;
+    q_diag d;
+    put_i32(f, 0x46554747); /* "GGUF" */
+    put_i32(f + 4, 3);
+    n = 8;
+    n += put_u64(f + n, 1); /* tensors */
+    n += put_u64(f + n, 0); /* metadata pairs */
+    n += put_u64(f + n, 1); /* name "t" */
+    f[n++] = 't';
+    put_i32(f + n, 2); /* n_dims */
+    n += 4;
+    size_t ne_at = n;
+    n += put_u64(f + n, 4);
+    n += put_u64(f + n, 0); /* ne[1] = 0 */
+    put_i32(f + n, 0); /* F32 */
+    n += 4;
+    n += put_u64(f + n, 0); /* offset */
+    CHECK_EQ_ERR(q_model_parse(&m, NULL, f, sizeof f, &d), Q_ERR_BAD_SHAPE);
+    CHECK(strcmp(d.field, "zero dimension of t") == 0);
+
+    /* control: ne[1] = 1 passes the tensor table and stops at the missing architecture */
+    put_u64(f + ne_at + 8, 1);
+    CHECK_EQ_ERR(q_model_parse(&m, NULL, f, sizeof f, &d), Q_ERR_MISSING);
+}
+
 int main(void)
 {
+    RUN_TEST(test_gguf_zero_dimension_named);
     RUN_TEST(test_gguf_alignment_power_of_two);
     RUN_TEST(test_gguf_string_array_count_checked_first);
     RUN_TEST(test_group_size_must_divide_hidden_dim);
