@@ -181,8 +181,41 @@ static void test_gguf_zero_dimension_named(void)
     CHECK_EQ_ERR(q_model_parse(&m, NULL, f, sizeof f, &d), Q_ERR_MISSING);
 }
 
+/* Mutant 30 (gguf-offset-end): tensor data ending one byte past the file is refused (the
+ * parser would hand out a view reaching past the mapping). The malformed table's offsets
+ * are far past the end; this one is off by exactly one. */
+static void test_gguf_tensor_data_one_byte_short(void)
+{
+    unsigned char f[160] = {0};
+    size_t n = 0;
+    q_model m;
+    q_diag d;
+    put_i32(f, 0x46554747); /* "GGUF" */
+    put_i32(f + 4, 3);
+    n = 8;
+    n += put_u64(f + n, 1); /* tensors */
+    n += put_u64(f + n, 0); /* metadata pairs */
+    n += put_u64(f + n, 1); /* name "t" */
+    f[n++] = 't';
+    put_i32(f + n, 2); /* n_dims */
+    n += 4;
+    n += put_u64(f + n, 4); /* 4 x 1 float32: 16 bytes */
+    n += put_u64(f + n, 1);
+    put_i32(f + n, 0); /* F32 */
+    n += 4;
+    n += put_u64(f + n, 0); /* offset */
+    size_t data_at = (n + 31) & ~(size_t)31; /* default alignment 32 */
+    CHECK(data_at + 16 <= sizeof f);
+    CHECK_EQ_ERR(q_model_parse(&m, NULL, f, data_at + 15, &d), Q_ERR_TRUNCATED);
+    CHECK(strcmp(d.field, "data of t") == 0);
+
+    /* control: with all 16 bytes present the parse stops at the missing architecture */
+    CHECK_EQ_ERR(q_model_parse(&m, NULL, f, data_at + 16, &d), Q_ERR_MISSING);
+}
+
 int main(void)
 {
+    RUN_TEST(test_gguf_tensor_data_one_byte_short);
     RUN_TEST(test_gguf_zero_dimension_named);
     RUN_TEST(test_gguf_alignment_power_of_two);
     RUN_TEST(test_gguf_string_array_count_checked_first);
