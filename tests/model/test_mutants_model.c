@@ -213,8 +213,38 @@ static void test_gguf_tensor_data_one_byte_short(void)
     CHECK_EQ_ERR(q_model_parse(&m, NULL, f, data_at + 16, &d), Q_ERR_MISSING);
 }
 
+/* Mutant 36 (tok-len-max): a tokenizer.bin piece one byte longer than max_token_length is
+ * refused (the table's row is twice the limit). */
+static void test_token_one_byte_over_max_len(void)
+{
+    unsigned char f[64] = {0};
+    size_t n = 0;
+    q_tokenizer t;
+    q_diag d;
+    put_i32(f, 4); /* max_token_length */
+    n = 4;
+    static const char *const pieces[3] = {"<unk>", "<s>", "</s>"}; /* 5 bytes: over by one */
+    for (int i = 0; i < 3; i++) {
+        size_t len = strlen(pieces[i]);
+        put_i32(f + n, 0); /* score 0.0f */
+        put_i32(f + n + 4, (int32_t)len);
+        memcpy(f + n + 8, pieces[i], len);
+        n += 8 + len;
+    }
+    CHECK_EQ_ERR(q_tokenizer_parse(&t, f, n, 3, &d), Q_ERR_BAD_TOKEN);
+    CHECK(strcmp(d.field, "token length") == 0);
+    CHECK_EQ_INT(d.value, 5);
+
+    /* control: max_token_length 5 accepts the same pieces */
+    put_i32(f, 5);
+    CHECK_EQ_ERR(q_tokenizer_parse(&t, f, n, 3, &d), Q_OK);
+    CHECK_EQ_INT(t.vocab_size, 3);
+    q_tokenizer_free(&t);
+}
+
 int main(void)
 {
+    RUN_TEST(test_token_one_byte_over_max_len);
     RUN_TEST(test_gguf_tensor_data_one_byte_short);
     RUN_TEST(test_gguf_zero_dimension_named);
     RUN_TEST(test_gguf_alignment_power_of_two);
