@@ -1,15 +1,27 @@
 /*
  * Model-file checks that the mutation run (scripts/mutation-test.sh, fuzz/mutants/) showed
  * no other test making: each case names the mutant it kills. Files are built in memory,
- * in the formats documented at the top of src/model/llama2c.c.
+ * in the formats documented at the top of src/model/llama2c.c, gguf.c and tokenizer.c, or
+ * edited from the valid GGUF the malformed-table generator writes.
+ *
+ * usage: test_mutants_model VALID_GGUF   (a GGUF with a tokenizer, bos_token_id uint32)
  */
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../check.h"
 #include "qorus.h"
 
 #define AK42_HEADER_BYTES 256
+
+#define RUN_TEST_ARG(fn, arg)                                                     \
+    do {                                                                          \
+        int before_ = check_failures;                                             \
+        fn(arg);                                                                  \
+        fprintf(stderr, "%s %s\n", check_failures == before_ ? "ok  " : "FAIL", #fn); \
+    } while (0)
 
 static void put_i32(unsigned char *p, int32_t v)
 {
@@ -242,8 +254,55 @@ static void test_token_one_byte_over_max_len(void)
     q_tokenizer_free(&t);
 }
 
-int main(void)
+/* Mutant 34 (gguf-bos-range): bos_token_id == vocab is refused naming the GGUF key. The
+ * common tokenizer check refuses it too, later, with the same code but the field "bos_id";
+ * the table's row (260) cannot tell the two apart. */
+static void test_gguf_bos_equal_to_vocab(const char *valid_path)
 {
+    static const char key[] = "tokenizer.ggml.bos_token_id";
+    FILE *fp = fopen(valid_path, "rb");
+    CHECK(fp != NULL);
+    if (fp == NULL)
+        return;
+    static unsigned char f[1 << 20];
+    size_t len = fread(f, 1, sizeof f, fp);
+    fclose(fp);
+    CHECK(len > 0 && len < sizeof f);
+
+    q_model m;
+    q_tokenizer t;
+    q_diag d;
+    CHECK_EQ_ERR(q_model_parse(&m, &t, f, len, &d), Q_OK);
+    size_t vocab = t.vocab_size;
+    q_tokenizer_free(&t);
+    q_model_free(&m);
+
+    unsigned char *k = NULL;
+    for (size_t i = 0; i + sizeof key - 1 + 8 <= len && k == NULL; i++)
+        if (memcmp(f + i, key, sizeof key - 1) == 0)
+            k = f + i + sizeof key - 1;
+    CHECK(k != NULL && k[0] == 4 && k[1] == 0 && k[2] == 0 && k[3] == 0); /* uint32 */
+    if (k == NULL)
+        return;
+    put_i32(k + 4, (int32_t)vocab);
+    CHECK_EQ_ERR(q_model_parse(&m, &t, f, len, &d), Q_ERR_BAD_TOKEN);
+    CHECK(strcmp(d.field, key) == 0);
+    CHECK_EQ_INT(d.value, (int64_t)vocab);
+
+    /* control: the last id is a valid BOS */
+    put_i32(k + 4, (int32_t)vocab - 1);
+    CHECK_EQ_ERR(q_model_parse(&m, &t, f, len, &d), Q_OK);
+    q_tokenizer_free(&t);
+    q_model_free(&m);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_mutants_model VALID_GGUF\n");
+        return 2;
+    }
+    RUN_TEST_ARG(test_gguf_bos_equal_to_vocab, argv[1]);
     RUN_TEST(test_token_one_byte_over_max_len);
     RUN_TEST(test_gguf_tensor_data_one_byte_short);
     RUN_TEST(test_gguf_zero_dimension_named);
