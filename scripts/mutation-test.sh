@@ -8,7 +8,7 @@
 # in include/qorus_core.h, which only release-style builds compile).
 #
 #   scripts/mutation-test.sh [--mode regression|search] [--configs LIST] [--time SECONDS]
-#                            [--only GLOB] [--out DIR] [-j N] [--scratch DIR]
+#                            [--only GLOB] [--out DIR] [-j N] [--scratch DIR] [--preset P]
 #
 #   --mode regression (default)  per mutant: apply, build, ctest --stop-on-failure, revert.
 #          Result: "killed:<first failing test>", "survived" or "build-failed" (a bad mutant).
@@ -31,6 +31,8 @@
 #              matrix.md (kill matrix and mutation score) and one log per mutant
 #   -j N       build jobs, ctest jobs, and in search mode targets fuzzed at once (default 2)
 #   --scratch  scratch tree and build directories (default: $TMPDIR/qorus-mutation)
+#   --preset   regression mode: build every mutant with preset P (e.g. release for a quick
+#              check of logic-bug mutants; memory-safety ones need a sanitizer preset)
 #
 # The user's tree is never modified: the tree (tracked and untracked files, no build/) is
 # copied into the scratch directory, which keeps one build directory per preset between
@@ -42,7 +44,7 @@ shopt -s extglob  # --only may use @(a|b) patterns
 die() { echo "mutation-test: $*" >&2; exit 1; }
 
 mode=regression configs="lf,lf-struct,afl-cmplog,afl-cmplog-struct" seconds=300 only='*'
-out="" jobs=2 scratch="${TMPDIR:-/tmp}/qorus-mutation"
+out="" jobs=2 scratch="${TMPDIR:-/tmp}/qorus-mutation" force_preset=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --mode) mode=${2:?}; shift 2 ;;
@@ -52,6 +54,7 @@ while [ $# -gt 0 ]; do
     --out) out=${2:?}; shift 2 ;;
     -j) jobs=${2:?}; shift 2 ;;
     --scratch) scratch=${2:?}; shift 2 ;;
+    --preset) force_preset=${2:?}; shift 2 ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -145,6 +148,7 @@ area_tests() { # area_tests MUTANT: ctest regex of the tests closest to the file
 regression_one() { # prints the result column
   local m=$1 log=$2 preset=asan rc
   [ "$(field "$m" build)" = fast-arena ] && preset=release
+  [ -n "$force_preset" ] && preset=$force_preset
   build_preset "$preset" "$log" || { echo "build-failed($preset)"; return; }
   # the tests of the mutated area first (a kill comes sooner), then all the others
   local area
@@ -292,6 +296,7 @@ check_clean() { # check_clean MUTANT: the clean tree passes with the mutant's pr
   local p=asan r
   [ "$mode" = regression ] || return 0
   [ "$(field "$1" build)" = fast-arena ] && p=release
+  [ -n "$force_preset" ] && p=$force_preset
   [[ $baselined == *" $p "* ]] && return 0
   echo "mutation-test: building and testing the clean tree ($p)"
   r=$(regression_one "$1" "$out/clean-$p.log")
