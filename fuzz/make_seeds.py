@@ -4,6 +4,11 @@ version, plus a few targeted malformations), so a campaign starts from inputs th
 deep into the parsers and the forward pass.
 
     fuzz/make_seeds.py OUT_ROOT      # writes OUT_ROOT/fuzz_model_llama2c/seed-*, ...
+    fuzz/make_seeds.py --valid-only OUT_ROOT
+                                     # only the seeds the parsers accept (no "bad-*" file),
+                                     # plus a few well-formed inputs for the targets whose
+                                     # every input is valid (arena, generate, api): the
+                                     # starting corpus of scripts/mutation-test.sh --mode search
 
 Also writes OUT_ROOT/fuzz_kernels/seed-*: one input per kernel, shape class and value mode of
 fuzz/fuzz_kernels.c (its parameters are drawn from the input's tail, in the order listed at
@@ -221,21 +226,46 @@ def gguf(c, wtype=0, version=3, shared=True, alignment=32, with_tokenizer=True, 
     return head + data
 
 
+VALID_ONLY = False
+
+
 def write(root, target, name, blob):
+    if VALID_ONLY and name.startswith("bad-"):
+        return  # a malformation: not a valid seed
     d = os.path.join(root, target)
     os.makedirs(d, exist_ok=True)
     assert len(blob) < 65536, (target, name, len(blob))
-    with open(os.path.join(d, "fuzzseed-" + name), "wb") as f:
+    prefix = "seed-" if VALID_ONLY else "fuzzseed-"
+    with open(os.path.join(d, prefix + name), "wb") as f:
         f.write(blob)
 
 
+def producer_seeds(root):
+    """Targets whose parameters all come from fuzz_producer (fuzz_helpers.h) accept every byte
+    string as a well-formed input: a few deterministic ones of different lengths, so each
+    draws different parameter classes (arena sizes, operation mixes, configs, samplers)."""
+    prng = random.Random(7)
+    sizes = {"fuzz_arena_alloc": (64, 256, 1024, 4096), "fuzz_arena_reset": (64, 256, 1024, 4096),
+             "fuzz_generate": (256, 1024, 2048, 4096), "fuzz_api": (64, 256, 1024, 4096)}
+    for target, lengths in sizes.items():
+        for n in lengths:
+            write(root, target, "random-%d" % n, bytes(prng.randrange(256) for _ in range(n)))
+
+
 def main():
-    if len(sys.argv) == 3 and sys.argv[2] == "fuzz_kernels":
-        kernel_seeds(sys.argv[1])
+    global VALID_ONLY
+    args = sys.argv[1:]
+    if args[:1] == ["--valid-only"]:
+        VALID_ONLY = True
+        args = args[1:]
+    if len(args) == 2 and args[1] == "fuzz_kernels":
+        kernel_seeds(args[0])
         return
-    if len(sys.argv) != 2:
-        sys.exit("usage: make_seeds.py OUT_ROOT")
-    root = sys.argv[1]
+    if len(args) != 1:
+        sys.exit("usage: make_seeds.py [--valid-only] OUT_ROOT")
+    root = args[0]
+    if VALID_ONLY:
+        producer_seeds(root)
     T = "fuzz_model_llama2c"
     c = Cfg()
     v0 = llama2c_v0(c)
