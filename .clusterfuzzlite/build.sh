@@ -9,6 +9,10 @@
 #
 # $SANITIZER (address, memory, undefined, coverage; OSS-Fuzz sets it) selects the library's
 # arena instrumentation: ASan/MSan builds poison the arena so the targets can check it.
+# The arena targets are built a second time over the release arena (QORUS_ARENA_FAST: the
+# inline fast path of q_arena_alloc / q_arena_reset, checked against the slow path on a
+# twin context) as fuzz_arena_alloc_fast and fuzz_arena_reset_fast, with the same corpora,
+# so every sanitizer's runs fuzz the optimized path too.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ -f "$here/../CMakeLists.txt" ]; then
   src=$(cd "$here/.." && pwd)         # run from the checkout
@@ -49,4 +53,20 @@ for t in $(cat "$work/fuzz/targets.txt"); do
     cp "$src/fuzz/dict/$dict.dict" "$OUT/$t.dict"
   fi
 done
-echo "qorus: built $(wc -l <"$work/fuzz/targets.txt") fuzz targets into $OUT"
+# The release-arena (fast path) builds of the arena targets.
+cmake -S "$src" -B "$work-fast" \
+  -DCMAKE_C_COMPILER="$CC" -DCMAKE_C_FLAGS="$CFLAGS" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_C_FLAGS_RELEASE="-O1" \
+  -DQORUS_SANITIZER="$qsan" -DQORUS_FUZZ_ENGINE=external -DQORUS_ARENA_FAST=ON \
+  -DQORUS_LIB_FUZZING_ENGINE="$LIB_FUZZING_ENGINE" \
+  -DQORUS_BUILD_TESTS=OFF -DQORUS_BUILD_BENCH=OFF -DQORUS_BUILD_DRIVER=OFF
+cmake --build "$work-fast" -j "$(nproc)" --target fuzz_arena_alloc fuzz_arena_reset
+fast=0
+for t in fuzz_arena_alloc fuzz_arena_reset; do
+  cp "$work-fast/fuzz/$t" "$OUT/${t}_fast"
+  if [ -f "$OUT/${t}_seed_corpus.zip" ]; then
+    cp "$OUT/${t}_seed_corpus.zip" "$OUT/${t}_fast_seed_corpus.zip"
+  fi
+  fast=$((fast + 1))
+done
+echo "qorus: built $(wc -l <"$work/fuzz/targets.txt") fuzz targets and $fast fast-arena targets into $OUT"

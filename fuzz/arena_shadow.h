@@ -7,6 +7,16 @@
  * overflows or exceeds size - head, size 0 succeeds without consuming anything, reset
  * rewinds to the base. It records every live block with a fill tag; blocks are verified
  * before they die (reset) and the checks below run after every step.
+ *
+ * Differential check, fast path against slow path: every arena operation a target makes on
+ * its context goes through q_arena_alloc / q_arena_reset (with Q_ARENA_INSTRUMENTED = 0,
+ * e.g. the fuzz-fast and afl-fast presets, these are the inline bump pointer and the bare
+ * store of qorus_core.h) and is repeated on `twin`, a second context with an arena of the
+ * same size that is driven only through the library's out-of-line entry points
+ * (q_arena_alloc_slow, q_arena_reset_instrumented, the reference). Both must give the same
+ * offsets (pointer - buffer), the same NULLs, and the same size, head and base after every
+ * operation. In instrumented builds both sides run the slow path and the check still holds.
+ * The twin owns an arena mapping: shadow_forget() releases it.
  */
 #ifndef QORUS_FUZZ_ARENA_SHADOW_H
 #define QORUS_FUZZ_ARENA_SHADOW_H
@@ -33,6 +43,7 @@ typedef struct arena_shadow {
     shadow_block blocks[SHADOW_MAX_BLOCKS];
     size_t n_blocks;
     unsigned tag_counter;
+    q_context twin; /* the same operations through the out-of-line slow path */
 } arena_shadow;
 
 static inline size_t shadow_round(size_t n, int *ok)
@@ -83,9 +94,26 @@ static inline void shadow_verify_all(const q_context *ctx, const arena_shadow *s
         shadow_verify_block(ctx, &s->blocks[i]);
 }
 
+/* The twin's arena fields against the context's: the slow path and the fast path agree. */
+static inline void shadow_check_twin(const q_context *ctx, const arena_shadow *s)
+{
+    const q_context *t = &s->twin;
+    FUZZ_ASSERT_MSG((t->scratch_buffer != NULL) == (ctx->scratch_buffer != NULL),
+                    "arena exists: %d (fast path context), %d (slow path twin)",
+                    ctx->scratch_buffer != NULL, t->scratch_buffer != NULL);
+    FUZZ_ASSERT_MSG(t->scratch_size == ctx->scratch_size, "size %zu (fast), %zu (slow)",
+                    ctx->scratch_size, t->scratch_size);
+    FUZZ_ASSERT_MSG(t->scratch_head == ctx->scratch_head, "head %zu (fast), %zu (slow)",
+                    ctx->scratch_head, t->scratch_head);
+    FUZZ_ASSERT_MSG(t->scratch_base_offset == ctx->scratch_base_offset,
+                    "base %zu (fast), %zu (slow)", ctx->scratch_base_offset,
+                    t->scratch_base_offset);
+}
+
 /* The context's arena fields against the shadow, and the invariants of qorus_core.h. */
 static inline void shadow_check_ctx(const q_context *ctx, const arena_shadow *s)
 {
+    shadow_check_twin(ctx, s);
     if (!s->exists) {
         FUZZ_ASSERT(ctx->scratch_buffer == NULL);
         FUZZ_ASSERT(ctx->scratch_size == 0 && ctx->scratch_head == 0);
@@ -140,10 +168,42 @@ static inline void shadow_check_guard_page(const q_context *ctx)
     FUZZ_ASSERT_MSG(w < 0 && err == EFAULT, "the page after the arena is accessible");
 }
 
-/* One q_arena_alloc checked against the shadow. Returns the pointer. */
+/* The twin gets an arena of `bytes` too, after the context's q_alloc_arena returned `rc`
+ * without an injected failure (callers turn injection off first): the same answer. */
+static inline void shadow_twin_alloc_arena(arena_shadow *s, size_t bytes, q_error_code rc)
+{
+    q_error_code twin_rc = q_alloc_arena(&s->twin, bytes);
+    FUZZ_ASSERT_MSG(twin_rc == rc, "q_alloc_arena(%zu): %d, twin %d", bytes, (int)rc,
+                    (int)twin_rc);
+}
+
+/* q_arena_set_base on the twin, after the context's returned `rc`. */
+static inline void shadow_twin_set_base(arena_shadow *s, q_error_code rc)
+{
+    FUZZ_ASSERT(q_arena_set_base(&s->twin) == rc);
+}
+
+/* Forgets every block and the arena (the context's was released): releases the twin's. */
+static inline void shadow_forget(arena_shadow *s)
+{
+    q_free_memory(&s->twin);
+    memset(s, 0, sizeof *s);
+}
+
+/* One q_arena_alloc checked against the shadow and against q_arena_alloc_slow on the
+ * twin. Returns the pointer. */
 static inline void *shadow_alloc(q_context *ctx, arena_shadow *s, size_t size)
 {
     void *p = q_arena_alloc(ctx, size);
+    void *slow = q_arena_alloc_slow(&s->twin, size);
+    FUZZ_ASSERT_MSG((p == NULL) == (slow == NULL), "%zu bytes: %s (fast path), %s (slow path)",
+                    size, p ? "a pointer" : "NULL", slow ? "a pointer" : "NULL");
+    if (p != NULL)
+        FUZZ_ASSERT_MSG((size_t)((unsigned char *)p - ctx->scratch_buffer) ==
+                            (size_t)((unsigned char *)slow - s->twin.scratch_buffer),
+                        "%zu bytes: offset %zu (fast path), %zu (slow path)", size,
+                        (size_t)((unsigned char *)p - ctx->scratch_buffer),
+                        (size_t)((unsigned char *)slow - s->twin.scratch_buffer));
     if (!s->exists) {
         FUZZ_ASSERT_MSG(p == NULL, "allocation of %zu without an arena", size);
         shadow_check_ctx(ctx, s);
@@ -204,6 +264,7 @@ static inline void shadow_reset_with(q_context *ctx, arena_shadow *s, void (*res
         reset(ctx);
     else
         q_arena_reset(ctx);
+    q_arena_reset_instrumented(&s->twin);
     if (!s->exists) {
         shadow_check_ctx(ctx, s);
         return;

@@ -6,7 +6,9 @@
  * creation, a q_alloc_arena argument class (including the invalid ones), the arena size,
  * then up to MAX_OPS operations, each a size class and its value, or a reset. Sizes hit
  * every class: 0, 1, multiples of Q_ALIGN, odd, exactly / just under / just over the
- * remaining space, near SIZE_MAX, random 64-bit.
+ * remaining space, near SIZE_MAX, random 64-bit. Every allocation and reset is repeated on
+ * the shadow's twin context through the out-of-line slow path and must agree with it
+ * (arena_shadow.h): the differential check of the inline fast path.
  */
 #include "arena_shadow.h"
 #include "qorus_testing.h"
@@ -106,6 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     FUZZ_ASSERT(q_alloc_arena(&ctx, bytes) == Q_OK);
+    shadow_twin_alloc_arena(&s, bytes, Q_OK);
     int ok;
     s.exists = 1;
     s.size = shadow_round(bytes, &ok);
@@ -114,6 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     shadow_check_free_poisoned(&ctx, &s);
     shadow_check_guard_page(&ctx);
     FUZZ_ASSERT(q_alloc_arena(&ctx, bytes) == Q_ERR_INVALID_STATE); /* a second one: refused */
+    shadow_twin_alloc_arena(&s, bytes, Q_ERR_INVALID_STATE);
     shadow_check_ctx(&ctx, &s);
 
     for (unsigned op = 0; op < MAX_OPS && fuzz_producer_remaining(&fp) > 0; op++) {
@@ -129,6 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     shadow_check_free_poisoned(&ctx, &s);
     shadow_reset(&ctx, &s);
     q_free_memory(&ctx);
+    shadow_forget(&s);
     FUZZ_ASSERT(ctx.scratch_buffer == NULL && ctx.scratch_size == 0 && ctx.scratch_head == 0);
     q_free_memory(&ctx); /* twice is safe */
     return 0;

@@ -4,7 +4,9 @@
  * OS failures injected at positions drawn from the input. After every step the context is
  * compared with the shadow model (arena_shadow.h plus the KV cache state), live blocks keep
  * their contents, blocks below the base survive resets, and the KV cache reads as zero
- * after allocation and after a clear.
+ * after allocation and after a clear. Every arena operation is repeated on the shadow's
+ * twin context through the out-of-line slow path and must agree with it (arena_shadow.h):
+ * the differential check of the inline fast path and of q_arena_reset_extern.
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -254,7 +256,7 @@ static void check_error_table(void)
 
 static void forget_all_blocks(arena_shadow *s)
 {
-    memset(s, 0, sizeof *s);
+    shadow_forget(s); /* the twin's arena goes too */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -284,6 +286,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case 5: { /* set the base */
             q_error_code rc = q_arena_set_base(&ctx);
+            shadow_twin_set_base(&s, rc);
             if (s.exists) {
                 FUZZ_ASSERT(rc == Q_OK);
                 s.base = s.head;
@@ -295,6 +298,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 6: { /* create the arena */
             size_t bytes = draw_region_bytes(&fp);
             q_error_code rc = q_alloc_arena(&ctx, bytes);
+            /* The twin's arena is created with injection off, and only when no failure
+             * was injected into the context's. */
+            int fired = q_test_failure_fired();
+            q_test_fail_nth_os_call(0);
+            if (!fired)
+                shadow_twin_alloc_arena(&s, bytes, rc);
             int ok;
             size_t rounded = shadow_round(bytes, &ok);
             if (bytes == 0) {
@@ -303,7 +312,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 FUZZ_ASSERT(rc == Q_ERR_INVALID_STATE);
             } else if (bytes > Q_MAX_REGION_BYTES || !ok) {
                 FUZZ_ASSERT(rc == Q_ERR_OVERFLOW);
-            } else if (q_test_failure_fired()) {
+            } else if (fired) {
                 FUZZ_ASSERT_MSG(rc == Q_ERR_ALLOC, "injected failure gave %d", (int)rc);
             } else {
                 FUZZ_ASSERT_MSG(rc == Q_OK, "q_alloc_arena(%zu) gave %d", bytes, (int)rc);
@@ -399,5 +408,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_error_table();
     q_free_memory(&ctx);
     q_free_memory(&ctx);
+    shadow_forget(&s);
     return 0;
 }

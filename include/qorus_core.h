@@ -172,7 +172,8 @@ q_error_code q_kv_cache_clear(q_context *ctx);
  */
 q_error_code q_alloc_arena(q_context *ctx, size_t bytes);
 
-/* Out-of-line parts of the arena; call q_arena_alloc / q_arena_reset instead. */
+/* Out-of-line parts of the arena; call q_arena_alloc / q_arena_reset instead. They are also
+ * the reference the fuzz targets compare the inline fast path with (fuzz/arena_shadow.h). */
 void *q_arena_alloc_slow(q_context *ctx, size_t size);
 void q_arena_reset_instrumented(q_context *ctx);
 

@@ -5,7 +5,10 @@
 #   asan     AddressSanitizer + UndefinedBehaviorSanitizer (clang), with the death tests
 #   msan     MemorySanitizer with origins (clang)
 #   tsan     ThreadSanitizer (clang): the thread pool and everything that runs on it
-# then, if present, the libFuzzer smoke run of every fuzz target (scripts/fuzz-smoke.sh).
+# then, if present, the libFuzzer smoke run of every fuzz target (scripts/fuzz-smoke.sh),
+# which also replays the arena corpora over the release arena (preset fuzz-fast: the inline
+# fast path under ASan+UBSan, checked against the slow path) and builds afl-fast if AFL++ is
+# installed.
 #
 # Missing tools are installed first when run as root (apt-get), otherwise the script stops
 # with one line giving the install command (scripts/lib/require.sh).

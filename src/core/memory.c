@@ -50,6 +50,18 @@
 #define Q_FILL_ALLOCATED 0xA5 /* debug: fresh bytes from q_arena_alloc */
 #define Q_FILL_RESET 0xDD     /* debug: bytes released by q_arena_reset */
 
+/* The arena's sanitizer annotations. Only an instrumented arena (Q_ARENA_INSTRUMENTED,
+ * qorus_config.h) may poison its bytes: with the release arena the inline fast path of
+ * q_arena_alloc hands out bytes without a call into the library, so they must never have
+ * been poisoned (QORUS_ARENA_FAST builds the release arena under ASan and MSan too). */
+#if Q_ARENA_INSTRUMENTED
+#define Q_ARENA_NOACCESS(p, n) Q_MEM_NOACCESS(p, n)
+#define Q_ARENA_UNDEFINED(p, n) Q_MEM_UNDEFINED(p, n)
+#else
+#define Q_ARENA_NOACCESS(p, n) ((void)(p), (void)(n))
+#define Q_ARENA_UNDEFINED(p, n) ((void)(p), (void)(n))
+#endif
+
 /* ---- model mapping ---- */
 
 q_error_code q_init_memory(q_context *ctx, const char *path)
@@ -245,7 +257,7 @@ q_error_code q_alloc_arena(q_context *ctx, size_t bytes)
     }
 
     unsigned char *buffer = base + (pages - usable); /* ends where the guard page starts */
-    Q_MEM_NOACCESS(base, pages);
+    Q_ARENA_NOACCESS(base, pages);
     ctx->scratch_buffer = buffer;
     ctx->scratch_size = usable;
     ctx->scratch_head = 0;
@@ -268,10 +280,10 @@ void *q_arena_alloc_slow(q_context *ctx, size_t size)
 
     unsigned char *block = ctx->scratch_buffer + head;
     ctx->scratch_head = head + rounded;
-    Q_MEM_UNDEFINED(block, size); /* exactly `size` bytes: the padding stays poisoned */
+    Q_ARENA_UNDEFINED(block, size); /* exactly `size` bytes: the padding stays poisoned */
 #if Q_DEBUG_FILL
     memset(block, Q_FILL_ALLOCATED, size);
-    Q_MEM_UNDEFINED(block, size); /* the fill is not data: reads before writes stay errors */
+    Q_ARENA_UNDEFINED(block, size); /* the fill is not data: reads before writes stay errors */
 #endif
     return block;
 }
@@ -284,11 +296,11 @@ void q_arena_reset_instrumented(q_context *ctx)
         unsigned char *released = ctx->scratch_buffer + ctx->scratch_base_offset;
         size_t released_size = ctx->scratch_head - ctx->scratch_base_offset;
 #if Q_DEBUG_FILL
-        Q_MEM_UNDEFINED(released, released_size);
+        Q_ARENA_UNDEFINED(released, released_size);
         memset(released, Q_FILL_RESET, released_size);
 #endif
         /* Bytes above the head are still poisoned; only the released range changes. */
-        Q_MEM_NOACCESS(released, released_size);
+        Q_ARENA_NOACCESS(released, released_size);
     }
     ctx->scratch_head = ctx->scratch_base_offset;
 }
