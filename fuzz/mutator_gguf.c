@@ -36,6 +36,7 @@
  * Cross-over: one file's metadata with the other's tensors (and their bytes), a run of the
  * other's metadata pairs, the other's llama.* hyperparameters, or one tensor of the other.
  */
+#include <limits.h>
 #include <stdio.h>
 
 #include "mutator_common.h"
@@ -605,7 +606,9 @@ static int gg_config_change(qm_rng *r, qm_pool *pool, gg_file *f, size_t max_siz
     }
     if (k == 2) { /* blocks removed, or copies of the last block added */
         size_t w = 0, n_old = g.n_ti;
-        long last = (long)c.layers - 1;
+        /* the old last block's index; none when the count is 0 or beyond a long */
+        int have_last = c.layers >= 1 && c.layers - 1 <= (uint64_t)LONG_MAX;
+        long last = have_last ? (long)(c.layers - 1) : 0;
         for (size_t i = 0; i < n_old; i++) {
             long l;
             (void)gg_role(&g.ti[i], &l);
@@ -617,7 +620,7 @@ static int gg_config_change(qm_rng *r, qm_pool *pool, gg_file *f, size_t max_siz
             for (size_t i = 0; i < n_old && g.n_ti < f->n_ti + extra; i++) {
                 long l;
                 (void)gg_role(&f->ti[i], &l);
-                if (l == last) {
+                if (have_last && l == last) {
                     g.ti[g.n_ti] = f->ti[i];
                     if (!gg_rename_layer(pool, &g.ti[g.n_ti], (long)L))
                         return 0;
