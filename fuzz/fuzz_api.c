@@ -25,9 +25,7 @@
  * arena of a context under a live state, passing arrays shorter than the sizes given,
  * q_arena_reset(NULL) in a release-arena build.
  */
-#include <fcntl.h>
 #include <math.h>
-#include <unistd.h>
 
 #include "fuzz_helpers.h"
 #include "qorus_infer.h"
@@ -701,27 +699,6 @@ static void op_model_parse(fuzz_producer *p, world *w)
     FUZZ_ASSERT(memcmp(&m, &zero, sizeof zero) == 0);
 }
 
-/* Writes the first `len` bytes of the model image to a per-process temporary file. */
-static const char *write_model_file(size_t len)
-{
-    static char path[64];
-    if (path[0] == '\0') {
-        const char *dir = getenv("TMPDIR");
-        snprintf(path, sizeof path, "%s/qorus-fuzz-api-%ld", dir && strlen(dir) < 32 ? dir : "/tmp",
-                 (long)getpid());
-    }
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return NULL;
-    int ok = write(fd, model_image, len) == (ssize_t)len;
-    close(fd);
-    if (!ok) {
-        unlink(path);
-        return NULL;
-    }
-    return path;
-}
-
 /* q_model_load: NULL arguments, a missing file, an unknown strategy, a valid or a truncated
  * file, into a fresh context or one that already holds a KV cache or arena (refused: the
  * load must not release regions it did not create). */
@@ -735,9 +712,10 @@ static void op_model_load(fuzz_producer *p, world *w)
     unsigned fk = fuzz_producer_u32(p, 0, 3); /* 0 NULL, 1 missing, 2 valid, 3 truncated */
     int strategy = fuzz_producer_u32(p, 0, 7) == 0 ? 3 : (int)fuzz_producer_u32(p, 0, 2);
     int null_model = fuzz_producer_u32(p, 0, 7) == 0;
+    size_t file_bytes = fk == 2 ? MODEL_BYTES : MODEL_BYTES / 2;
     const char *path = fk == 0   ? NULL
                        : fk == 1 ? "/nonexistent/qorus-fuzz-api"
-                                 : write_model_file(fk == 2 ? MODEL_BYTES : MODEL_BYTES / 2);
+                                 : fuzz_temp_file(model_image, file_bytes);
     if (fk >= 2 && path == NULL)
         return; /* the file system refused: nothing to check */
     q_error_code want;
@@ -757,7 +735,7 @@ static void op_model_load(fuzz_producer *p, world *w)
     q_error_code rc = q_model_load(null_model ? NULL : &m, fuzz_producer_bool(p) ? &t : NULL, c,
                                    path, (q_mmap_strategy)strategy, &d);
     if (fk >= 2)
-        unlink(path);
+        fuzz_remove_temp_file(path);
     EXPECT(rc, want, "q_model_load");
     if (rc == Q_ERR_INVALID_STATE)
         FUZZ_ASSERT(strcmp(d.field, "ctx") == 0);

@@ -17,11 +17,13 @@
 #ifndef QORUS_FUZZ_HELPERS_H
 #define QORUS_FUZZ_HELPERS_H
 
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -203,6 +205,38 @@ static inline void fuzz_touch_bytes(const void *p, size_t n)
         if (b[i] == 0x5a)
             sink++;
     (void)sink;
+}
+
+/* Writes the input to a per-process temporary file, returns its path (or NULL if the file
+ * system refuses: the file-path check is then skipped). */
+static inline const char *fuzz_temp_file(const uint8_t *data, size_t size)
+{
+    static char path[64];
+    if (path[0] == '\0') {
+        const char *dir = getenv("TMPDIR");
+        snprintf(path, sizeof path, "%s/qorus-fuzz-%ld", dir && strlen(dir) < 32 ? dir : "/tmp",
+                 (long)getpid());
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return NULL;
+    size_t done = 0;
+    while (done < size) {
+        ssize_t w = write(fd, data + done, size - done);
+        if (w <= 0) {
+            close(fd);
+            return NULL;
+        }
+        done += (size_t)w;
+    }
+    close(fd);
+    return path;
+}
+
+static inline void fuzz_remove_temp_file(const char *path)
+{
+    if (path != NULL)
+        (void)unlink(path);
 }
 
 #ifdef __cplusplus

@@ -23,10 +23,8 @@
 #ifndef QORUS_FUZZ_MODEL_COMMON_H
 #define QORUS_FUZZ_MODEL_COMMON_H
 
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "fuzz_helpers.h"
 #include "model_oracle.h"
@@ -57,38 +55,6 @@ static inline unsigned long fuzz_injection_from_hash(uint64_t h)
     if ((h & 3u) != 0)
         return 0;
     return 1 + (unsigned long)((h >> 2) % 16u);
-}
-
-/* Writes the input to a per-process temporary file, returns its path (or NULL if the file
- * system refuses: the file-path check is then skipped). */
-static inline const char *fuzz_temp_file(const uint8_t *data, size_t size)
-{
-    static char path[64];
-    if (path[0] == '\0') {
-        const char *dir = getenv("TMPDIR");
-        snprintf(path, sizeof path, "%s/qorus-fuzz-%ld", dir && strlen(dir) < 32 ? dir : "/tmp",
-                 (long)getpid());
-    }
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return NULL;
-    size_t done = 0;
-    while (done < size) {
-        ssize_t w = write(fd, data + done, size - done);
-        if (w <= 0) {
-            close(fd);
-            return NULL;
-        }
-        done += (size_t)w;
-    }
-    close(fd);
-    return path;
-}
-
-static inline void fuzz_remove_temp_file(const char *path)
-{
-    if (path != NULL)
-        (void)unlink(path);
 }
 
 static inline size_t fuzz_type_bytes(const q_tensor *t, size_t *scale_bytes)
