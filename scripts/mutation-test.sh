@@ -243,7 +243,8 @@ search_one() { # prints one result column per configuration, tab-separated
   for c in ${configs//,/ }; do
     if [[ $targets == \(* ]]; then cols+=("no-target"); continue; fi
     if ! p=$(config_preset "$c" "$fast"); then cols+=("n/a"); continue; fi
-    local what=fuzz_targets
+    local what=$targets # only the binaries this mutant is fuzzed with: a quick relink
+    [[ $c == afl-*-struct ]] && what+=" fuzz_mutators"
     if ! build_preset "$p" "$log" "$what" ||
        { [[ $c == afl-cmplog* ]] && ! build_preset afl-cmplog "$log" "$what"; }; then
       cols+=("build-failed"); continue
