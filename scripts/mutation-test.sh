@@ -186,9 +186,32 @@ config_preset() {
 }
 
 # fuzz_one CONFIG PRESET TARGET WORKDIR: prints seconds to the first report, or survived / n/a
+# run_until_stop STOPFILE CMD...: runs CMD, stopping it (status 254) once STOPFILE exists,
+# i.e. once another target of the same mutant and configuration has reported.
+run_until_stop() {
+  local stop=$1 pid
+  shift
+  "$@" &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ -e "$stop" ]; then
+      kill "$pid" 2>/dev/null
+      wait "$pid"
+      return 254
+    fi
+    sleep 1
+  done
+  wait "$pid"
+}
+
+# fuzz_one CONFIG PRESET TARGET WORKDIR: prints the seconds to the first report, "survived",
+# "stopped" (another target reported first: the mutant is found) or "n/a". A report creates
+# WORKDIR/../CONFIG.stop, which stops the mutant's other targets.
 fuzz_one() {
   local c=$1 p=$2 t=$3 wd=$4 bin="$src/build/$2/fuzz/$3" start end rc
+  local stop="${4%/*}.stop"
   [ -x "$bin" ] || { echo "n/a"; return; }
+  [ -e "$stop" ] && { echo stopped; return; }
   rm -rf "$wd"; mkdir -p "$wd/corpus"
   if [ -d "$seeds/$t" ]; then cp "$seeds/$t"/* "$wd/corpus/"; else printf 'seed' >"$wd/corpus/seed-empty"; fi
   local dict="$src/fuzz/dict/$t.dict" dictarg=()
@@ -198,14 +221,18 @@ fuzz_one() {
       [ -f "$dict" ] && dictarg=(-dict="$dict")
       local structured=1
       [ "$c" = lf ] && structured=0
-      (cd "$wd" && QORUS_FUZZ_STRUCTURED=$structured timeout -k 10 $((seconds + 60)) "$bin" \
+      (cd "$wd" && export QORUS_FUZZ_STRUCTURED=$structured &&
+         run_until_stop "$stop" timeout -k 10 $((seconds + 60)) "$bin" \
          "${dictarg[@]}" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2560 \
          -print_final_stats=1 -artifact_prefix="$wd/" corpus) >"$wd/fuzz.log" 2>&1
       rc=$?
       end=$(date +%s.%N)
-      if [ $rc -eq 0 ] && ! ls "$wd"/crash-* "$wd"/timeout-* "$wd"/oom-* >/dev/null 2>&1; then
+      if [ $rc -eq 254 ]; then
+        echo stopped
+      elif [ $rc -eq 0 ] && ! ls "$wd"/crash-* "$wd"/timeout-* "$wd"/oom-* >/dev/null 2>&1; then
         echo survived
       else
+        : >"$stop"
         awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f\n", b - a }'
       fi ;;
     afl-cmplog|afl-cmplog-struct)
@@ -217,15 +244,18 @@ fuzz_one() {
         [ -f "$lib" ] || { echo "n/a"; return; }
         env=(AFL_CUSTOM_MUTATOR_LIBRARY="$lib")
       fi
-      (cd "$wd" && env AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_NO_UI=1 AFL_BENCH_UNTIL_CRASH=1 \
-         AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SKIP_CRASHES=1 "${env[@]}" \
-         timeout -k 10 $((seconds + 60)) afl-fuzz -i corpus -o out -m none -t 25000 \
+      (cd "$wd" && run_until_stop "$stop" env AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_NO_UI=1 \
+         AFL_BENCH_UNTIL_CRASH=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SKIP_CRASHES=1 \
+         "${env[@]}" timeout -k 10 $((seconds + 60)) afl-fuzz -i corpus -o out -m none -t 25000 \
          -V "$seconds" "${dictarg[@]}" -c "$cmplog" -- "$bin") >"$wd/fuzz.log" 2>&1
+      rc=$?
       end=$(date +%s.%N)
+      [ $rc -eq 254 ] && { echo stopped; return; }
       local first
       first=$(find "$wd/out" \( -path '*/crashes/id:*' -o -path '*/hangs/id:*' \) -printf '%T@\n' 2>/dev/null |
               sort -n | head -n 1)
       if [ -n "$first" ]; then
+        : >"$stop"
         awk -v a="$start" -v b="$first" 'BEGIN { printf "%.1f\n", b - a }'
       elif [ ! -f "$wd/out/default/fuzzer_stats" ]; then
         echo "n/a"  # afl-fuzz did not start (see fuzz.log)
@@ -252,6 +282,7 @@ search_one() { # prints one result column per configuration, tab-separated
     # run the named targets, -j at a time; the mutant's result is the fastest report
     local t i=0 pids=() best=survived res
     mkdir -p "$out/work/$name/$c"
+    rm -f "$out/work/$name/$c.stop"
     for t in $targets; do
       ( fuzz_one "$c" "$p" "$t" "$out/work/$name/$c/$t" >"$out/work/$name/$c.$t.res" ) &
       pids+=($!)
@@ -263,7 +294,7 @@ search_one() { # prints one result column per configuration, tab-separated
       res=$(cat "$out/work/$name/$c.$t.res" 2>/dev/null || echo n/a)
       echo "$name $c $t $res" >>"$log"
       case "$res" in
-        survived|n/a) [ "$best" = survived ] && [ "$res" = n/a ] && best=n/a ;;
+        survived|stopped|n/a) [ "$best" = survived ] && [ "$res" = n/a ] && best=n/a ;;
         *) if [[ $best == survived || $best == n/a ]] || awk -v x="$res" -v y="${best%%s *}" 'BEGIN { exit !(x < y) }'; then
              best="${res}s ($t)"
            fi ;;
