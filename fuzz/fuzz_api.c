@@ -434,6 +434,12 @@ static void op_state_init(fuzz_producer *p, world *w)
     case 1: bad.config.vocab_size = 0; m = &bad; model_err = Q_ERR_INVALID_CONFIG; break;
     case 2: bad.config.seq_len = (size_t)Q_MAX_SEQ_LEN + 1; m = &bad; model_err = Q_ERR_INVALID_CONFIG; break;
     case 3: bad.config.n_kv_heads = 3; m = &bad; model_err = Q_ERR_INVALID_CONFIG; break;
+    case 7: /* kv heads within the head count but not dividing it (head size 2 stays even) */
+        bad.config.n_heads = 4;
+        bad.config.n_kv_heads = 3;
+        m = &bad;
+        model_err = Q_ERR_INVALID_CONFIG;
+        break;
     case 4: bad.classifier.rows++; m = &bad; model_err = Q_ERR_BAD_SHAPE; break;
     case 5:
         bad_layers[LAYERS - 1].wq.type = (q_tensor_type)99;
