@@ -6,8 +6,12 @@
  *                        compare every optimized table against.
  *   q_kernels_avx2()     x86-64 AVX2 + FMA + F16C, compiled in its own file with its own
  *                        target flags; NULL when not compiled in or when the CPU lacks it.
+ *   q_kernels_avx512()   x86-64 AVX-512 (F, BW, VL) + VNNI on top of AVX2: 512-bit float
+ *                        matmul tiles and int8 matmuls on vpdpbusd; the element-wise
+ *                        kernels are the AVX2 ones. NULL when not compiled in or unusable.
  *   q_kernels_select()   the table the forward pass uses: the best the CPU has, unless the
- *                        environment variable QORUS_KERNELS says "scalar" (or "avx2").
+ *                        environment variable QORUS_KERNELS names one ("scalar", "avx2",
+ *                        "avx512").
  *
  * Rules every table follows (DESIGN.md, "Optimized paths and their references"):
  *   - Weights are read in place from the mapping (unaligned, never expanded to float32).
@@ -53,7 +57,7 @@ typedef struct q_act {
 int q_kernels_wants_q8(const q_tensor *w);
 
 typedef struct q_kernels {
-    const char *name; /* "scalar", "avx2" */
+    const char *name; /* "scalar", "avx2", "avx512" */
 
     /**
      * Quantizes x (n values, n % Q_QBLOCK == 0) to n / Q_QBLOCK blocks: for each block,
@@ -108,10 +112,23 @@ const q_kernels *q_kernels_scalar(void);
  *  feature (checked with cpuid, once). */
 const q_kernels *q_kernels_avx2(void);
 
+/** The AVX-512 table: needs AVX512F, AVX512BW, AVX512VL and AVX512_VNNI besides what the
+ *  AVX2 table needs, and the OS's consent to use the ZMM and mask state (xgetbv); NULL
+ *  otherwise or when not built for this target (checked once). */
+const q_kernels *q_kernels_avx512(void);
+
+/**
+ * The optimized tables this CPU can run, best first (each is compared with the reference
+ * by the tests and fuzz_kernels): writes up to `cap` of them to out[] and returns how many
+ * there are (which may exceed cap). The reference table is not among them.
+ */
+size_t q_kernels_optimized(const q_kernels **out, size_t cap);
+
 /**
  * The table for the forward pass, chosen once per process: QORUS_KERNELS=scalar forces
- * the reference, QORUS_KERNELS=avx2 asks for AVX2 (the reference if unavailable), anything
- * else (or unset) takes the best the CPU has. Never NULL.
+ * the reference; QORUS_KERNELS=avx2 or =avx512 asks for that table (the next best when
+ * unavailable: avx512 falls back to avx2, avx2 to the reference); anything else (or unset)
+ * takes the best the CPU has. Never NULL.
  */
 const q_kernels *q_kernels_select(void);
 

@@ -54,4 +54,10 @@ void q_avx2_rope(float *vec, size_t n, size_t head_size, const float *cos_p,
 void q_avx2_attention(float *out, const float *q, const float *keys, const float *values,
                       size_t stride, size_t n_pos, size_t head_size, float *att);
 
+/* The AVX-512 table (table_avx512.c), defined only when QORUS_HAVE_AVX512: the AVX2
+ * element-wise kernels and quantize_q8 with the AVX-512 matmul (matmul_avx512.c). */
+const q_kernels *q_kernels_avx512_table(void);
+void q_avx512_matmul(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
+                     const q_act *x);
+
 #endif
