@@ -1,8 +1,505 @@
-/* placeholder: the AVX2 matmul until the AVX-512 one lands */
+/*
+ * AVX-512 matmul (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni on top of the
+ * AVX2 flags; reached only through the table dispatch.c hands out after checking the CPU
+ * and the OS).
+ *
+ * ---- accumulation scheme (the determinism rule) ----
+ *
+ * Every output element out[t][i] = dot(W row i, x row t) is computed by the SAME sequence of
+ * floating-point operations whatever tile it falls into, whatever [r0, r1) and n_rows are:
+ *
+ *   float weights (F32, F16): one 16-lane accumulator, acc = 0; for each 16-column step
+ *       (in order) acc = fma(w[j..j+16), x[j..j+16), acc); the last cols % 16 columns are
+ *       one more step with masked (zero-filling) loads of w and x; then hsum16: (low 256
+ *       bits + high 256 bits), then the AVX2 table's fixed 8-lane tree.
+ *   int8 (Q8_0, Q8_SPLIT with x->q): one float per output, acc = 0; for each block b in
+ *       order: acc = fma((float)S_b, ws_b * xd_b, acc), S_b the exact int32 sum of the
+ *       block's 32 products, ws_b the weight scale, xd_b the activation scale (one float
+ *       product, as the reference). The block sums come from vpdpbusd (unsigned x signed
+ *       bytes), with one operand offset by 128 and the offset's exact contribution taken
+ *       back (below), so they are exact for EVERY int8 input, -128 included.
+ *
+ * Tiles only choose which outputs are computed together:
+ *   float: prefill (n_rows >= 4) 4 rows x 4 tokens (16 accumulators), edges 4x1, 1x4, 1x1,
+ *       rows outermost so a 4-row panel of W stays in L1 while the tokens stream past;
+ *       decode 8x1 (8 independent FMA chains), edge 1x1.
+ *   int8 prefill (n_rows >= 4): lanes are TOKENS. The activation rows of up to 16 tokens
+ *       are first transposed into a stack buffer, per block b and per 4-byte group p:
+ *       xt[b][p] = the 16 tokens' bytes 4p..4p+3 of block b, each xor 0x80 (x + 128, as
+ *       unsigned). Then for a weight row, vpdpbusd(acc, xt[b][p], broadcast(w bytes
+ *       4p..4p+3)) over p = 0..7 leaves in lane t the sum over the block of
+ *       (x_t + 128) * w = S_b(t) + 128 * sum(w); the accumulator starts at -128 * sum(w),
+ *       computed once per row and block. Four rows at a time, two dpbusd chains per row;
+ *       no horizontal sums at all.
+ *   int8 decode (fewer rows): lanes are ROWS. For 8 rows and one block, each row gives
+ *       vpdpbusd(0, w xor 0x80, x) = 8 partial sums of (w + 128) * x; the AVX2 table's
+ *       hadd tree turns those 8 vectors into one vector of 8 row sums, and 128 * sum(x_b)
+ *       (one value per block, the same for every row) is subtracted from it. Rows past r1 repeat the last row (read, never
+ *       stored), so there are no edge tiles.
+ *   The prefetch of the next tile's bytes is the AVX2 table's (see matmul_avx2.c).
+ *
+ * Both int8 paths give each output the same sequence: the block sums are exact integers
+ * and the float steps are the same fma of the same product, so a token computed in a batch
+ * equals the same token computed alone, bitwise.
+ *
+ * Size limit: the stack buffers hold rows of up to Q512_MAX_BLOCKS blocks (8192 columns);
+ * an int8 matmul on wider rows goes to the AVX2 table's matmul, for every call on that
+ * tensor (the choice depends only on the tensor), so the rule above still holds per tensor.
+ */
+#include <immintrin.h>
+
+#include "core/sanitize.h"
 #include "kernels/kernels_internal.h"
+
+#define QZ_INLINE static inline __attribute__((always_inline))
+
+/* ASan and MSan do not see the addresses a gather instruction reads. In their builds every
+ * gathered element is also read by a plain load of the same bytes, which they check (an
+ * out-of-bounds gather is then reported like any other read); other builds read nothing
+ * more. */
+#if defined(Q_HAVE_ASAN) || defined(Q_HAVE_MSAN)
+static void gather_check(const unsigned char *p, size_t bytes)
+{
+    unsigned char sink[4];
+    memcpy(sink, p, bytes);
+    __asm__ volatile("" : : "r"(sink) : "memory");
+#if defined(Q_HAVE_MSAN)
+    /* the gathered bytes feed the result: they must be initialized */
+    uint32_t v = 0;
+    memcpy(&v, sink, bytes);
+    if (v == 0x5a5a5a5au)
+        __asm__ volatile("");
+#endif
+}
+#define Q_GATHER_CHECK(p, bytes) gather_check((p), (bytes))
+#else
+#define Q_GATHER_CHECK(p, bytes) ((void)0)
+#endif
+
+/* ---- float weights ---- */
+
+/* 16 weights of a float-type row from column j, as float32; `m` masks the valid lanes of a
+ * tail (all ones for a full step). Masked loads never touch the masked-off bytes. */
+QZ_INLINE __m512 load_w16(const unsigned char *row, size_t j, int f16, __mmask16 m)
+{
+    if (f16)
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + j * 2));
+    return _mm512_maskz_loadu_ps(m, row + j * 4);
+}
+
+QZ_INLINE float hsum16(__m512 v)
+{
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+#define FMAX_R 8
+#define FMAX_T 4
+
+/* Float tile: R weight rows from w (row stride wstride bytes) x T activation rows xs[t]
+ * (n floats each); outs[t][r] receives the results. R and T are constants at every call
+ * site, so the loops unroll and the accumulators stay in registers. */
+QZ_INLINE void ftile(float *const *outs, const unsigned char *w, size_t wstride,
+                     const float *const *xs, size_t n, int R, int T, int f16)
+{
+    __m512 acc[FMAX_R][FMAX_T]; /* (R, T) one accumulator chain per output */
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            acc[r][t] = _mm512_setzero_ps();
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512 xv[FMAX_T];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            xv[t] = _mm512_loadu_ps(xs[t] + j);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m512 wv = load_w16(w + (size_t)r * wstride, j, f16, (__mmask16)0xFFFF);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++)
+                acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    if (j < n) {
+        __mmask16 m = (__mmask16)((1u << (n - j)) - 1u);
+        __m512 xv[FMAX_T];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            xv[t] = _mm512_maskz_loadu_ps(m, xs[t] + j);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m512 wv = load_w16(w + (size_t)r * wstride, j, f16, m);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++)
+                acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            outs[t][r] = hsum16(acc[r][t]);
+}
+
+#define FTILE(R, T, F16, NAME)                                                            \
+    static __attribute__((noinline)) void NAME(float *const *outs, const unsigned char *w, \
+                                               size_t wstride, const float *const *xs,   \
+                                               size_t n)                                 \
+    {                                                                                    \
+        ftile(outs, w, wstride, xs, n, R, T, F16);                                       \
+    }
+FTILE(4, 4, 0, f32_4x4)
+FTILE(4, 1, 0, f32_4x1)
+FTILE(8, 1, 0, f32_8x1)
+FTILE(1, 4, 0, f32_1x4)
+FTILE(1, 1, 0, f32_1x1)
+FTILE(4, 4, 1, f16_4x4)
+FTILE(4, 1, 1, f16_4x1)
+FTILE(8, 1, 1, f16_8x1)
+FTILE(1, 4, 1, f16_1x4)
+FTILE(1, 1, 1, f16_1x1)
+
+typedef void (*ftile_fn)(float *const *outs, const unsigned char *w, size_t wstride,
+                         const float *const *xs, size_t n);
+
+static void matmul_float(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
+                         const q_act *x, int f16)
+{
+    size_t n = w->cols, nt = x->n_rows;
+    size_t wstride = n * (f16 ? 2u : 4u); /* bytes per weight row */
+    const unsigned char *base = (const unsigned char *)w->data;
+    ftile_fn big = f16 ? f16_4x4 : f32_4x4, rows4 = f16 ? f16_4x1 : f32_4x1,
+             rows8 = f16 ? f16_8x1 : f32_8x1, toks4 = f16 ? f16_1x4 : f32_1x4,
+             one = f16 ? f16_1x1 : f32_1x1;
+    float *outs[FMAX_T];
+    const float *xs[FMAX_T];
+    if (nt < FMAX_T) { /* decode: 8 rows per pass, one token at a time */
+        for (size_t t = 0; t < nt; t++) {
+            xs[0] = x->f + t * n;
+            size_t i = r0;
+            for (; i + 8 <= r1; i += 8) {
+                outs[0] = out + t * out_stride + i;
+                rows8(outs, base + i * wstride, wstride, xs, n);
+            }
+            for (; i < r1; i++) {
+                outs[0] = out + t * out_stride + i;
+                one(outs, base + i * wstride, wstride, xs, n);
+            }
+        }
+        return;
+    }
+    /* prefill: 4-row panels (outer), token quadruples (inner) */
+    for (size_t i = r0; i < r1;) {
+        int R = r1 - i >= 4 ? 4 : 1;
+        const unsigned char *wi = base + i * wstride;
+        size_t t = 0;
+        for (; t + FMAX_T <= nt; t += FMAX_T) {
+            for (int k = 0; k < FMAX_T; k++) {
+                xs[k] = x->f + (t + (size_t)k) * n;
+                outs[k] = out + (t + (size_t)k) * out_stride + i;
+            }
+            (R == 4 ? big : toks4)(outs, wi, wstride, xs, n);
+        }
+        for (; t < nt; t++) {
+            xs[0] = x->f + t * n;
+            outs[0] = out + t * out_stride + i;
+            (R == 4 ? rows4 : one)(outs, wi, wstride, xs, n);
+        }
+        i += (size_t)R;
+    }
+}
+
+/* ---- int8 x int8 ---- */
+
+#define Q512_MAX_BLOCKS 256u /* blocks per row the stack buffers hold (8192 columns) */
+#define QG 16                /* tokens per prefill group: the 16 lanes of a zmm */
+#define QPR 4                /* weight rows per prefill tile */
+#define QDR 8                /* weight rows per decode tile */
+#define QXT_BLOCKS 320u      /* group-blocks the transposed activations hold (184 KiB) */
+
+/* Row `row` of a Q8_0 or Q8_SPLIT tensor: where its blocks' 32 quants start (block b at
+ * quants + b * step); its nb weight scales are written to ws[b], b < nb. */
+typedef struct qrow {
+    const unsigned char *quants;
+    size_t step; /* bytes from one block's quants to the next */
+} qrow;
+
+static qrow qrow_at(const q_tensor *w, size_t row, float *ws)
+{
+    size_t n = w->cols, nb = n / Q_QBLOCK;
+    const unsigned char *base = (const unsigned char *)w->data;
+    qrow q;
+    if (w->type == Q_TENSOR_Q8_0) {
+        const unsigned char *r = base + row * nb * Q_Q8_0_BLOCK_BYTES;
+        for (size_t b = 0; b < nb; b++) {
+            uint16_t h;
+            memcpy(&h, r + b * Q_Q8_0_BLOCK_BYTES, 2);
+            ws[b] = _cvtsh_ss(h);
+        }
+        q.quants = r + 2;
+        q.step = Q_Q8_0_BLOCK_BYTES;
+        return q;
+    }
+    /* Q8_SPLIT: group_size is a multiple of 32 (q_kernels_wants_q8), so each block lies in
+     * one group; walk the groups without a division per block */
+    size_t e0 = row * n, bpg = w->group_size / Q_QBLOCK;
+    size_t g = e0 / w->group_size, inb = e0 % w->group_size / Q_QBLOCK;
+    const unsigned char *scales = (const unsigned char *)w->scales;
+    for (size_t b = 0; b < nb; b++) {
+        ws[b] = q_load_f32(scales + g * 4);
+        if (++inb == bpg) {
+            inb = 0;
+            g++;
+        }
+    }
+    q.quants = base + e0;
+    q.step = Q_QBLOCK;
+    return q;
+}
+
+/* -128 * (sum of the 32 signed bytes at p), exact: the offset's share in a block sum. */
+QZ_INLINE int32_t offset_term(const unsigned char *p)
+{
+    __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    /* sad of (w + 128) against 0: four sums of 8 unsigned bytes */
+    __m256i s = _mm256_sad_epu8(_mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)),
+                                _mm256_setzero_si256());
+    __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h = _mm_add_epi64(h, _mm_unpackhi_epi64(h, h));
+    int32_t sum_biased = (int32_t)_mm_cvtsi128_si32(h); /* sum(w) + 32 * 128 */
+    return -128 * (sum_biased - 32 * 128);
+}
+
+/*
+ * Prefill: activation rows [t0, t0 + nt) against weight rows [r0, r1). The tokens go in
+ * groups of QG (the last one padded with x = 0, scale 0: computed, never stored); the
+ * groups' transposed, offset activations are built once on the stack, then every 4-row
+ * panel of W (its scales and offset terms computed once) meets every group.
+ */
+static void int8_prefill(float *out, size_t out_stride, const q_tensor *w, size_t r0,
+                         size_t r1, const q_act *x, size_t t0, size_t nt)
+{
+    size_t n = w->cols, nb = n / Q_QBLOCK, ngroups = (nt + QG - 1) / QG;
+    /* (ngroups, nb, 8, QG) 4-byte groups: bytes 4p..4p+3 of block b of token t, + 128 */
+    uint32_t xt[QXT_BLOCKS * 8 * QG];
+    float xdt[QXT_BLOCKS * QG]; /* (ngroups, nb, QG) the tokens' block scales */
+    for (size_t g = 0; g < ngroups; g++)
+        for (size_t tl = 0; tl < QG; tl++) {
+            size_t t = g * QG + tl;
+            for (size_t b = 0; b < nb; b++) {
+                uint32_t *dst = xt + ((g * nb + b) * 8) * QG + tl;
+                if (t < nt) {
+                    const unsigned char *src =
+                        (const unsigned char *)(x->q + (t0 + t) * n + b * Q_QBLOCK);
+                    for (size_t p = 0; p < 8; p++) {
+                        uint32_t v;
+                        memcpy(&v, src + 4 * p, 4);
+                        dst[p * QG] = v ^ 0x80808080u;
+                    }
+                    xdt[(g * nb + b) * QG + tl] = x->d[(t0 + t) * nb + b];
+                } else {
+                    for (size_t p = 0; p < 8; p++)
+                        dst[p * QG] = 0x80808080u; /* x = 0 */
+                    xdt[(g * nb + b) * QG + tl] = 0.0f;
+                }
+            }
+        }
+    float ws[QPR][Q512_MAX_BLOCKS];     /* (QPR, nb) weight scales of the panel's rows */
+    int32_t corr[QPR][Q512_MAX_BLOCKS]; /* (QPR, nb) -128 * sum of each block's weights */
+    for (size_t i = r0; i < r1; i += QPR) {
+        qrow rows[QPR];
+        for (int r = 0; r < QPR; r++) {
+            size_t row = i + (size_t)r < r1 ? i + (size_t)r : r1 - 1; /* edge: repeat */
+            rows[r] = qrow_at(w, row, ws[r]);
+            for (size_t b = 0; b < nb; b++)
+                corr[r][b] = offset_term(rows[r].quants + b * rows[r].step);
+        }
+        for (size_t g = 0; g < ngroups; g++) {
+            __m512 acc[QPR]; /* (QPR) lane t: token g * QG + t */
+            for (int r = 0; r < QPR; r++)
+                acc[r] = _mm512_setzero_ps();
+            for (size_t b = 0; b < nb; b++) {
+                const uint32_t *xb = xt + ((g * nb + b) * 8) * QG;
+                __m512i xv[8];
+                for (int p = 0; p < 8; p++)
+                    xv[p] = _mm512_loadu_si512(xb + p * QG);
+                __m512 xd = _mm512_loadu_ps(xdt + (g * nb + b) * QG);
+#pragma GCC unroll 4
+                for (int r = 0; r < QPR; r++) {
+                    const unsigned char *wq = rows[r].quants + b * rows[r].step;
+                    __m512i c0 = _mm512_set1_epi32(corr[r][b]), c1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                    for (int p = 0; p < 4; p++) {
+                        int32_t w0, w1;
+                        memcpy(&w0, wq + 4 * p, 4);
+                        memcpy(&w1, wq + 16 + 4 * p, 4);
+                        c0 = _mm512_dpbusd_epi32(c0, xv[p], _mm512_set1_epi32(w0));
+                        c1 = _mm512_dpbusd_epi32(c1, xv[4 + p], _mm512_set1_epi32(w1));
+                    }
+                    __m512 sum = _mm512_cvtepi32_ps(_mm512_add_epi32(c0, c1)); /* S_b */
+                    __m512 sc = _mm512_mul_ps(_mm512_set1_ps(ws[r][b]), xd); /* ws * xd */
+                    acc[r] = _mm512_fmadd_ps(sum, sc, acc[r]);
+                }
+            }
+            size_t in_group = nt - g * QG < QG ? nt - g * QG : QG;
+            for (int r = 0; r < QPR && i + (size_t)r < r1; r++) {
+                float res[QG];
+                _mm512_storeu_ps(res, acc[r]);
+                for (size_t tl = 0; tl < in_group; tl++)
+                    out[(t0 + g * QG + tl) * out_stride + i + (size_t)r] = res[tl];
+            }
+        }
+    }
+}
+
+/* Lane k of the result = the (exact, int32) sum of the 8 lanes of v[k] (as matmul_avx2.c:
+ * the fixed hadd tree). */
+QZ_INLINE __m256i sum8x8(const __m256i *v)
+{
+    __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
+                            _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* Lane r of the 8 group counters g (sanitizer builds only: the gather check). */
+static inline size_t grp_now(__m512i g, int r)
+{
+    long long v[8];
+    _mm512_storeu_si512(v, g);
+    return (size_t)v[r];
+}
+
+/*
+ * Decode: one token (xq: n int8, xd: n / 32 scales) against rows [r0, r1), 8 rows at a
+ * time (lanes = rows), one block after the other. The 8 rows' scales of a block come in
+ * one gather: Q8_0 from the block headers (a constant offset per row), Q8_SPLIT from the
+ * scale array at each row's current group (8 group counters in vectors).
+ */
+static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1,
+                              const int8_t *xq, const float *xd)
+{
+    size_t n = w->cols, nb = n / Q_QBLOCK;
+    int split = w->type == Q_TENSOR_Q8_SPLIT;
+    size_t step = split ? Q_QBLOCK : Q_Q8_0_BLOCK_BYTES, row_bytes = nb * step;
+    const unsigned char *base = (const unsigned char *)w->data;
+    const __m256i bias = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi8(1);
+    /* 128 * sum(x) of each block: the offset's share in every row's block sum */
+    int32_t xoff[Q512_MAX_BLOCKS];
+    for (size_t b = 0; b < nb; b++) {
+        __m256i sx = _mm256_dpbusd_epi32(
+            _mm256_setzero_si256(), ones,
+            _mm256_loadu_si256((const __m256i *)(const void *)(xq + b * Q_QBLOCK)));
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sx), _mm256_extracti128_si256(sx, 1));
+        h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x55));
+        xoff[b] = 128 * _mm_cvtsi128_si32(h);
+    }
+    for (size_t i = r0; i < r1; i += QDR) {
+        const unsigned char *quants[QDR]; /* (QDR) each row's first block's quants */
+        int32_t row_off[QDR];             /* (QDR) Q8_0: row r's bytes from row 0's */
+        long long grp[QDR], inb[QDR];     /* (QDR) Q8_SPLIT: group of block 0, blocks in */
+        for (int r = 0; r < QDR; r++) {
+            size_t row = i + (size_t)r < r1 ? i + (size_t)r : r1 - 1; /* edge: repeat */
+            quants[r] = base + row * row_bytes + (split ? 0 : 2);
+            row_off[r] = (int32_t)((row - i) * row_bytes);
+            grp[r] = split ? (long long)(row * n / w->group_size) : 0;
+            inb[r] = split ? (long long)(row * n % w->group_size / Q_QBLOCK) : 0;
+        }
+        __m256i hdr_idx = _mm256_loadu_si256((const __m256i *)(const void *)row_off);
+        __m512i g = _mm512_loadu_si512(grp), k = _mm512_loadu_si512(inb);
+        const __m512i bpg = _mm512_set1_epi64((long long)(split ? w->group_size / Q_QBLOCK : 1));
+        const __m512i one64 = _mm512_set1_epi64(1);
+        /* the next tile's bytes, spread over this tile's blocks (see matmul_avx2.c) */
+        size_t tile_bytes = (size_t)QDR * row_bytes;
+        size_t pf_step = (tile_bytes + nb - 1) / nb;
+        uintptr_t pf = (uintptr_t)(base + i * row_bytes) + tile_bytes; /* never read */
+        __m256 acc = _mm256_setzero_ps(); /* lane r: row i + r */
+        for (size_t b = 0; b < nb; b++) {
+            for (size_t o = 0; o < pf_step; o += 64)
+                _mm_prefetch((const char *)(pf + o), _MM_HINT_T0);
+            pf += pf_step;
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xq + b * Q_QBLOCK));
+            __m256i part[QDR]; /* (QDR) 8 partial sums of (w + 128) * x per row */
+#pragma GCC unroll 8
+            for (int r = 0; r < QDR; r++) {
+                __m256i wv = _mm256_loadu_si256(
+                    (const __m256i *)(const void *)(quants[r] + b * step));
+                part[r] = _mm256_dpbusd_epi32(_mm256_setzero_si256(),
+                                              _mm256_xor_si256(wv, bias), xv);
+            }
+            __m256i s = _mm256_sub_epi32(sum8x8(part), _mm256_set1_epi32(xoff[b])); /* S_b */
+            __m256 wsv; /* (QDR) the rows' scales of block b */
+            if (split) {
+                for (int r = 0; r < QDR; r++)
+                    Q_GATHER_CHECK((const unsigned char *)w->scales + grp_now(g, r) * 4, 4);
+                wsv = _mm512_i64gather_ps(g, w->scales, 4);
+                k = _mm512_add_epi64(k, one64); /* next block: advance the group counters */
+                __mmask8 full = _mm512_cmpeq_epi64_mask(k, bpg);
+                g = _mm512_mask_add_epi64(g, full, g, one64);
+                k = _mm512_mask_mov_epi64(k, full, _mm512_setzero_si512());
+            } else {
+                /* 4 bytes at each row's block header: the binary16 scale and 2 quants */
+                for (int r = 0; r < QDR; r++)
+                    Q_GATHER_CHECK(quants[0] - 2 + b * step + row_off[r], 4);
+                __m256i h = _mm256_i32gather_epi32(
+                    (const int *)(const void *)(quants[0] - 2 + b * step), hdr_idx, 1);
+                wsv = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(h));
+            }
+            __m256 sc = _mm256_mul_ps(wsv, _mm256_set1_ps(xd[b])); /* ws * xd */
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc);
+        }
+        float res[QDR];
+        _mm256_storeu_ps(res, acc);
+        for (int r = 0; r < QDR && i + (size_t)r < r1; r++)
+            out[i + (size_t)r] = res[r];
+    }
+}
+
+static void matmul_int8(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
+                        const q_act *x)
+{
+    size_t n = w->cols, nt = x->n_rows, nb = n / Q_QBLOCK;
+    if (nt < 4) {
+        for (size_t t = 0; t < nt; t++)
+            int8_decode_token(out + t * out_stride, w, r0, r1, x->q + t * n, x->d + t * nb);
+        return;
+    }
+    /* as many token groups per pass as the transposed-activation buffer holds */
+    size_t groups = QXT_BLOCKS / nb, per_pass = groups * QG;
+    for (size_t t0 = 0; t0 < nt; t0 += per_pass)
+        int8_prefill(out, out_stride, w, r0, r1, x, t0, nt - t0 < per_pass ? nt - t0 : per_pass);
+}
 
 void q_avx512_matmul(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
                      const q_act *x)
 {
-    q_avx2_matmul(out, out_stride, w, r0, r1, x);
+    if (r0 >= r1 || x->n_rows == 0)
+        return;
+    switch (w->type) {
+    case Q_TENSOR_F32:
+        matmul_float(out, out_stride, w, r0, r1, x, 0);
+        return;
+    case Q_TENSOR_F16:
+        matmul_float(out, out_stride, w, r0, r1, x, 1);
+        return;
+    case Q_TENSOR_Q8_0:
+    case Q_TENSOR_Q8_SPLIT:
+        if (x->q != NULL && q_kernels_wants_q8(w)) {
+            if (w->cols / Q_QBLOCK <= Q512_MAX_BLOCKS) {
+                matmul_int8(out, out_stride, w, r0, r1, x);
+                return;
+            }
+            q_avx2_matmul(out, out_stride, w, r0, r1, x); /* rows too wide for the buffers */
+            return;
+        }
+        break;
+    }
+    q_kernels_scalar()->matmul(out, out_stride, w, r0, r1, x);
 }
