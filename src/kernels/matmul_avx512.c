@@ -112,8 +112,19 @@ QZ_INLINE void ftile(float *const *outs, const unsigned char *w, size_t wstride,
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++)
             acc[r][t] = _mm512_setzero_ps();
+    /* Decode (T == 1): prefetch the next tile's bytes (R contiguous rows, like this
+     * tile's), spread over this tile's steps in address order, one line per line consumed:
+     * short rows never let the hardware prefetcher ramp up (see the int8 decode). */
+    size_t steps = n / 16 > 0 ? n / 16 : 1;
+    size_t pf_step = T == 1 ? ((size_t)R * wstride + steps - 1) / steps : 0;
+    uintptr_t pf = (uintptr_t)w + (size_t)R * wstride; /* an address only: never read */
     size_t j = 0;
     for (; j + 16 <= n; j += 16) {
+        if (T == 1) {
+            for (size_t o = 0; o < pf_step; o += 64)
+                _mm_prefetch((const char *)(pf + o), _MM_HINT_T0);
+            pf += pf_step;
+        }
         __m512 xv[FMAX_T];
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++)
