@@ -257,6 +257,9 @@ fuzz_one() {
       if [ -n "$first" ]; then
         : >"$stop"
         awk -v a="$start" -v b="$first" 'BEGIN { printf "%.1f\n", b - a }'
+      elif grep -q "valid input seed that does not crash" "$wd/fuzz.log"; then
+        : >"$stop"  # every seed already crashes the mutant: found before any search
+        echo "0.0"
       elif [ ! -f "$wd/out/default/fuzzer_stats" ]; then
         echo "n/a"  # afl-fuzz did not start (see fuzz.log)
       else
