@@ -53,6 +53,7 @@
 
 #define QZ_INLINE static inline __attribute__((always_inline))
 
+
 /* ASan and MSan do not see the addresses a gather instruction reads. In their builds every
  * gathered element is also read by a plain load of the same bytes, which they check (an
  * out-of-bounds gather is then reported like any other read); other builds read nothing
@@ -430,12 +431,13 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
         /* the next tile's bytes, spread over this tile's blocks (see matmul_avx2.c) */
         size_t tile_bytes = (size_t)QDR * row_bytes;
         size_t pf_step = (tile_bytes + nb - 1) / nb;
-        uintptr_t pf = (uintptr_t)(base + i * row_bytes) + tile_bytes; /* never read */
+        uintptr_t pf_end = (uintptr_t)(base + i * row_bytes) + tile_bytes; /* never read */
+        uintptr_t pf = pf_end & ~(uintptr_t)63; /* the next line to prefetch: one per line */
         __m256 acc = _mm256_setzero_ps(); /* lane r: row i + r */
         for (size_t b = 0; b < nb; b++) {
-            for (size_t o = 0; o < pf_step; o += 64)
-                _mm_prefetch((const char *)(pf + o), _MM_HINT_T0);
-            pf += pf_step;
+            pf_end += pf_step;
+            for (; pf < pf_end; pf += 64)
+                _mm_prefetch((const char *)pf, _MM_HINT_T0);
             __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xq + b * Q_QBLOCK));
             __m256i part[QDR]; /* (QDR) 8 partial sums of (w + 128) * x per row */
 #pragma GCC unroll 8
