@@ -1,15 +1,20 @@
 /*
  * kernel_bench: matmul speed of each kernel table, single thread, at the shapes of the 110M
  * TinyStories model (dim 768, hidden 2048, vocabulary 32000), for F32, F16, Q8_0 and
- * Q8_SPLIT (group size 64) weights.
+ * Q8_SPLIT (group size 64) weights. Every optimized table this CPU runs
+ * (q_kernels_optimized, best first: avx512, avx2) gets its own set of columns (dec-T, hot-T,
+ * ratio-T, p32-T, p64-T, x-T), so one run compares them side by side with the reference
+ * ("ref") and the plain read; a table absent here is noted and has no columns.
  *
  *   decode   one activation row (x->n_rows = 1): weight GB/s. The weights rotate through a
  *            pool larger than the caches (--pool-mb, default 320), as in a forward pass
  *            that streams every layer, so this is the memory-bound figure. "hot" repeats
  *            one matrix (cache-resident when it fits: the kernel's own ceiling).
  *   read     a plain read of the same bytes from the same pool (a 4-accumulator 64-bit
- *            integer sum, SSE2): the bandwidth the decode figure is compared with.
- *   prefill  32 and 64 activation rows: GFLOP/s = 2 * rows * cols * n_rows / time.
+ *            integer sum, SSE2): the bandwidth the decode figure is compared with
+ *            (ratio-T = dec-T / read).
+ *   prefill  32 and 64 activation rows: GFLOP/s = 2 * rows * cols * n_rows / time;
+ *            x-T = p64-T / p32-ref, the batched speed-up over the reference.
  *
  * Q8 types take int8 activations (quantize_q8 is done once, outside the timing). Every
  * figure is the best of --repeats runs (default 5) of at least --min-ms milliseconds
@@ -17,9 +22,11 @@
  * absolute figures. --no-scalar skips the (slow) reference rows.
  *
  * For instruction counts (valgrind --tool=callgrind, repeatable where time is not):
- *   kernel_bench --count TYPE ROWS COLS NROWS CALLS [scalar]
- * runs only CALLS matmuls of one shape (TYPE: f32, f16, q8_0, q8_split) on the AVX2 table
- * (or the reference); divide q_avx2_matmul's inclusive Ir by CALLS * weight bytes.
+ *   kernel_bench --count TYPE ROWS COLS NROWS CALLS [TABLE]
+ * runs only CALLS matmuls of one shape (TYPE: f32, f16, q8_0, q8_split) on TABLE (scalar,
+ * avx2, avx512; default: the best this CPU runs); divide the table's matmul's inclusive Ir
+ * (q_avx2_matmul, q_avx512_matmul...) by CALLS * weight bytes. Valgrind's CPU has no
+ * AVX-512 (its cpuid says so), so under callgrind the best table is avx2.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -177,9 +184,17 @@ static int count_mode(int argc, char **argv)
            nt = (size_t)atol(argv[5]), calls = (size_t)atol(argv[6]);
     if (ti < 0 || rows == 0 || cols == 0 || cols % 32 != 0 || nt == 0)
         return 2;
-    const q_kernels *k = argc > 7 ? q_kernels_scalar() : q_kernels_avx2();
-    if (k == NULL)
-        return 1;
+    const q_kernels *k = q_kernels_select(); /* the best, unless QORUS_KERNELS says */
+    if (argc > 7) {
+        k = strcmp(argv[7], "scalar") == 0   ? q_kernels_scalar()
+            : strcmp(argv[7], "avx2") == 0   ? q_kernels_avx2()
+            : strcmp(argv[7], "avx512") == 0 ? q_kernels_avx512()
+                                             : NULL;
+        if (k == NULL) {
+            fprintf(stderr, "kernel_bench: no table \"%s\" on this CPU/build\n", argv[7]);
+            return 1;
+        }
+    }
     pool_bytes = data_bytes(tys[ti], rows * cols);
     pool = malloc(pool_bytes);
     float *xf = malloc(nt * cols * sizeof(float));      /* (nt, cols) */
@@ -196,8 +211,8 @@ static int count_mode(int argc, char **argv)
     q_tensor w = tensor_at(tys[ti], rows, cols, 0);
     for (size_t c = 0; c < calls; c++)
         k->matmul(out, rows, &w, 0, rows, &x);
-    printf("%s %zux%zu n_rows %zu: %zu calls, %zu weight bytes per call (checksum %g)\n",
-           names[ti], rows, cols, nt, calls, pool_bytes, (double)out[0]);
+    printf("%s %s %zux%zu n_rows %zu: %zu calls, %zu weight bytes per call (checksum %g)\n",
+           k->name, names[ti], rows, cols, nt, calls, pool_bytes, (double)out[0]);
     free(xf);
     free(xq);
     free(xd);
@@ -212,7 +227,8 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--count") == 0) {
         int rc = count_mode(argc, argv);
         if (rc == 2)
-            fprintf(stderr, "usage: kernel_bench --count f32|f16|q8_0|q8_split ROWS COLS NROWS CALLS [scalar]\n");
+            fprintf(stderr, "usage: kernel_bench --count f32|f16|q8_0|q8_split ROWS COLS NROWS CALLS "
+                            "[scalar|avx2|avx512]\n");
         return rc;
     }
     for (int i = 1; i < argc; i++) {
@@ -231,9 +247,15 @@ int main(int argc, char **argv)
     }
     if (repeats < 1)
         repeats = 1;
-    const q_kernels *avx2 = q_kernels_avx2();
-    if (avx2 == NULL)
-        printf("kernel_bench: no AVX2 table on this CPU/build: reference only\n");
+    /* the optimized tables, best first: one column set each */
+    const q_kernels *opt[4];
+    size_t n_opt = q_kernels_optimized(opt, 4);
+    if (n_opt > 4)
+        n_opt = 4;
+    if (q_kernels_avx512() == NULL)
+        printf("kernel_bench: no AVX-512 table on this CPU/build: no avx512 columns\n");
+    if (q_kernels_avx2() == NULL)
+        printf("kernel_bench: no AVX2 table on this CPU/build: no avx2 columns\n");
 
     pool = malloc(pool_bytes);
     if (pool == NULL) {
@@ -274,20 +296,41 @@ int main(int argc, char **argv)
 
     printf("single thread; best of %d runs of >= %.0f ms; weight pool %zu MiB (noisy shared machine)\n",
            repeats, min_s * 1000.0, pool_bytes >> 20);
-    printf("%-9s %-16s %9s | %8s %8s %8s %8s %6s | %9s %9s %9s %9s\n", "type", "shape", "MB",
-           "dec-ref", "dec-avx2", "hot-avx2", "read", "ratio", "p32-ref", "p32-avx2", "p64-avx2",
-           "x-ref64");
-    printf("%-9s %-16s %9s | %8s %8s %8s %8s %6s | %9s %9s %9s %9s\n", "", "", "", "GB/s", "GB/s",
-           "GB/s", "GB/s", "", "GFLOP/s", "GFLOP/s", "GFLOP/s", "");
+    /* header: decode columns (GB/s), then prefill columns (GFLOP/s), a set per table */
+    char col[32];
+    printf("%-9s %-16s %9s | %8s %8s |", "type", "shape", "MB", "read", "dec-ref");
+    for (size_t k = 0; k < n_opt; k++) {
+        const char *parts[3] = {"dec", "hot", "ratio"};
+        for (int p = 0; p < 3; p++) {
+            snprintf(col, sizeof col, "%s-%s", parts[p], opt[k]->name);
+            printf(" %11s", col);
+        }
+        printf(" |");
+    }
+    printf(" %9s |", "p32-ref");
+    for (size_t k = 0; k < n_opt; k++) {
+        const char *parts[3] = {"p32", "p64", "x"};
+        for (int p = 0; p < 3; p++) {
+            snprintf(col, sizeof col, "%s-%s", parts[p], opt[k]->name);
+            printf(" %11s", col);
+        }
+        printf(" |");
+    }
+    printf("\n%-9s %-16s %9s | %8s %8s |", "", "", "", "GB/s", "GB/s");
+    for (size_t k = 0; k < n_opt; k++)
+        printf(" %11s %11s %11s |", "GB/s", "GB/s", "dec/read");
+    printf(" %9s |", "GFLOP/s");
+    for (size_t k = 0; k < n_opt; k++)
+        printf(" %11s %11s %11s |", "GFLOP/s", "GFLOP/s", "p64/p32ref");
+    printf("\n");
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             q_tensor_type type = types[ti];
             size_t rows = shapes[si].rows, cols = shapes[si].cols;
             size_t bytes = data_bytes(type, rows * cols);
             int q8 = type == Q_TENSOR_Q8_0 || type == Q_TENSOR_Q8_SPLIT;
-            const q_kernels *qk = avx2 != NULL ? avx2 : q_kernels_scalar();
-            if (q8)
-                qk->quantize_q8(xq, xd, xf, max_nt * cols);
+            if (q8) /* bitwise the same in every table: the reference's will do */
+                q_kernels_scalar()->quantize_q8(xq, xd, xf, max_nt * cols);
             q_act x1 = {.f = xf, .q = q8 ? xq : NULL, .d = q8 ? xd : NULL, .cols = cols,
                         .n_rows = 1};
             q_act x32 = x1, x64 = x1;
@@ -295,18 +338,28 @@ int main(int argc, char **argv)
             x64.n_rows = 64;
             double flop32 = 2.0 * (double)rows * (double)cols * 32.0;
             double gb = (double)bytes * 1e-9;
-            double dec_ref = scalar ? gb / time_matmul(q_kernels_scalar(), type, rows, cols, &x1, out, 0) : 0;
-            double dec = avx2 ? gb / time_matmul(avx2, type, rows, cols, &x1, out, 0) : 0;
-            double hot = avx2 ? gb / time_matmul(avx2, type, rows, cols, &x1, out, 1) : 0;
             double rd = gb / time_read(bytes);
+            double dec_ref = scalar ? gb / time_matmul(q_kernels_scalar(), type, rows, cols, &x1, out, 0) : 0;
+            printf("%-9s %-16s %9.2f | %8.2f %8.2f |", type_names[ti], shapes[si].name,
+                   (double)bytes / 1e6, rd, dec_ref);
+            fflush(stdout);
+            for (size_t k = 0; k < n_opt; k++) {
+                double dec = gb / time_matmul(opt[k], type, rows, cols, &x1, out, 0);
+                double hot = gb / time_matmul(opt[k], type, rows, cols, &x1, out, 1);
+                printf(" %11.2f %11.2f %11.2f |", dec, hot, rd > 0 ? dec / rd : 0);
+                fflush(stdout);
+            }
             double p32_ref = 0;
             if (scalar && rows <= 2048) /* the classifier at 32 tokens takes seconds */
                 p32_ref = flop32 * 1e-9 / time_matmul(q_kernels_scalar(), type, rows, cols, &x32, out, 0);
-            double p32 = avx2 ? flop32 * 1e-9 / time_matmul(avx2, type, rows, cols, &x32, out, 0) : 0;
-            double p64 = avx2 ? 2 * flop32 * 1e-9 / time_matmul(avx2, type, rows, cols, &x64, out, 0) : 0;
-            printf("%-9s %-16s %9.2f | %8.2f %8.2f %8.2f %8.2f %6.2f | %9.2f %9.2f %9.2f %8.1fx\n",
-                   type_names[ti], shapes[si].name, (double)bytes / 1e6, dec_ref, dec, hot, rd,
-                   rd > 0 ? dec / rd : 0, p32_ref, p32, p64, p32_ref > 0 ? p64 / p32_ref : 0);
+            printf(" %9.2f |", p32_ref);
+            for (size_t k = 0; k < n_opt; k++) {
+                double p32 = flop32 * 1e-9 / time_matmul(opt[k], type, rows, cols, &x32, out, 0);
+                double p64 = 2 * flop32 * 1e-9 / time_matmul(opt[k], type, rows, cols, &x64, out, 0);
+                printf(" %11.2f %11.2f %10.1fx |", p32, p64, p32_ref > 0 ? p64 / p32_ref : 0);
+                fflush(stdout);
+            }
+            printf("\n");
             fflush(stdout);
         }
     }

@@ -465,8 +465,19 @@ static void op_state_init(fuzz_producer *p, world *w)
     if (o.n_threads == Q_MAX_THREADS && fuzz_producer_u32(p, 0, 3) != 0)
         o.n_threads = 2; /* the full pool is slow to start: one draw in four */
     o.max_batch = batches[fuzz_producer_u32(p, 0, 8)];
-    unsigned k = fuzz_producer_u32(p, 0, 2);
-    o.kernels = k == 0 ? NULL : k == 1 ? q_kernels_scalar() : q_kernels_avx2();
+    /* the kernel table: one byte, byte % 3 = 0 the default (NULL), 1 the reference, 2 an
+     * optimized table, (byte / 3) picking among those this CPU runs (q_kernels_optimized:
+     * every one is reached; none here: the default). One byte as before, so the corpus
+     * decodes as it did. */
+    unsigned kb = fuzz_producer_u32(p, 0, 255);
+    const q_kernels *optimized[4];
+    size_t n_opt = q_kernels_optimized(optimized, 4);
+    if (n_opt > 4)
+        n_opt = 4;
+    o.kernels = kb % 3 == 0   ? NULL
+                : kb % 3 == 1 ? q_kernels_scalar()
+                : n_opt == 0  ? NULL
+                              : optimized[(kb / 3) % n_opt];
     o.parallel_min_work = min_work[fuzz_producer_u32(p, 0, 2)];
     unsigned how = fuzz_producer_u32(p, 0, 3); /* 0: q_state_init, 1: NULL options, else opts */
     const q_state_options *opt = how == 1 ? NULL : &o;
@@ -502,6 +513,7 @@ static void op_state_init(fuzz_producer *p, world *w)
     FUZZ_ASSERT(st->model == m && st->ctx == c && st->n_threads == n_threads);
     FUZZ_ASSERT(st->max_batch == (max_batch < SEQ_LEN ? max_batch : SEQ_LEN));
     FUZZ_ASSERT(st->kernels != NULL && st->logits != NULL);
+    FUZZ_ASSERT(st->kernels == (opt && opt->kernels ? opt->kernels : q_kernels_select()));
     FUZZ_ASSERT((st->pool != NULL) == (n_threads > 1));
     int ok;
     shadow *sh = &w->sh[ci];

@@ -3,8 +3,13 @@
  * reference (qorus_kernels.h), plus determinism and bounds checks inside each table.
  *
  * Each input runs one kernel on a drawn shape with drawn values, in the reference table and
- * in q_kernels_avx2() when the CPU has it (checks that need only one table still run
- * without it), on copies of the same inputs, and checks (docs/kernels.md derives the bounds):
+ * in EVERY optimized table this CPU runs (q_kernels_optimized: avx512, avx2; each checked
+ * against the reference on its own), on copies of the same inputs. Checking them all on
+ * every input, rather than letting the input pick one, keeps the input format of the
+ * single-table target (the corpus decodes exactly as before) and makes each input, and
+ * each corpus replay, cover every table; the reference runs once per input. Checks that
+ * need only one table still run when the CPU has no optimized table. What is checked
+ * (docs/kernels.md derives the bounds, which hold for every table: none is per table):
  *
  *   quantize_q8   q bytes and d floats memcmp-identical, for every input;
  *   matmul        F32, F16, Q8_0 and Q8_SPLIT (group sizes 32, 64, multiples of 32, odd),
@@ -13,6 +18,7 @@
  *                   any order) give memcmp-identical outputs, so the integer block sums are
  *                   checked exactly, the full int8 range (-128 in the weights) included;
  *                 - otherwise |ref - opt| <= (2n + 32) u S + floor, S = sum of |products|
+ *                   (the same bound for the 8-lane AVX2 and the 16-lane AVX-512 orders)
  *                   (and of the unscaled block sums), u = 2^-24, when no input it reads is
  *                   NaN or infinite and S <= FLT_MAX / 8 (no overflow in any order); NaN in
  *                   an input it reads gives NaN in both; infinities are not compared;
@@ -32,7 +38,7 @@
  *                 each buffer ends exactly at the end of its heap block, its unaligned head
  *                 offset is poisoned (ASan), and outputs start uninitialized (MSan).
  *
- * A mismatch prints the kernel, the shape, the index and both values, then traps.
+ * A mismatch prints the kernel, the table, the shape, the index and both values, then traps.
  *
  * Input layout: parameters from the tail (fuzz_producer, one byte each unless said): kernel
  * (0..6: quantize_q8, matmul, rmsnorm, softmax, swiglu, rope, attention), value mode (0 raw
@@ -177,13 +183,14 @@ static float *copy_f32(buf *b, const float *src, size_t n, size_t off4)
 /* ---- reporting ---- */
 
 static char shape[256];
+static const char *opt_name = "optimized"; /* the table being run or compared, for messages */
 
 static void fail(const char *kernel, const char *what, size_t idx, float r, float g, double tol)
 {
     fprintf(stderr,
-            "fuzz_kernels: %s: %s at index %zu: reference %a (%.9g), optimized %a (%.9g), "
+            "fuzz_kernels: %s: %s at index %zu: reference %a (%.9g), %s %a (%.9g), "
             "tolerance %.4g; %s\n",
-            kernel, what, idx, (double)r, (double)r, (double)g, (double)g, tol, shape);
+            kernel, what, idx, (double)r, (double)r, opt_name, (double)g, (double)g, tol, shape);
     __builtin_trap();
 }
 
@@ -236,17 +243,39 @@ static void check_bits(const char *kernel, const char *what, const void *a, cons
         size_t i = 0;
         while (x[i] == y[i])
             i++;
-        fprintf(stderr, "fuzz_kernels: %s: %s: byte %zu differs (%02x vs %02x); %s\n", kernel,
-                what, i, x[i], y[i], shape);
+        fprintf(stderr, "fuzz_kernels: %s: %s: byte %zu differs (%02x vs %02x); table %s; %s\n",
+                kernel, what, i, x[i], y[i], opt_name, shape);
         __builtin_trap();
     }
 }
 
+/* The tables of one input: tab[0] the reference, tab[1 .. n_tab) every optimized table this
+ * CPU runs (q_kernels_optimized, best first). */
+#define MAX_OPT 4
+#define N_TAB (1 + MAX_OPT)
+
 typedef struct ctx {
     fuzz_producer fp;
     vsrc vs;
-    const q_kernels *ref, *opt;
+    const q_kernels *ref;
+    const q_kernels *tab[N_TAB];
+    size_t n_tab;
 } ctx;
+
+/* The element-wise kernels run in "slots": slot 0 is the reference, slots 2j-1 and 2j run
+ * optimized table j (j >= 1) twice, on buffers at two drawn offsets (the first at the
+ * reference's offset), so each table's result is checked for independence from alignment. */
+#define N_SLOT (1 + 2 * MAX_OPT)
+
+static size_t n_slots(const ctx *c)
+{
+    return 2 * c->n_tab - 1;
+}
+
+static const q_kernels *slot_table(const ctx *c, size_t s)
+{
+    return c->tab[(s + 1) / 2];
+}
 
 static size_t draw(ctx *c, size_t lo, size_t hi)
 {
@@ -274,7 +303,7 @@ static void run_quantize(ctx *c)
     size_t n = nb * Q_QBLOCK;
     snprintf(shape, sizeof shape, "n=%zu offsets x=%zu q=%zu d=%zu mode=%d", n, ox, oq, od,
              c->vs.mode);
-    buf bx = {0}, bq[2] = {{0}}, bd[2] = {{0}}, bkeep = {0};
+    buf bx = {0}, bq[N_TAB] = {{0}}, bd[N_TAB] = {{0}}, bkeep = {0};
     float *x = (float *)buf_new(&bx, n * sizeof(float), ox * 4);
     fill_f32(x, n, &c->vs);
     if (c->vs.mode == M_EXACT) {
@@ -285,25 +314,24 @@ static void run_quantize(ctx *c)
             x[b * Q_QBLOCK + (b % Q_QBLOCK)] = (b & 1) ? 127.0f : -63.5f;
     }
     float *keep = copy_f32(&bkeep, x, n, 0);
-    const q_kernels *tabs[2] = {c->ref, c->opt};
-    int8_t *q[2] = {NULL, NULL};
-    float *d[2] = {NULL, NULL};
-    for (int k = 0; k < 2; k++) {
-        if (tabs[k] == NULL)
-            continue;
+    int8_t *q[N_TAB] = {NULL};
+    float *d[N_TAB] = {NULL};
+    for (size_t k = 0; k < c->n_tab; k++) {
+        opt_name = c->tab[k]->name;
         q[k] = (int8_t *)buf_new(&bq[k], n, oq);
         d[k] = (float *)buf_new(&bd[k], nb * sizeof(float), od * 4);
-        tabs[k]->quantize_q8(q[k], d[k], x, n);
+        c->tab[k]->quantize_q8(q[k], d[k], x, n);
         check_bits("quantize_q8", "input modified", keep, x, n * sizeof(float));
     }
     for (size_t i = 0; i < n; i++) /* every q in [-127, 127] (MSan: every byte written) */
         if (q[0][i] < -127)
             fail("quantize_q8", "q out of range", i, (float)q[0][i], 0.0f, 0.0);
-    if (q[1] != NULL) {
-        check_bits("quantize_q8", "q bytes", q[0], q[1], n);
-        check_bits("quantize_q8", "d bits", d[0], d[1], nb * sizeof(float));
+    for (size_t k = 1; k < c->n_tab; k++) { /* bitwise identical in every table */
+        opt_name = c->tab[k]->name;
+        check_bits("quantize_q8", "q bytes", q[0], q[k], n);
+        check_bits("quantize_q8", "d bits", d[0], d[k], nb * sizeof(float));
     }
-    for (int k = 0; k < 2; k++) {
+    for (size_t k = 0; k < N_TAB; k++) {
         buf_free(&bq[k]);
         buf_free(&bd[k]);
     }
@@ -635,9 +663,8 @@ static void run_matmul(ctx *c)
              (int)type, rows, cols, m.w.group_size, n_rows, m.stride, m.use_int, act_form, mode,
              ow, osc, ox, oxq, oxd, oo);
 
-    const q_kernels *tabs[2] = {c->ref, c->opt};
-    buf bo[2][4] = {{{0}}};
-    float *whole[2] = {NULL, NULL};
+    buf bo[N_TAB][4] = {{{0}}};
+    float *whole[N_TAB] = {NULL};
     split %= rows + 1;
     size_t a = sub_a % (rows + 1), b = sub_b % (rows + 1);
     if (a > b) {
@@ -645,10 +672,9 @@ static void run_matmul(ctx *c)
         a = b;
         b = tmp;
     }
-    for (int k = 0; k < 2; k++) {
-        const q_kernels *K = tabs[k];
-        if (K == NULL)
-            continue;
+    for (size_t k = 0; k < c->n_tab; k++) {
+        const q_kernels *K = c->tab[k];
+        opt_name = K->name;
         float *o_all = (float *)buf_new(&bo[k][0], m.out_len * sizeof(float), oo * 4);
         float *o_split = (float *)buf_new(&bo[k][1], m.out_len * sizeof(float), (oo + 3) % 16 * 4);
         float *o_tok = (float *)buf_new(&bo[k][2], m.out_len * sizeof(float), (oo + 7) % 16 * 4);
@@ -671,7 +697,8 @@ static void run_matmul(ctx *c)
         }
         K->matmul(o_sub, m.stride, &m.w, a, b, &m.x);
 
-        const char *kn = k == 0 ? "matmul (reference)" : "matmul (optimized)";
+        char kn[48]; /* "matmul (scalar)", "matmul (avx2)"...: whose determinism failed */
+        snprintf(kn, sizeof kn, "matmul (%s)", K->name);
         check_same(kn, "rows split != all rows", o_all, o_split, m.out_len);
         check_same(kn, "one token at a time != all tokens", o_all, o_tok, m.out_len);
         const float pat = bits_f32(0x7fc0beefu);
@@ -692,12 +719,14 @@ static void run_matmul(ctx *c)
             }
         whole[k] = o_all;
     }
-    if (whole[1] != NULL)
+    for (size_t k = 1; k < c->n_tab; k++) { /* each optimized table against the reference */
+        opt_name = c->tab[k]->name;
         for (size_t t = 0; t < n_rows; t++)
             for (size_t i = 0; i < rows; i++)
-                mm_check_elem(&m, t, i, whole[0][t * m.stride + i], whole[1][t * m.stride + i],
+                mm_check_elem(&m, t, i, whole[0][t * m.stride + i], whole[k][t * m.stride + i],
                               exact);
-    for (int k = 0; k < 2; k++)
+    }
+    for (size_t k = 0; k < N_TAB; k++)
         for (int j = 0; j < 4; j++)
             buf_free(&bo[k][j]);
     buf_free(&bw);
@@ -723,28 +752,27 @@ static void run_rmsnorm(ctx *c)
     float eps = eps_list[ei];
     snprintf(shape, sizeof shape, "n=%zu eps=%g inplace=%zu mode=%d offsets x=%zu w=%zu out=%zu/%zu",
              n, (double)eps, inplace, c->vs.mode, ox, ow, oo, o2);
-    buf bx = {0}, bw = {0}, bo[3] = {{0}}, bk = {0};
+    buf bx = {0}, bw = {0}, bo[N_SLOT] = {{0}}, bk = {0};
     float *x = (float *)buf_new(&bx, n * 4, ox * 4), *w = (float *)buf_new(&bw, n * 4, ow * 4);
     fill_f32(x, n, &c->vs);
     fill_f32(w, n, &c->vs);
     float *keep = copy_f32(&bk, x, n, 0);
-    const q_kernels *tabs[3] = {c->ref, c->opt, c->opt};
-    size_t offs[3] = {oo, oo, o2};
-    float *out[3] = {NULL, NULL, NULL};
-    for (int k = 0; k < 3; k++) {
-        if (tabs[k] == NULL)
-            continue;
+    float *out[N_SLOT] = {NULL};
+    for (size_t k = 0; k < n_slots(c); k++) {
+        size_t off = k == 0 || k % 2 == 1 ? oo : o2;
+        opt_name = slot_table(c, k)->name;
         if (inplace) {
-            out[k] = copy_f32(&bo[k], x, n, offs[k]);
-            tabs[k]->rmsnorm(out[k], out[k], w, n, eps);
+            out[k] = copy_f32(&bo[k], x, n, off);
+            slot_table(c, k)->rmsnorm(out[k], out[k], w, n, eps);
         } else {
-            out[k] = (float *)buf_new(&bo[k], n * 4, offs[k] * 4);
-            tabs[k]->rmsnorm(out[k], x, w, n, eps);
+            out[k] = (float *)buf_new(&bo[k], n * 4, off * 4);
+            slot_table(c, k)->rmsnorm(out[k], x, w, n, eps);
             check_bits("rmsnorm", "input modified", keep, x, n * 4);
         }
     }
-    if (out[1] != NULL) {
-        check_bits("rmsnorm", "result depends on alignment", out[1], out[2], n * 4);
+    for (size_t k = 1; k < n_slots(c); k += 2) { /* optimized table (k + 1) / 2 */
+        opt_name = slot_table(c, k)->name;
+        check_bits("rmsnorm", "result depends on alignment", out[k], out[k + 1], n * 4);
         int x_nan = 0, x_inf = 0;
         double ss = 0.0;
         for (size_t j = 0; j < n; j++) {
@@ -761,13 +789,13 @@ static void run_rmsnorm(ctx *c)
             if (isinf(w[j]) && !x_nan && !x_inf)
                 continue; /* inf * (s * x): s * x may underflow to 0 in one table only */
             if (isinf(rel))
-                check_nan_class("rmsnorm", j, out[0][j], out[1][j]);
+                check_nan_class("rmsnorm", j, out[0][j], out[k][j]);
             else
-                check_close("rmsnorm", j, out[0][j], out[1][j], rel,
+                check_close("rmsnorm", j, out[0][j], out[k][j], rel,
                             0x1p-146 * (1.0 + fabs((double)w[j])));
         }
     }
-    for (int k = 0; k < 3; k++)
+    for (size_t k = 0; k < N_SLOT; k++)
         buf_free(&bo[k]);
     buf_free(&bx);
     buf_free(&bw);
@@ -791,24 +819,21 @@ static void run_softmax(ctx *c)
     size_t o0 = draw(c, 0, 15), o1 = draw(c, 0, 15), o2 = draw(c, 0, 15);
     start_values(c);
     snprintf(shape, sizeof shape, "n=%zu mode=%d offsets %zu/%zu/%zu", n, c->vs.mode, o0, o1, o2);
-    buf bsrc = {0}, b[3] = {{0}};
+    buf bsrc = {0}, b[N_SLOT] = {{0}};
     float *src = (float *)buf_new(&bsrc, n * 4, 0);
     fill_f32(src, n, &c->vs);
-    const q_kernels *tabs[3] = {c->ref, c->opt, c->opt};
-    size_t offs[3] = {o0, o1, o2};
-    float *x[3] = {NULL, NULL, NULL};
-    for (int k = 0; k < 3; k++) {
-        if (tabs[k] == NULL)
-            continue;
-        x[k] = copy_f32(&b[k], src, n, offs[k]);
-        tabs[k]->softmax(x[k], n);
+    float *x[N_SLOT] = {NULL};
+    for (size_t k = 0; k < n_slots(c); k++) {
+        x[k] = copy_f32(&b[k], src, n, k == 0 ? o0 : k % 2 == 1 ? o1 : o2);
+        slot_table(c, k)->softmax(x[k], n);
     }
-    if (x[1] != NULL) {
-        check_bits("softmax", "result depends on alignment", x[1], x[2], n * 4);
+    for (size_t k = 1; k < n_slots(c); k += 2) {
+        opt_name = slot_table(c, k)->name;
+        check_bits("softmax", "result depends on alignment", x[k], x[k + 1], n * 4);
         for (size_t i = 0; i < n; i++)
-            check_close("softmax", i, x[0][i], x[1][i], softmax_rel(n), 0x1p-146);
+            check_close("softmax", i, x[0][i], x[k][i], softmax_rel(n), 0x1p-146);
     }
-    for (int k = 0; k < 3; k++)
+    for (size_t k = 0; k < N_SLOT; k++)
         buf_free(&b[k]);
     buf_free(&bsrc);
 }
@@ -826,32 +851,30 @@ static void run_swiglu(ctx *c)
     start_values(c);
     snprintf(shape, sizeof shape, "n=%zu mode=%d offsets up=%zu gate=%zu/%zu/%zu", n, c->vs.mode,
              ou, o0, o1, o2);
-    buf bsrc = {0}, bu = {0}, bk = {0}, b[3] = {{0}};
+    buf bsrc = {0}, bu = {0}, bk = {0}, b[N_SLOT] = {{0}};
     float *src = (float *)buf_new(&bsrc, n * 4, 0);
     float *up = (float *)buf_new(&bu, n * 4, ou * 4);
     fill_f32(src, n, &c->vs);
     fill_f32(up, n, &c->vs);
     float *keep = copy_f32(&bk, up, n, 0);
-    const q_kernels *tabs[3] = {c->ref, c->opt, c->opt};
-    size_t offs[3] = {o0, o1, o2};
-    float *g[3] = {NULL, NULL, NULL};
-    for (int k = 0; k < 3; k++) {
-        if (tabs[k] == NULL)
-            continue;
-        g[k] = copy_f32(&b[k], src, n, offs[k]);
-        tabs[k]->swiglu(g[k], up, n);
+    float *g[N_SLOT] = {NULL};
+    for (size_t k = 0; k < n_slots(c); k++) {
+        opt_name = slot_table(c, k)->name;
+        g[k] = copy_f32(&b[k], src, n, k == 0 ? o0 : k % 2 == 1 ? o1 : o2);
+        slot_table(c, k)->swiglu(g[k], up, n);
         check_bits("swiglu", "up modified", keep, up, n * 4);
     }
-    if (g[1] != NULL) {
-        check_bits("swiglu", "result depends on alignment", g[1], g[2], n * 4);
+    for (size_t k = 1; k < n_slots(c); k += 2) {
+        opt_name = slot_table(c, k)->name;
+        check_bits("swiglu", "result depends on alignment", g[k], g[k + 1], n * 4);
         /* sigmoid's relative error <= exp's + 2u, then two products; a subnormal sigmoid
          * (gate below -87) is within 2^-149 absolute */
         double rel = EXP_E + 8.0 * U;
         for (size_t i = 0; i < n; i++)
-            check_close("swiglu", i, g[0][i], g[1][i], rel,
+            check_close("swiglu", i, g[0][i], g[k][i], rel,
                         0x1p-147 * (1.0 + fabs((double)src[i])) * (1.0 + fabs((double)up[i])));
     }
-    for (int k = 0; k < 3; k++)
+    for (size_t k = 0; k < N_SLOT; k++)
         buf_free(&b[k]);
     buf_free(&bsrc);
     buf_free(&bu);
@@ -872,27 +895,24 @@ static void run_rope(ctx *c)
     size_t n = hs * heads;
     snprintf(shape, sizeof shape, "n=%zu head_size=%zu mode=%d offsets cos=%zu sin=%zu vec=%zu/%zu/%zu",
              n, hs, c->vs.mode, oc, os, o0, o1, o2);
-    buf bsrc = {0}, bc = {0}, bs = {0}, b[3] = {{0}};
+    buf bsrc = {0}, bc = {0}, bs = {0}, b[N_SLOT] = {{0}};
     float *src = (float *)buf_new(&bsrc, n * 4, 0);
     float *cp = (float *)buf_new(&bc, hs / 2 * 4, oc * 4);
     float *sp = (float *)buf_new(&bs, hs / 2 * 4, os * 4);
     fill_f32(src, n, &c->vs);
     fill_f32(cp, hs / 2, &c->vs);
     fill_f32(sp, hs / 2, &c->vs);
-    const q_kernels *tabs[3] = {c->ref, c->opt, c->opt};
-    size_t offs[3] = {o0, o1, o2};
-    float *v[3] = {NULL, NULL, NULL};
-    for (int k = 0; k < 3; k++) {
-        if (tabs[k] == NULL)
-            continue;
-        v[k] = copy_f32(&b[k], src, n, offs[k]);
-        tabs[k]->rope(v[k], n, hs, cp, sp);
+    float *v[N_SLOT] = {NULL};
+    for (size_t k = 0; k < n_slots(c); k++) {
+        v[k] = copy_f32(&b[k], src, n, k == 0 ? o0 : k % 2 == 1 ? o1 : o2);
+        slot_table(c, k)->rope(v[k], n, hs, cp, sp);
     }
-    if (v[1] != NULL) {
-        check_bits("rope", "result depends on alignment", v[1], v[2], n * 4);
-        check_same("rope", "differs from the reference", v[0], v[1], n);
+    for (size_t k = 1; k < n_slots(c); k += 2) {
+        opt_name = slot_table(c, k)->name;
+        check_bits("rope", "result depends on alignment", v[k], v[k + 1], n * 4);
+        check_same("rope", "differs from the reference", v[0], v[k], n);
     }
-    for (int k = 0; k < 3; k++)
+    for (size_t k = 0; k < N_SLOT; k++)
         buf_free(&b[k]);
     buf_free(&bsrc);
     buf_free(&bc);
@@ -919,26 +939,24 @@ static void run_attention(ctx *c)
              "head_size=%zu n_pos=%zu stride=%zu mode=%d offsets q=%zu k=%zu v=%zu att=%zu/%zu "
              "out=%zu/%zu",
              hs, n_pos, stride, c->vs.mode, oq, ok, ov, oa, oa2, oo, oo2);
-    buf bq = {0}, bk = {0}, bv = {0}, ba[3] = {{0}}, bo[3] = {{0}};
+    buf bq = {0}, bk = {0}, bv = {0}, ba[N_SLOT] = {{0}}, bo[N_SLOT] = {{0}};
     float *q = (float *)buf_new(&bq, hs * 4, oq * 4);
     float *keys = (float *)buf_new(&bk, kv_len * 4, ok * 4);
     float *vals = (float *)buf_new(&bv, kv_len * 4, ov * 4);
     fill_f32(q, hs, &c->vs);
     fill_f32(keys, kv_len, &c->vs);
     fill_f32(vals, kv_len, &c->vs);
-    const q_kernels *tabs[3] = {c->ref, c->opt, c->opt};
-    size_t oas[3] = {oa, oa, oa2}, oos[3] = {oo, oo, oo2};
-    float *att[3] = {NULL, NULL, NULL}, *out[3] = {NULL, NULL, NULL};
-    for (int k = 0; k < 3; k++) {
-        if (tabs[k] == NULL)
-            continue;
-        att[k] = (float *)buf_new(&ba[k], n_pos * 4, oas[k] * 4);
-        out[k] = (float *)buf_new(&bo[k], hs * 4, oos[k] * 4);
-        tabs[k]->attention(out[k], q, keys, vals, stride, n_pos, hs, att[k]);
+    float *att[N_SLOT] = {NULL}, *out[N_SLOT] = {NULL};
+    for (size_t k = 0; k < n_slots(c); k++) {
+        int second = k != 0 && k % 2 == 0; /* an optimized table's run at other offsets */
+        att[k] = (float *)buf_new(&ba[k], n_pos * 4, (second ? oa2 : oa) * 4);
+        out[k] = (float *)buf_new(&bo[k], hs * 4, (second ? oo2 : oo) * 4);
+        slot_table(c, k)->attention(out[k], q, keys, vals, stride, n_pos, hs, att[k]);
     }
-    if (out[1] != NULL) {
-        check_bits("attention", "att depends on alignment", att[1], att[2], n_pos * 4);
-        check_bits("attention", "out depends on alignment", out[1], out[2], hs * 4);
+    for (size_t k = 1; k < n_slots(c); k += 2) {
+        opt_name = slot_table(c, k)->name;
+        check_bits("attention", "att depends on alignment", att[k], att[k + 1], n_pos * 4);
+        check_bits("attention", "out depends on alignment", out[k], out[k + 1], hs * 4);
         /* scores: class and error bound of each dot product */
         int unsafe = 0;
         double delta = 0.0;
@@ -968,7 +986,7 @@ static void run_attention(ctx *c)
             if (isnan(rel_att))
                 rel_att = INFINITY;
             for (size_t t = 0; t < n_pos; t++)
-                check_close("attention (att)", t, att[0][t], att[1][t], rel_att, 0x1p-146);
+                check_close("attention (att)", t, att[0][t], att[k][t], rel_att, 0x1p-146);
             int v_finite = 1;
             for (size_t e = 0; e < kv_len && v_finite; e++)
                 v_finite = isfinite(vals[e]);
@@ -980,15 +998,15 @@ static void run_attention(ctx *c)
                     sv += vv;
                 }
                 if (isnan(sav) || !(sav <= SAFE_MAX))
-                    check_nan_class("attention (out)", i, out[0][i], out[1][i]);
+                    check_nan_class("attention (out)", i, out[0][i], out[k][i]);
                 else
-                    check_close("attention (out)", i, out[0][i], out[1][i], 0.0,
+                    check_close("attention (out)", i, out[0][i], out[k][i], 0.0,
                                 (rel_att + (2.0 * (double)n_pos + 4.0) * U) * sav * 1.01 +
                                     0x1p-146 * ((double)n_pos + sv));
             }
         }
     }
-    for (int k = 0; k < 3; k++) {
+    for (size_t k = 0; k < N_SLOT; k++) {
         buf_free(&ba[k]);
         buf_free(&bo[k]);
     }
@@ -1003,7 +1021,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&c, 0, sizeof c);
     c.fp = fuzz_producer_make(data, size);
     c.ref = q_kernels_scalar();
-    c.opt = q_kernels_avx2();
+    c.tab[0] = c.ref;
+    size_t n_opt = q_kernels_optimized(c.tab + 1, MAX_OPT);
+    c.n_tab = 1 + (n_opt < MAX_OPT ? n_opt : MAX_OPT);
     size_t kernel = draw(&c, 0, 6);
     c.vs.mode = (int)draw(&c, 0, M_COUNT - 1);
     c.vs.rng = 0x9e3779b97f4a7c15ull ^ fuzz_producer_range(&c.fp, 0, UINT32_MAX);

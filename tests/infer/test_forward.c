@@ -3,9 +3,11 @@
  * logits at every position against an independent double-precision reference (grouped-query
  * attention, RoPE, SwiGLU, shared and separate classifier), the same with every tensor
  * converted to F16, Q8_0 and Q8_SPLIT (reference on the dequantized values; for Q8_0 also
- * on int8-rounded activations, as the kernels multiply them), arena reset after each token,
- * KV cache size, bitwise-identical logits for any thread count and batch size on every
- * kernel table, and the errors of q_state_init / q_forward.
+ * on int8-rounded activations, as the kernels multiply them) with every kernel table (the
+ * scalar reference and each optimized table this CPU runs, q_kernels_optimized), arena
+ * reset after each token, KV cache size, bitwise-identical logits for any thread count and
+ * batch size on every kernel table, and the errors of q_state_init / q_forward. An
+ * optimized table absent here is skipped with a note.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -210,13 +212,22 @@ static float *random_floats(size_t n)
     return w;
 }
 
-/* Runs every position through q_forward and compares with the reference on `ref_w`. */
-static void compare(const q_model *m, const float *ref_w, int shared, int quant, double tol)
+/* The kernel tables to test: the reference, then the optimized ones this CPU runs. */
+static const q_kernels *tables[5];
+static size_t n_tables;
+
+/* Runs every position through q_forward on kernel table `k` (NULL: q_state_init's default,
+ * q_kernels_select()) and compares with the reference on `ref_w`. */
+static void compare(const q_model *m, const q_kernels *k, const float *ref_w, int shared,
+                    int quant, double tol)
 {
     const q_config *c = &m->config;
     q_context ctx = {0};
     q_state st;
-    CHECK_EQ_INT(q_state_init(&st, &ctx, m), Q_OK);
+    q_state_options opt = {.kernels = k};
+    CHECK_EQ_INT(k == NULL ? q_state_init(&st, &ctx, m) : q_state_init_ex(&st, &ctx, m, &opt),
+                 Q_OK);
+    CHECK(st.kernels == (k != NULL ? k : q_kernels_select()));
     size_t kv_dim = c->n_kv_heads * (c->dim / c->n_heads);
     CHECK_EQ_INT(st.kv_bytes, c->n_layers * c->seq_len * kv_dim * 2 * sizeof(float));
     CHECK_EQ_INT(ctx.kv_size, st.kv_bytes);
@@ -234,7 +245,8 @@ static void compare(const q_model *m, const float *ref_w, int shared, int quant,
         for (size_t i = 0; i < c->vocab_size; i++)
             worst = fmax(worst, fabs((double)logits[i] - want[i]));
         if (!(worst <= tol)) {
-            fprintf(stderr, "pos %zu: max |logit - reference| = %g > %g\n", pos, worst, tol);
+            fprintf(stderr, "%s: pos %zu: max |logit - reference| = %g > %g\n",
+                    st.kernels->name, pos, worst, tol);
             CHECK(0);
             break;
         }
@@ -304,10 +316,7 @@ static void same_logits_any_threads_and_batch(const q_model *m)
     const q_config *c = &m->config;
     size_t n = c->seq_len * c->vocab_size;
     float *ref = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
-    const q_kernels *tables[2] = {q_kernels_scalar(), q_kernels_avx2()};
-    for (int k = 0; k < 2; k++) {
-        if (tables[k] == NULL)
-            continue;
+    for (size_t k = 0; k < n_tables; k++) {
         run_all_positions(m, tables[k], 1, 1, ref);
         const size_t runs[3][2] = {{2, 1}, {1, 3}, {3, 32}};
         for (int r = 0; r < 3; r++) {
@@ -333,7 +342,9 @@ static void test_config(q_config c, int shared)
     q_model m;
     CHECK_EQ_INT(q_model_from_floats(&m, &c, w, n - 1, shared), Q_ERR_TRUNCATED);
     CHECK_EQ_INT(q_model_from_floats(&m, &c, w, n, shared), Q_OK);
-    compare(&m, w, shared, 0, 1e-4);
+    compare(&m, NULL, w, shared, 0, 1e-4);
+    for (size_t k = 0; k < n_tables; k++)
+        compare(&m, tables[k], w, shared, 0, 1e-4);
     same_logits_any_threads_and_batch(&m);
 
     /* the same model in every other weight type */
@@ -361,7 +372,8 @@ static void test_config(q_config c, int shared)
                 *ts[j] = convert(ts[j], types[k], w, deq, &owned[n_owned++]);
         }
         /* Q8_0 weights multiply int8-quantized activations (reference does the same) */
-        compare(&qm, deq, shared, types[k] == Q_TENSOR_Q8_0, 1e-4);
+        for (size_t t = 0; t < n_tables; t++)
+            compare(&qm, tables[t], deq, shared, types[k] == Q_TENSOR_Q8_0, 1e-4);
         same_logits_any_threads_and_batch(&qm);
         for (size_t i = 0; i < n_owned; i++)
             free(owned[i]);
@@ -374,6 +386,15 @@ static void test_config(q_config c, int shared)
 
 int main(void)
 {
+    tables[0] = q_kernels_scalar();
+    size_t n_opt = q_kernels_optimized(tables + 1, 4);
+    n_tables = 1 + (n_opt < 4 ? n_opt : 4);
+    for (size_t k = 0; k < n_tables; k++)
+        printf("test_forward: kernel table %s\n", tables[k]->name);
+    if (q_kernels_avx2() == NULL)
+        printf("test_forward: no AVX2 table on this CPU/build: skipped\n");
+    if (q_kernels_avx512() == NULL)
+        printf("test_forward: no AVX-512 table on this CPU/build: skipped\n");
     /* grouped-query attention, shared classifier, Q8_0-compatible widths */
     test_config((q_config){64, 96, 2, 8, 4, 37, 10, 10000.0f, 1e-5f}, 1);
     /* plain attention, separate classifier, odd hidden size, another theta */

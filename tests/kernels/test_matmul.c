@@ -1,8 +1,10 @@
 /*
- * quantize_q8 and matmul: the AVX2 table against the scalar reference, the reference against
- * a double-precision oracle, and the determinism rule for every table.
+ * quantize_q8 and matmul: every optimized table this CPU runs (q_kernels_optimized: AVX-512,
+ * AVX2) against the scalar reference, every table against a double-precision oracle, and
+ * the determinism rule for every table. A table absent here is skipped with a note.
  *
- * Error bound (AVX2 vs reference, and reference vs the double oracle), per output element:
+ * Error bound (each optimized table vs reference, and vs the double oracle), per output
+ * element:
  *
  *     |a - b| <= 4 * n * FLT_EPSILON * S + n * FLT_MIN,   S = sum_j |w_j * x_j|
  *
@@ -10,8 +12,10 @@
  * (products rounded once, or fused into an FMA) differs from the exact sum by at most
  * gamma_m * S, gamma_m = m u / (1 - m u) ~ m u. The reference sums n products in index order:
  * m <= 2n (a product and an add per term). The AVX2 kernels keep 8 lanes of n/8 (+1 tail)
- * FMAs each, then 3 adds of the horizontal reduction: m <= n/8 + 4. The difference of two
- * such results is at most (2n + n/8 + 4) u S < 4 n FLT_EPSILON S for n >= 1. For the int8
+ * FMAs each, then 3 adds of the horizontal reduction: m <= n/8 + 4; the AVX-512 kernels
+ * keep 16 lanes (n/16 + 1 FMAs, 4 adds: m <= n/16 + 5), and their int8 outputs add the
+ * blocks one after the other with one FMA each (m <= n/32 + 1). The difference of two such
+ * results is at most (2n + n/8 + 4) u S < 4 n FLT_EPSILON S for n >= 1. For the int8
  * path the terms are (float)(exact int32 block sum) * (weight scale * activation scale):
  * the scale product is the same float in every table, the int sums are exact, so the same
  * bound holds with S = sum_b |isum_b| * |scale_b| <= sum_j |w_j x_j| * |scale|. The
@@ -277,7 +281,11 @@ static int matmul_case(const q_kernels *k, const q_tensor *w, const q_act *x, fl
     return fails;
 }
 
-/* Runs one shape for the reference and (when present) the AVX2 table. */
+/* The optimized tables this CPU runs (q_kernels_optimized), filled once by main. */
+static const q_kernels *opt[4];
+static size_t n_opt;
+
+/* Runs one shape for the reference and every optimized table. */
 static void run_shape(q_tensor_type type, size_t rows, size_t cols, size_t gs, size_t nt,
                       size_t off, int use_q, int raw_int8)
 {
@@ -294,9 +302,8 @@ static void run_shape(q_tensor_type type, size_t rows, size_t cols, size_t gs, s
     memset(ref, 0, nt * ostride * sizeof(float));
     q_kernels_scalar()->matmul(ref, ostride, &wb.t, 0, rows, &ab.a);
     CHECK(matmul_case(q_kernels_scalar(), &wb.t, &ab.a, NULL) == 0);
-    const q_kernels *k = q_kernels_avx2();
-    if (k != NULL)
-        CHECK(matmul_case(k, &wb.t, &ab.a, ref) == 0);
+    for (size_t k = 0; k < n_opt; k++)
+        CHECK(matmul_case(opt[k], &wb.t, &ab.a, ref) == 0);
     free(ref);
     abuf_free(&ab);
     free(wb.mem);
@@ -375,19 +382,19 @@ static void test_matmul_shapes(void)
 
 static void quant_compare(const float *x, size_t n, const char *what)
 {
-    const q_kernels *k = q_kernels_avx2();
     int8_t *q_ref = malloc(n), *q_k = malloc(n);
     float *d_ref = malloc(n / 32 * sizeof(float)), *d_k = malloc(n / 32 * sizeof(float));
     q_kernels_scalar()->quantize_q8(q_ref, d_ref, x, n);
     /* reference properties: |q| <= 127, and d = amax / 127 */
     for (size_t e = 0; e < n; e++)
         CHECK(q_ref[e] >= -127 && q_ref[e] <= 127);
-    if (k != NULL) {
+    for (size_t k = 0; k < n_opt; k++) { /* bitwise identical in every table */
         memset(q_k, 0x55, n);
-        k->quantize_q8(q_k, d_k, x, n);
+        memset(d_k, 0x55, n / 32 * sizeof(float));
+        opt[k]->quantize_q8(q_k, d_k, x, n);
         int same = memcmp(q_ref, q_k, n) == 0 && memcmp(d_ref, d_k, n / 32 * sizeof(float)) == 0;
         if (!same)
-            fprintf(stderr, "  quantize_q8 differs: %s\n", what);
+            fprintf(stderr, "  %s quantize_q8 differs: %s\n", opt[k]->name, what);
         CHECK(same);
     }
     free(q_ref);
@@ -484,8 +491,15 @@ static void test_quantize(void)
 
 int main(void)
 {
+    n_opt = q_kernels_optimized(opt, sizeof opt / sizeof opt[0]);
+    if (n_opt > sizeof opt / sizeof opt[0])
+        n_opt = sizeof opt / sizeof opt[0];
+    for (size_t k = 0; k < n_opt; k++)
+        printf("test_matmul: %s table against the reference\n", opt[k]->name);
     if (q_kernels_avx2() == NULL)
-        printf("test_matmul: no AVX2 table on this CPU/build: testing the reference only\n");
+        printf("test_matmul: no AVX2 table on this CPU/build: skipped\n");
+    if (q_kernels_avx512() == NULL)
+        printf("test_matmul: no AVX-512 table on this CPU/build: skipped\n");
     RUN_TEST(test_quantize);
     RUN_TEST(test_matmul_shapes);
     return check_result("test_matmul");

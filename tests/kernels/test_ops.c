@@ -1,9 +1,11 @@
 /*
- * The AVX2 element-wise kernels (RMSNorm, softmax, SwiGLU, RoPE, attention) against the
- * scalar reference on chosen shapes (every tail length, in place, strides) and edge values
- * (0, -0, subnormals, the exp overflow / underflow thresholds, +-inf, NaN), within the
- * bounds of docs/kernels.md (fuzz/fuzz_kernels.c checks the same on drawn inputs). Skipped
- * with a note when q_kernels_avx2() is NULL (no AVX2/FMA/F16C here, or not compiled in).
+ * The element-wise kernels (RMSNorm, softmax, SwiGLU, RoPE, attention) of every optimized
+ * table this CPU runs (q_kernels_optimized: AVX-512, AVX2) against the scalar reference on
+ * chosen shapes (every tail length, in place, strides) and edge values (0, -0, subnormals,
+ * the exp overflow / underflow thresholds, +-inf, NaN), within the bounds of
+ * docs/kernels.md (fuzz/fuzz_kernels.c checks the same on drawn inputs). Each table sees
+ * the same inputs (the generator restarts per table). A table absent here is skipped with
+ * a note; the whole test is skipped when there is none (no AVX2/FMA/F16C, or not built).
  */
 #include <float.h>
 #include <math.h>
@@ -40,8 +42,8 @@ static int report_close(const char *what, size_t n, size_t i, float a, float b, 
 {
     if (close_to(a, b, rel, abs_tol))
         return 1;
-    fprintf(stderr, "%s n=%zu [%zu]: reference %a, avx2 %a (rel bound %.3g)\n", what, n, i,
-            (double)a, (double)b, rel);
+    fprintf(stderr, "%s n=%zu [%zu]: reference %a, %s %a (rel bound %.3g)\n", what, n, i,
+            (double)a, opt->name, (double)b, rel);
     return 0;
 }
 
@@ -266,16 +268,25 @@ static void test_attention(void)
 int main(void)
 {
     ref = q_kernels_scalar();
-    opt = q_kernels_avx2();
-    if (opt == NULL) {
-        printf("kernels_ops: no AVX2 table here (CPU without AVX2/FMA/F16C, or not built): "
-               "skipped\n");
+    if (q_kernels_avx512() == NULL)
+        printf("kernels_ops: no AVX-512 table here (CPU without AVX512F/BW/VL/VNNI, or not "
+               "built): skipped\n");
+    const q_kernels *tables[4];
+    size_t n = q_kernels_optimized(tables, 4);
+    if (n == 0) {
+        printf("kernels_ops: no optimized table here (CPU without AVX2/FMA/F16C, or not "
+               "built): skipped\n");
         return SKIP_RETURN_CODE;
     }
-    RUN_TEST(test_softmax);
-    RUN_TEST(test_swiglu);
-    RUN_TEST(test_rmsnorm);
-    RUN_TEST(test_rope);
-    RUN_TEST(test_attention);
+    for (size_t k = 0; k < n && k < 4; k++) {
+        opt = tables[k];
+        lcg = 12345; /* the same inputs for every table */
+        fprintf(stderr, "-- %s table\n", opt->name);
+        RUN_TEST(test_softmax);
+        RUN_TEST(test_swiglu);
+        RUN_TEST(test_rmsnorm);
+        RUN_TEST(test_rope);
+        RUN_TEST(test_attention);
+    }
     return check_result("kernels_ops");
 }
