@@ -18,10 +18,10 @@
  *                   any order) give memcmp-identical outputs, so the integer block sums are
  *                   checked exactly, the full int8 range (-128 in the weights) included;
  *                 - otherwise |ref - opt| <= (2n + 32) u S + floor, S = sum of |products|
- *                   (the same bound for the 8-lane AVX2 and the 16-lane AVX-512 orders)
  *                   (and of the unscaled block sums), u = 2^-24, when no input it reads is
  *                   NaN or infinite and S <= FLT_MAX / 8 (no overflow in any order); NaN in
- *                   an input it reads gives NaN in both; infinities are not compared;
+ *                   an input it reads gives NaN in both; infinities are not compared (one
+ *                   bound for the 8-lane AVX2 and the 16-lane AVX-512 summation orders);
  *                 - determinism within each table, bits equal (a NaN equals any NaN: IEEE
  *                   754 leaves which NaN comes out of an operation with several NaN
  *                   operands to the operand order, and gcc commutes FMA operands
