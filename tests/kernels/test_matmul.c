@@ -14,7 +14,7 @@
  * m <= 2n (a product and an add per term). The AVX2 kernels keep 8 lanes of n/8 (+1 tail)
  * FMAs each, then 3 adds of the horizontal reduction: m <= n/8 + 4; the AVX-512 kernels
  * keep 16 lanes (n/16 + 1 FMAs, 4 adds: m <= n/16 + 5), and their int8 outputs add the
- * blocks one after the other with one FMA each (m <= n/32 + 1). The difference of two such
+ * blocks one after the other with one FMA each (m <= n/32 + 2). The difference of two such
  * results is at most (2n + n/8 + 4) u S < 4 n FLT_EPSILON S for n >= 1. For the int8
  * path the terms are (float)(exact int32 block sum) * (weight scale * activation scale):
  * the scale product is the same float in every table, the int sums are exact, so the same
@@ -376,6 +376,26 @@ static void test_matmul_shapes(void)
     run_shape(Q_TENSOR_F16, 67, 768, 32, 4, 3, 1, 0);
     run_shape(Q_TENSOR_Q8_0, 67, 768, 32, 5, 17, 1, 0);
     run_shape(Q_TENSOR_Q8_SPLIT, 67, 768, 64, 3, 33, 1, 0);
+    /* the AVX-512 table's own edges (matmul_avx512.c): int8 prefill keeps 16 tokens in the
+     * lanes of a register and float prefill runs 4x4 tiles (15, 16, 17, 33 tokens: one
+     * short, exact, one over, two groups and one over); int8 rows of more than 256 blocks
+     * (8192 columns) go to the AVX2 matmul for the whole tensor (8192: the widest it takes
+     * itself; 8224: one block over), decode and prefill, -128 activations included */
+    {
+        static const size_t lane_nts[] = {15, 16, 17, 33};
+        for (size_t k = 0; k < sizeof lane_nts / sizeof lane_nts[0]; k++) {
+            run_shape(Q_TENSOR_Q8_0, 5, 96, 32, lane_nts[k], (k * 5) % 64, 1, 0);
+            run_shape(Q_TENSOR_Q8_SPLIT, 6, 64, 64, lane_nts[k], (k * 9 + 1) % 64, 1, 1);
+            run_shape(Q_TENSOR_F32, 5, 33, 32, lane_nts[k], (k * 13 + 2) % 64, 1, 0);
+            run_shape(Q_TENSOR_F16, 6, 17, 32, lane_nts[k], (k * 7 + 3) % 64, 1, 0);
+        }
+        run_shape(Q_TENSOR_Q8_0, 3, 8192, 32, 1, 7, 1, 0);
+        run_shape(Q_TENSOR_Q8_0, 3, 8192, 32, 5, 9, 1, 1);
+        run_shape(Q_TENSOR_Q8_0, 3, 8224, 32, 1, 11, 1, 0);
+        run_shape(Q_TENSOR_Q8_0, 3, 8224, 32, 5, 13, 1, 1);
+        run_shape(Q_TENSOR_Q8_SPLIT, 2, 8224, 64, 1, 15, 1, 0);
+        run_shape(Q_TENSOR_Q8_SPLIT, 2, 8224, 64, 4, 17, 1, 1);
+    }
 }
 
 /* ---- quantize_q8 ---- */
