@@ -413,6 +413,13 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
         h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x55));
         xoff[b] = 128 * _mm_cvtsi128_si32(h);
     }
+    /* Q8_SPLIT: the group of row r0's first block and the blocks of that group before it;
+     * each next row is n values on (row_groups groups and row_blocks blocks), so the
+     * counters advance without a division per row */
+    size_t bpg_n = split ? w->group_size / Q_QBLOCK : 1;
+    size_t row_groups = split ? n / w->group_size : 0, row_blocks = split ? n % w->group_size / Q_QBLOCK : 0;
+    size_t g_row = split ? r0 * n / w->group_size : 0;
+    size_t inb_row = split ? r0 * n % w->group_size / Q_QBLOCK : 0;
     for (size_t i = r0; i < r1; i += QDR) {
         const unsigned char *quants[QDR]; /* (QDR) each row's first block's quants */
         int32_t row_off[QDR];             /* (QDR) Q8_0: row r's bytes from row 0's */
@@ -421,8 +428,16 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
             size_t row = i + (size_t)r < r1 ? i + (size_t)r : r1 - 1; /* edge: repeat */
             quants[r] = base + row * row_bytes + (split ? 0 : 2);
             row_off[r] = (int32_t)((row - i) * row_bytes);
-            grp[r] = split ? (long long)(row * n / w->group_size) : 0;
-            inb[r] = split ? (long long)(row * n % w->group_size / Q_QBLOCK) : 0;
+            grp[r] = (long long)g_row;
+            inb[r] = (long long)inb_row;
+            if (i + (size_t)r + 1 < r1) { /* on to the next row (the edge repeats the last) */
+                g_row += row_groups;
+                inb_row += row_blocks;
+                if (inb_row >= bpg_n) {
+                    inb_row -= bpg_n;
+                    g_row++;
+                }
+            }
         }
         __m256i hdr_idx = _mm256_loadu_si256((const __m256i *)(const void *)row_off);
         __m512i g = _mm512_loadu_si512(grp), k = _mm512_loadu_si512(inb);
@@ -433,8 +448,76 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
         size_t pf_step = (tile_bytes + nb - 1) / nb;
         uintptr_t pf_end = (uintptr_t)(base + i * row_bytes) + tile_bytes; /* never read */
         uintptr_t pf = pf_end & ~(uintptr_t)63; /* the next line to prefetch: one per line */
+        /* The scales of block b of the 8 rows, in one gather; Q8_SPLIT: then advance the
+         * group counters to block b + 1. */
+#define BLOCK_SCALES(b, wsv)                                                                   \
+    do {                                                                                      \
+        if (split) {                                                                          \
+            for (int r_ = 0; r_ < QDR; r_++)                                                  \
+                Q_GATHER_CHECK((const unsigned char *)w->scales + grp_now(g, r_) * 4, 4);     \
+            (wsv) = _mm512_i64gather_ps(g, w->scales, 4);                                     \
+            k = _mm512_add_epi64(k, one64);                                                   \
+            __mmask8 full_ = _mm512_cmpeq_epi64_mask(k, bpg);                                 \
+            g = _mm512_mask_add_epi64(g, full_, g, one64);                                    \
+            k = _mm512_mask_mov_epi64(k, full_, _mm512_setzero_si512());                      \
+        } else { /* 4 bytes at each row's block header: the binary16 scale and 2 quants */   \
+            for (int r_ = 0; r_ < QDR; r_++)                                                  \
+                Q_GATHER_CHECK(quants[0] - 2 + (b) * step + row_off[r_], 4);                  \
+            __m256i h_ = _mm256_i32gather_epi32(                                              \
+                (const int *)(const void *)(quants[0] - 2 + (b) * step), hdr_idx, 1);         \
+            (wsv) = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(h_));                               \
+        }                                                                                     \
+    } while (0)
         __m256 acc = _mm256_setzero_ps(); /* lane r: row i + r */
-        for (size_t b = 0; b < nb; b++) {
+        size_t b = 0;
+        /* Two blocks at a time in 512-bit registers: per row, lanes 0-7 hold block b's
+         * partial sums and lanes 8-15 block b+1's; three levels of pairwise merges
+         * (two 2-source permutes and an add each) leave lane r = S_b(row r) and lane
+         * 8 + r = S_b+1(row r): half the shuffles per block of the 256-bit tree. */
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 16, 18, 20, 22, 8, 10, 12, 14, 24, 26,
+                                               28, 30);
+        const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        const __m512i bias2 = _mm512_set1_epi8((char)0x80);
+        for (; b + 2 <= nb; b += 2) {
+            pf_end += 2 * pf_step;
+            for (; pf < pf_end; pf += 64)
+                _mm_prefetch((const char *)pf, _MM_HINT_T0);
+            __m512i xv = _mm512_loadu_si512(xq + b * Q_QBLOCK); /* blocks b, b+1 */
+            __m512i part[QDR]; /* (QDR) per row: 8 partial sums of block b, then of b+1 */
+#pragma GCC unroll 8
+            for (int r = 0; r < QDR; r++) {
+                const unsigned char *q0 = quants[r] + b * step;
+                __m512i wv = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)q0)),
+                    _mm256_loadu_si256((const __m256i *)(const void *)(q0 + step)), 1);
+                part[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                              _mm512_xor_si512(wv, bias2), xv);
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < QDR / 2; r++) /* rows (2r, 2r+1): 4 sums per row and block */
+                part[r] = _mm512_add_epi32(
+                    _mm512_permutex2var_epi32(part[2 * r], even, part[2 * r + 1]),
+                    _mm512_permutex2var_epi32(part[2 * r], odd, part[2 * r + 1]));
+#pragma GCC unroll 2
+            for (int r = 0; r < QDR / 4; r++) /* 2 sums per row and block */
+                part[r] = _mm512_add_epi32(
+                    _mm512_permutex2var_epi32(part[2 * r], even, part[2 * r + 1]),
+                    _mm512_permutex2var_epi32(part[2 * r], odd, part[2 * r + 1]));
+            __m512i sums = _mm512_add_epi32(_mm512_permutex2var_epi32(part[0], even, part[1]),
+                                            _mm512_permutex2var_epi32(part[0], odd, part[1]));
+            sums = _mm512_sub_epi32(sums, _mm512_inserti64x4(_mm512_set1_epi32(xoff[b]),
+                                                             _mm256_set1_epi32(xoff[b + 1]), 1));
+            __m512 sf = _mm512_cvtepi32_ps(sums); /* S_b per row | S_b+1 per row */
+            __m256 ws0, ws1;
+            BLOCK_SCALES(b, ws0);
+            BLOCK_SCALES(b + 1, ws1);
+            __m256 sc0 = _mm256_mul_ps(ws0, _mm256_set1_ps(xd[b])); /* ws * xd */
+            __m256 sc1 = _mm256_mul_ps(ws1, _mm256_set1_ps(xd[b + 1]));
+            acc = _mm256_fmadd_ps(_mm512_castps512_ps256(sf), sc0, acc);
+            acc = _mm256_fmadd_ps(
+                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sf), 1)), sc1, acc);
+        }
+        for (; b < nb; b++) { /* an odd last block: the 256-bit tree */
             pf_end += pf_step;
             for (; pf < pf_end; pf += 64)
                 _mm_prefetch((const char *)pf, _MM_HINT_T0);
@@ -448,26 +531,12 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
                                               _mm256_xor_si256(wv, bias), xv);
             }
             __m256i s = _mm256_sub_epi32(sum8x8(part), _mm256_set1_epi32(xoff[b])); /* S_b */
-            __m256 wsv; /* (QDR) the rows' scales of block b */
-            if (split) {
-                for (int r = 0; r < QDR; r++)
-                    Q_GATHER_CHECK((const unsigned char *)w->scales + grp_now(g, r) * 4, 4);
-                wsv = _mm512_i64gather_ps(g, w->scales, 4);
-                k = _mm512_add_epi64(k, one64); /* next block: advance the group counters */
-                __mmask8 full = _mm512_cmpeq_epi64_mask(k, bpg);
-                g = _mm512_mask_add_epi64(g, full, g, one64);
-                k = _mm512_mask_mov_epi64(k, full, _mm512_setzero_si512());
-            } else {
-                /* 4 bytes at each row's block header: the binary16 scale and 2 quants */
-                for (int r = 0; r < QDR; r++)
-                    Q_GATHER_CHECK(quants[0] - 2 + b * step + row_off[r], 4);
-                __m256i h = _mm256_i32gather_epi32(
-                    (const int *)(const void *)(quants[0] - 2 + b * step), hdr_idx, 1);
-                wsv = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(h));
-            }
+            __m256 wsv;
+            BLOCK_SCALES(b, wsv);
             __m256 sc = _mm256_mul_ps(wsv, _mm256_set1_ps(xd[b])); /* ws * xd */
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc);
         }
+#undef BLOCK_SCALES
         float res[QDR];
         _mm256_storeu_ps(res, acc);
         for (int r = 0; r < QDR && i + (size_t)r < r1; r++)
