@@ -31,12 +31,14 @@
  *       (x_t + 128) * w = S_b(t) + 128 * sum(w); the accumulator starts at -128 * sum(w),
  *       computed once per row and block. Four rows at a time, two dpbusd chains per row;
  *       no horizontal sums at all.
- *   int8 decode (fewer rows): lanes are ROWS. For 8 rows and one block, each row gives
- *       vpdpbusd(0, w xor 0x80, x) = 8 partial sums of (w + 128) * x; the AVX2 table's
- *       hadd tree turns those 8 vectors into one vector of 8 row sums, and 128 * sum(x_b)
- *       (one value per block, the same for every row) is subtracted from it. Rows past r1 repeat the last row (read, never
- *       stored), so there are no edge tiles.
- *   The prefetch of the next tile's bytes is the AVX2 table's (see matmul_avx2.c).
+ *   int8 decode (fewer rows): lanes are ROWS. For 8 rows and two blocks, each row gives
+ *       vpdpbusd(0, w xor 0x80, x) on 512 bits = 8 partial sums of (w + 128) * x per block;
+ *       three levels of 2-source permutes and adds turn those 8 vectors into 8 row sums
+ *       per block, and 128 * sum(x_b) (one value per block, the same for every row) is
+ *       subtracted. An odd last block goes through the AVX2 table's 256-bit hadd tree.
+ *       The 8 rows' scales of a block come in one gather. Rows past r1 repeat the last row
+ *       (read, never stored), so there are no edge tiles.
+ *   Decode prefetches the next tile's bytes, as the AVX2 table does (see matmul_avx2.c).
  *
  * Both int8 paths give each output the same sequence: the block sums are exact integers
  * and the float steps are the same fma of the same product, so a token computed in a batch
@@ -52,7 +54,6 @@
 #include "kernels/kernels_internal.h"
 
 #define QZ_INLINE static inline __attribute__((always_inline))
-
 
 /* ASan and MSan do not see the addresses a gather instruction reads. In their builds every
  * gathered element is also read by a plain load of the same bytes, which they check (an
@@ -390,7 +391,7 @@ static inline size_t grp_now(__m512i g, int r)
 
 /*
  * Decode: one token (xq: n int8, xd: n / 32 scales) against rows [r0, r1), 8 rows at a
- * time (lanes = rows), one block after the other. The 8 rows' scales of a block come in
+ * time (lanes = rows), in block order, two blocks per step. The 8 rows' scales of a block come in
  * one gather: Q8_0 from the block headers (a constant offset per row), Q8_SPLIT from the
  * scale array at each row's current group (8 group counters in vectors).
  */
