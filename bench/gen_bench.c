@@ -165,12 +165,18 @@ static void args_add(args *a, const char *s)
     a->v[a->n] = NULL;
 }
 
-/* The command as a shell line (with QORUS_KERNELS=scalar in front when it is set). */
-static char *command_line(const args *a, int scalar)
+/* Which kernels a row asks for: the driver's own choice, or a table named by QORUS_KERNELS. */
+enum { KERN_AUTO, KERN_SCALAR, KERN_AVX2 };
+static const char *const kern_names[] = {"auto", "scalar", "avx2"};
+
+/* The command as a shell line (with QORUS_KERNELS=... in front for a named table). */
+static char *command_line(const args *a, int kern)
 {
     str s = {0};
-    if (scalar)
+    if (kern == KERN_SCALAR)
         str_cat(&s, "QORUS_KERNELS=scalar ");
+    else if (kern == KERN_AVX2)
+        str_cat(&s, "QORUS_KERNELS=avx2 ");
     for (size_t i = 0; i < a->n; i++) {
         if (i > 0)
             str_cat(&s, " ");
@@ -179,9 +185,9 @@ static char *command_line(const args *a, int scalar)
     return s.p;
 }
 
-/* Two environments: ours without QORUS_KERNELS (auto rows), and that plus
- * QORUS_KERNELS=scalar (scalar-reference rows). */
-static char **env_auto, **env_scalar;
+/* Three environments: ours without QORUS_KERNELS (auto rows), and that plus
+ * QORUS_KERNELS=scalar (scalar-reference rows) or QORUS_KERNELS=avx2 (--avx2 rows). */
+static char **env_auto, **env_scalar, **env_avx2;
 
 static void build_envs(void)
 {
@@ -190,17 +196,21 @@ static void build_envs(void)
         n++;
     env_auto = xmalloc((n + 1) * sizeof *env_auto);
     env_scalar = xmalloc((n + 2) * sizeof *env_scalar);
+    env_avx2 = xmalloc((n + 2) * sizeof *env_avx2);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (strncmp(environ[i], "QORUS_KERNELS=", 14) == 0)
             continue;
         env_auto[k] = environ[i];
         env_scalar[k] = environ[i];
+        env_avx2[k] = environ[i];
         k++;
     }
     env_auto[k] = NULL;
     env_scalar[k] = (char *)"QORUS_KERNELS=scalar";
     env_scalar[k + 1] = NULL;
+    env_avx2[k] = (char *)"QORUS_KERNELS=avx2";
+    env_avx2[k + 1] = NULL;
 }
 
 typedef struct child {
@@ -212,7 +222,7 @@ typedef struct child {
 /* Runs argv with stdin from /dev/null, stderr into c->out, and stdout into c->out too when
  * capture_stdout, else to /dev/null (the generated text is not needed). Returns 0 when the
  * child ran (whatever its status), -1 if it could not be started. */
-static int run_child(const args *a, int scalar, int capture_stdout, child *c)
+static int run_child(const args *a, int kern, int capture_stdout, child *c)
 {
     memset(c, 0, sizeof *c);
     int fds[2];
@@ -228,7 +238,9 @@ static int run_child(const args *a, int scalar, int capture_stdout, child *c)
     posix_spawn_file_actions_adddup2(&fa, fds[1], 2); /* the copies lose O_CLOEXEC */
     pid_t pid;
     int rc = posix_spawn(&pid, a->v[0], &fa, NULL, (char *const *)a->v,
-                         scalar ? env_scalar : env_auto);
+                         kern == KERN_SCALAR ? env_scalar
+                         : kern == KERN_AVX2 ? env_avx2
+                                             : env_auto);
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
     if (rc != 0) {
@@ -269,10 +281,10 @@ static const char *last_line(char *out)
 }
 
 /* Runs a child that must succeed; on failure prints one line naming the command, exits 1. */
-static void run_checked(const args *a, int scalar, int capture_stdout, child *c)
+static void run_checked(const args *a, int kern, int capture_stdout, child *c)
 {
-    char *cmd = command_line(a, scalar);
-    if (run_child(a, scalar, capture_stdout, c) != 0) {
+    char *cmd = command_line(a, kern);
+    if (run_child(a, kern, capture_stdout, c) != 0) {
         fprintf(stderr, "gen_bench: cannot start `%s`: %s\n", cmd, strerror(errno));
         exit(1);
     }
@@ -500,6 +512,7 @@ typedef struct opts {
     size_t n_threads;
     int quick;
     int no_scalar;
+    int avx2; /* also rows with QORUS_KERNELS=avx2 (the AVX2 table on an AVX-512 CPU) */
 } opts;
 
 static void usage(FILE *f)
@@ -515,6 +528,8 @@ static void usage(FILE *f)
             "  --only PATTERN   only models whose name contains PATTERN (15M, 110M.v2, gguf, ...)\n"
             "  --threads LIST   thread counts, comma-separated (default 1,2)\n"
             "  --no-scalar      skip the QORUS_KERNELS=scalar rows\n"
+            "  --avx2           also rows with QORUS_KERNELS=avx2 (the AVX2 table where auto\n"
+            "                   picks AVX-512), same steps as auto\n"
             "  --models DIR     real models folder (default $QORUS_MODELS, else the build's\n"
             "                   QORUS_MODELS_DIR)\n"
             "  --qorus PATH     the qorus command (default: next to gen_bench's build dir)\n"
@@ -862,7 +877,7 @@ static char *build_prompt(const opts *o, const model *m)
 typedef struct row {
     const model *m;
     size_t threads;
-    int scalar;
+    int kern; /* KERN_* */
     int have_decode, decode_fallback; /* fallback: tok_per_s (no decode_tok_per_s key) */
     double decode;
     int have_prefill, prefill_fallback; /* fallback: prompt / ttft */
@@ -920,7 +935,7 @@ static void run_row(const opts *o, row *r, const char *prompt128, size_t decode_
     add_run_args(&a, o, r->m, steps, DECODE_PROMPT, jn, have_j, 0);
     for (int rep = 0; rep < REPEATS; rep++) {
         double t0 = now_s();
-        run_checked(&a, r->scalar, 0, &c);
+        run_checked(&a, r->kern, 0, &c);
         double wall = now_s() - t0;
         int fallback = 0, have = 1;
         if (!stat_get(c.out, "decode_tok_per_s", &v))
@@ -946,7 +961,7 @@ static void run_row(const opts *o, row *r, const char *prompt128, size_t decode_
     add_run_args(&a, o, r->m, psteps, prompt128, jn, have_j, 0);
     for (int rep = 0; rep < REPEATS; rep++) {
         double t0 = now_s();
-        run_checked(&a, r->scalar, 0, &c);
+        run_checked(&a, r->kern, 0, &c);
         double wall = now_s() - t0;
         double prompt = stat_get(c.out, "prompt", &v) ? v : -1.0, ttft = 0.0, pre = 0.0;
         int have_ttft = stat_get(c.out, "ttft_ms", &ttft), have = 1, fallback = 0;
@@ -1065,6 +1080,8 @@ int main(int argc, char **argv)
             o.quick = 1;
         } else if (strcmp(a, "--no-scalar") == 0) {
             o.no_scalar = 1;
+        } else if (strcmp(a, "--avx2") == 0) {
+            o.avx2 = 1;
         } else if (v != NULL && strcmp(a, "--only") == 0) {
             o.only = argv[++i];
         } else if (v != NULL && strcmp(a, "--models") == 0) {
@@ -1221,23 +1238,29 @@ int main(int argc, char **argv)
     }
 
     size_t steps_auto = o.quick ? 64 : 256, steps_scalar = o.quick ? 16 : 32;
-    size_t n_rows = n_models * o.n_threads * (o.no_scalar ? 1 : 2), k = 0;
+    int kinds[3], n_kinds = 0; /* the kernel choices of each model and thread count */
+    kinds[n_kinds++] = KERN_AUTO;
+    if (o.avx2)
+        kinds[n_kinds++] = KERN_AVX2;
+    if (!o.no_scalar)
+        kinds[n_kinds++] = KERN_SCALAR;
+    size_t n_rows = n_models * o.n_threads * (size_t)n_kinds, k = 0;
     row *rows = xmalloc(n_rows * sizeof *rows);
     memset(rows, 0, n_rows * sizeof *rows);
     double t_start = now_s();
     for (size_t i = 0; i < n_models; i++) {
         warm_page_cache(models[i].path);
         for (size_t t = 0; t < o.n_threads; t++)
-            for (int scalar = 0; scalar <= (o.no_scalar ? 0 : 1); scalar++) {
+            for (int kk = 0; kk < n_kinds; kk++) {
                 row *r = &rows[k++];
                 r->m = &models[i];
                 r->threads = o.threads[t];
-                r->scalar = scalar;
+                r->kern = kinds[kk];
                 fprintf(stderr, "gen_bench: [%zu/%zu] %s, %zu thread%s, %s\n", k, n_rows,
                         r->m->name, r->threads, r->threads == 1 ? "" : "s",
-                        scalar ? "scalar" : "auto");
-                run_row(&o, r, prompts[r->m->group], scalar ? steps_scalar : steps_auto,
-                        have_j);
+                        kern_names[r->kern]);
+                run_row(&o, r, prompts[r->m->group],
+                        r->kern == KERN_SCALAR ? steps_scalar : steps_auto, have_j);
             }
     }
     double t_rows = now_s() - t_start;
@@ -1305,7 +1328,7 @@ int main(int argc, char **argv)
             snprintf(thr, sizeof thr, "%zu (ran %.0f)", r->threads, r->threads_reported);
         else
             snprintf(thr, sizeof thr, "%zu", r->threads);
-        snprintf(ker, sizeof ker, "%s%s%s%s", r->scalar ? "scalar" : "auto",
+        snprintf(ker, sizeof ker, "%s%s%s%s", kern_names[r->kern],
                  r->kernels[0] ? " (" : "", r->kernels, r->kernels[0] ? ")" : "");
         printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r->m->name,
                r->m->type, thr, ker, dec, pre, ttft, rss, wmb, eff, pos);
@@ -1344,7 +1367,7 @@ int main(int argc, char **argv)
     printf("```\n\n");
     printf("Every row runs the two commands of its model with THREADS = its thread count%s, "
            "and `QORUS_KERNELS=scalar` in the environment for scalar rows (unset for auto "
-           "rows), whose decode runs `-n %zu`. The %d-token prompts are the longest word prefix "
+           "rows; `QORUS_KERNELS=avx2` for avx2 rows), whose decode runs `-n %zu`. The %d-token prompts are the longest word prefix "
            "of a fixed story that encodes to at most %d tokens, padded to exactly %d (gen_bench "
            "counts with `qorus run -n 1`).\n\n",
            have_j ? "" : " (no `-j`: this driver lacks it)", steps_scalar, PROMPT_TOKENS,
@@ -1391,5 +1414,6 @@ int main(int argc, char **argv)
     free(qorus_model_alloc);
     free(env_auto);
     free(env_scalar);
+    free(env_avx2);
     return 0;
 }
