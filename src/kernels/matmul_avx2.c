@@ -9,13 +9,13 @@
  *
  *   float weights (F32, F16):  one 8-lane accumulator, acc = 0; for each 8-column step j
  *       (in order) acc = fma(w[j..j+8), x[j..j+8), acc); the last cols % 8 columns are one
- *       more step on zero-padded copies of w and x; then hsum8(acc).
+ *       more step on zero-padded copies of w and x; then q_hsum8(acc).
  *   int8 (Q8_0, Q8_SPLIT with x->q): one 8-lane accumulator; the blocks go in chunks of 8
  *       (in order): the exact int32 sum of each 32-value block (maddubs + madd, then an
  *       hadd tree that leaves block c+k's sum in lane k), converted to float, times the 8
  *       scale products ws_b * xd_b (the same float product as the reference), FMA'd into
  *       acc (acc = fma(sums, scales, acc)); a short last chunk has zero sums and scales in
- *       its missing lanes; then hsum8(acc).
+ *       its missing lanes; then q_hsum8(acc).
  *   hsum8: (low half + high half), then (+ movehl), then (+ movehdup): a fixed tree.
  *
  * Tiles only choose which outputs are computed together: a tile of R weight rows x T
@@ -41,6 +41,8 @@
  */
 #include <immintrin.h>
 
+#include "kernels/avx2_sums.h"
+#include "kernels/float_tiles.h"
 #include "kernels/kernels_internal.h"
 
 #define QA_INLINE static inline __attribute__((always_inline))
@@ -88,14 +90,6 @@ void q_avx2_quantize_q8(int8_t *q, float *d, const float *x, size_t n)
 }
 
 /* ---- the shared per-output pieces ---- */
-
-QA_INLINE float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* 8 weights of a float-type row at column j, as float32 */
 QA_INLINE __m256 load_w8(const unsigned char *row, size_t j, int f16)
@@ -182,7 +176,7 @@ QA_INLINE void ftile(float *const *outs, const unsigned char *w, size_t wstride,
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 3
         for (int t = 0; t < T; t++)
-            outs[t][r] = hsum8(acc[r][t]);
+            outs[t][r] = q_hsum8(acc[r][t]);
 }
 
 #define FTILE(R, T, F16, NAME)                                                            \
@@ -203,54 +197,13 @@ FTILE(8, 1, 1, f16_8x1)
 FTILE(1, 3, 1, f16_1x3)
 FTILE(1, 1, 1, f16_1x1)
 
-typedef void (*ftile_fn)(float *const *outs, const unsigned char *w, size_t wstride,
-                         const float *const *xs, size_t n);
+static const q_ftiles f32_tiles = {f32_4x3, f32_4x1, f32_8x1, f32_1x3, f32_1x1, 3};
+static const q_ftiles f16_tiles = {f16_4x3, f16_4x1, f16_8x1, f16_1x3, f16_1x1, 3};
 
 static void matmul_float(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
                          const q_act *x, int f16)
 {
-    size_t n = w->cols, nt = x->n_rows;
-    size_t wstride = n * (f16 ? 2u : 4u); /* bytes per weight row */
-    const unsigned char *base = (const unsigned char *)w->data;
-    ftile_fn big = f16 ? f16_4x3 : f32_4x3, rows4 = f16 ? f16_4x1 : f32_4x1,
-             rows8 = f16 ? f16_8x1 : f32_8x1, toks3 = f16 ? f16_1x3 : f32_1x3,
-             one = f16 ? f16_1x1 : f32_1x1;
-    float *outs[MAX_T];
-    const float *xs[MAX_T];
-    if (nt < 3) { /* decode: 8 rows per pass, one token at a time */
-        for (size_t t = 0; t < nt; t++) {
-            xs[0] = x->f + t * n;
-            size_t i = r0;
-            for (; i + 8 <= r1; i += 8) {
-                outs[0] = out + t * out_stride + i;
-                rows8(outs, base + i * wstride, wstride, xs, n);
-            }
-            for (; i < r1; i++) {
-                outs[0] = out + t * out_stride + i;
-                one(outs, base + i * wstride, wstride, xs, n);
-            }
-        }
-        return;
-    }
-    /* prefill: 4-row panels (outer), token triples (inner) */
-    for (size_t i = r0; i < r1;) {
-        int R = r1 - i >= 4 ? 4 : 1;
-        const unsigned char *wi = base + i * wstride;
-        size_t t = 0;
-        for (; t + 3 <= nt; t += 3) {
-            for (int k = 0; k < 3; k++) {
-                xs[k] = x->f + (t + (size_t)k) * n;
-                outs[k] = out + (t + (size_t)k) * out_stride + i;
-            }
-            (R == 4 ? big : toks3)(outs, wi, wstride, xs, n);
-        }
-        for (; t < nt; t++) {
-            xs[0] = x->f + t * n;
-            outs[0] = out + t * out_stride + i;
-            (R == 4 ? rows4 : one)(outs, wi, wstride, xs, n);
-        }
-        i += (size_t)R;
-    }
+    q_float_tiles_run(out, out_stride, w, r0, r1, x, f16 ? 2u : 4u, f16 ? &f16_tiles : &f32_tiles);
 }
 
 /* ---- int8 x int8 ---- */
@@ -265,17 +218,6 @@ typedef struct qrows {
     size_t inb[MAX_R];               /* split: blocks of the current group already passed */
     size_t bpg;                      /* split: blocks per group */
 } qrows;
-
-/* Lane k of the result = the (exact, int32) sum of the 8 lanes of v[k]. Block sums are at
- * most 32 * 128 * 127 in magnitude: no overflow anywhere. */
-QA_INLINE __m256i sum8x8(const __m256i *v)
-{
-    __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
-    /* a: per 128-bit half, the half-sums of v0..v3; b: of v4..v7 */
-    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
-                            _mm256_permute2x128_si256(a, b, 0x31));
-}
 
 /* Scale of the current block of row r, advancing the split group counters. */
 QA_INLINE float q_wscale(qrows *wr, int r, size_t b, int split)
@@ -441,7 +383,7 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
                 }
             }
             __m256 sc = _mm256_mul_ps(wsv[r], xdv[t]); /* ws * xd, as the reference */
-            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum8x8(v)), sc, acc[r][t]);
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q_sum8x8(v)), sc, acc[r][t]);
         }
 }
 
@@ -487,7 +429,7 @@ QA_INLINE void qtile(float *const *outs, const qrows *wr_in, const int8_t *const
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++)
-            outs[t][r] = hsum8(acc[r][t]);
+            outs[t][r] = q_hsum8(acc[r][t]);
 }
 
 #define QTILE(R, T, SPLIT, NAME)                                                        \

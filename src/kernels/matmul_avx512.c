@@ -51,6 +51,8 @@
 #include <immintrin.h>
 
 #include "core/sanitize.h"
+#include "kernels/avx2_sums.h"
+#include "kernels/float_tiles.h"
 #include "kernels/kernels_internal.h"
 
 #define QZ_INLINE static inline __attribute__((always_inline))
@@ -91,12 +93,8 @@ QZ_INLINE __m512 load_w16(const unsigned char *row, size_t j, int f16, __mmask16
 
 QZ_INLINE float hsum16(__m512 v)
 {
-    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
-                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+    return q_hsum8(_mm256_add_ps(_mm512_castps512_ps256(v),
+                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
 }
 
 #define FMAX_R 8
@@ -178,54 +176,13 @@ FTILE(8, 1, 1, f16_8x1)
 FTILE(1, 4, 1, f16_1x4)
 FTILE(1, 1, 1, f16_1x1)
 
-typedef void (*ftile_fn)(float *const *outs, const unsigned char *w, size_t wstride,
-                         const float *const *xs, size_t n);
+static const q_ftiles f32_tiles = {f32_4x4, f32_4x1, f32_8x1, f32_1x4, f32_1x1, 4};
+static const q_ftiles f16_tiles = {f16_4x4, f16_4x1, f16_8x1, f16_1x4, f16_1x1, 4};
 
 static void matmul_float(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
                          const q_act *x, int f16)
 {
-    size_t n = w->cols, nt = x->n_rows;
-    size_t wstride = n * (f16 ? 2u : 4u); /* bytes per weight row */
-    const unsigned char *base = (const unsigned char *)w->data;
-    ftile_fn big = f16 ? f16_4x4 : f32_4x4, rows4 = f16 ? f16_4x1 : f32_4x1,
-             rows8 = f16 ? f16_8x1 : f32_8x1, toks4 = f16 ? f16_1x4 : f32_1x4,
-             one = f16 ? f16_1x1 : f32_1x1;
-    float *outs[FMAX_T];
-    const float *xs[FMAX_T];
-    if (nt < FMAX_T) { /* decode: 8 rows per pass, one token at a time */
-        for (size_t t = 0; t < nt; t++) {
-            xs[0] = x->f + t * n;
-            size_t i = r0;
-            for (; i + 8 <= r1; i += 8) {
-                outs[0] = out + t * out_stride + i;
-                rows8(outs, base + i * wstride, wstride, xs, n);
-            }
-            for (; i < r1; i++) {
-                outs[0] = out + t * out_stride + i;
-                one(outs, base + i * wstride, wstride, xs, n);
-            }
-        }
-        return;
-    }
-    /* prefill: 4-row panels (outer), token quadruples (inner) */
-    for (size_t i = r0; i < r1;) {
-        int R = r1 - i >= 4 ? 4 : 1;
-        const unsigned char *wi = base + i * wstride;
-        size_t t = 0;
-        for (; t + FMAX_T <= nt; t += FMAX_T) {
-            for (int k = 0; k < FMAX_T; k++) {
-                xs[k] = x->f + (t + (size_t)k) * n;
-                outs[k] = out + (t + (size_t)k) * out_stride + i;
-            }
-            (R == 4 ? big : toks4)(outs, wi, wstride, xs, n);
-        }
-        for (; t < nt; t++) {
-            xs[0] = x->f + t * n;
-            outs[0] = out + t * out_stride + i;
-            (R == 4 ? rows4 : one)(outs, wi, wstride, xs, n);
-        }
-        i += (size_t)R;
-    }
+    q_float_tiles_run(out, out_stride, w, r0, r1, x, f16 ? 2u : 4u, f16 ? &f16_tiles : &f32_tiles);
 }
 
 /* ---- int8 x int8 ---- */
@@ -369,16 +326,6 @@ static void int8_prefill(float *out, size_t out_stride, const q_tensor *w, size_
             }
         }
     }
-}
-
-/* Lane k of the result = the (exact, int32) sum of the 8 lanes of v[k] (as matmul_avx2.c:
- * the fixed hadd tree). */
-QZ_INLINE __m256i sum8x8(const __m256i *v)
-{
-    __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
-    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
-                            _mm256_permute2x128_si256(a, b, 0x31));
 }
 
 /* Lane r of the 8 group counters g (sanitizer builds only: the gather check). */
@@ -531,7 +478,7 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
                 part[r] = _mm256_dpbusd_epi32(_mm256_setzero_si256(),
                                               _mm256_xor_si256(wv, bias), xv);
             }
-            __m256i s = _mm256_sub_epi32(sum8x8(part), _mm256_set1_epi32(xoff[b])); /* S_b */
+            __m256i s = _mm256_sub_epi32(q_sum8x8(part), _mm256_set1_epi32(xoff[b])); /* S_b */
             __m256 wsv;
             BLOCK_SCALES(b, wsv);
             __m256 sc = _mm256_mul_ps(wsv, _mm256_set1_ps(xd[b])); /* ws * xd */

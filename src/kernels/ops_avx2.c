@@ -20,6 +20,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/avx2_sums.h"
 #include "kernels/kernels_internal.h"
 
 /* Products and sums stay separately rounded where this file writes them separately (RoPE
@@ -29,15 +30,6 @@
 #endif
 
 /* ---- helpers ---- */
-
-/* Sum of the 8 lanes in a fixed order: (l0+l4) + (l2+l6) + (l1+l5) + (l3+l7) pairwise. */
-static inline float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* Largest of the 8 lanes (NaN handling irrelevant to the callers: see softmax). */
 static inline float hmax8(__m256 v)
@@ -161,7 +153,7 @@ void q_avx2_rmsnorm(float *out, const float *x, const float *weight, size_t n, f
         float sq = x[i] * x[i];
         tail += sq;
     }
-    float ss = hsum8(_mm256_add_ps(acc0, acc1)) + tail;
+    float ss = q_hsum8(_mm256_add_ps(acc0, acc1)) + tail;
     ss /= (float)n;
     ss += eps;
     ss = 1.0f / sqrtf(ss);
@@ -229,7 +221,7 @@ void q_avx2_softmax(float *x, size_t n)
         for (size_t j = 0; j < rest; j++)
             tail += buf[j];
     }
-    float sum = hsum8(_mm256_add_ps(acc0, acc1)) + tail;
+    float sum = q_hsum8(_mm256_add_ps(acc0, acc1)) + tail;
 
     const __m256 vsum = _mm256_set1_ps(sum);
     for (i = 0; i < full; i += 8)
@@ -556,7 +548,7 @@ static void att_general(float *out, const float *q, const float *keys, const flo
         tail = exp8_nonpos(_mm256_sub_ps(tail, vm));
         acc = _mm256_add_ps(acc, _mm256_and_ps(tail, lanes_below(rest)));
     }
-    const __m256 vsum = _mm256_set1_ps(hsum8(acc));
+    const __m256 vsum = _mm256_set1_ps(q_hsum8(acc));
     for (size_t t = 0; t < full; t += 8)
         _mm256_storeu_ps(att + t, _mm256_div_ps(_mm256_loadu_ps(att + t), vsum));
     if (rest > 0) {
@@ -657,6 +649,6 @@ void q_avx2_attention(float *out, const float *q, const float *keys, const float
     }
     if (rest > 0)
         _mm256_storeu_ps(att + n_pos - 8, elast);
-    const __m256 vsum = _mm256_set1_ps(hsum8(acc));
+    const __m256 vsum = _mm256_set1_ps(q_hsum8(acc));
     att_wsums(out, values, stride, n_pos, att, hs, 1, vsum);
 }
