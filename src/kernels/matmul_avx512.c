@@ -328,6 +328,26 @@ static void int8_prefill(float *out, size_t out_stride, const q_tensor *w, size_
     }
 }
 
+/* The gathers of the decode path's scales. gcc's -O0 forms of the gather intrinsics are
+ * macros whose all-ones mask trips -Wsign-conversion in the caller's file; the pragmas
+ * keep that to these two functions. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-conversion"
+/* The float32 scales at scales[g[r]], r < 8 (Q8_SPLIT). */
+static inline __m256 gather_split_scales(__m512i g, const void *scales)
+{
+    return _mm512_i64gather_ps(g, scales, 4);
+}
+
+/* The binary16 scales of 8 Q8_0 block headers at hdr + idx[r] bytes, as float32 (each
+ * gathered dword holds a scale and the first 2 quants of its block). */
+static inline __m256 gather_q80_scales(const unsigned char *hdr, __m256i idx)
+{
+    __m256i h = _mm256_i32gather_epi32((const int *)(const void *)hdr, idx, 1);
+    return _mm256_cvtph_ps(_mm256_cvtepi32_epi16(h));
+}
+#pragma GCC diagnostic pop
+
 /* Lane r of the 8 group counters g (sanitizer builds only: the gather check). */
 static inline size_t grp_now(__m512i g, int r)
 {
@@ -403,7 +423,7 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
         if (split) {                                                                          \
             for (int r_ = 0; r_ < QDR; r_++)                                                  \
                 Q_GATHER_CHECK((const unsigned char *)w->scales + grp_now(g, r_) * 4, 4);     \
-            (wsv) = _mm512_i64gather_ps(g, w->scales, 4);                                     \
+            (wsv) = gather_split_scales(g, w->scales);                                        \
             k = _mm512_add_epi64(k, one64);                                                   \
             __mmask8 full_ = _mm512_cmpeq_epi64_mask(k, bpg);                                 \
             g = _mm512_mask_add_epi64(g, full_, g, one64);                                    \
@@ -411,9 +431,7 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
         } else { /* 4 bytes at each row's block header: the binary16 scale and 2 quants */   \
             for (int r_ = 0; r_ < QDR; r_++)                                                  \
                 Q_GATHER_CHECK(quants[0] - 2 + (b) * step + row_off[r_], 4);                  \
-            __m256i h_ = _mm256_i32gather_epi32(                                              \
-                (const int *)(const void *)(quants[0] - 2 + (b) * step), hdr_idx, 1);         \
-            (wsv) = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(h_));                               \
+            (wsv) = gather_q80_scales(quants[0] - 2 + (b) * step, hdr_idx);                   \
         }                                                                                     \
     } while (0)
         __m256 acc = _mm256_setzero_ps(); /* lane r: row i + r */
