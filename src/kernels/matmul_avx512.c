@@ -348,13 +348,15 @@ static inline __m256 gather_q80_scales(const unsigned char *hdr, __m256i idx)
 }
 #pragma GCC diagnostic pop
 
-/* Lane r of the 8 group counters g (sanitizer builds only: the gather check). */
+#if defined(Q_HAVE_ASAN) || defined(Q_HAVE_MSAN)
+/* Lane r of the 8 group counters g (the gather check of sanitizer builds). */
 static inline size_t grp_now(__m512i g, int r)
 {
     long long v[8];
     _mm512_storeu_si512(v, g);
     return (size_t)v[r];
 }
+#endif
 
 /*
  * Decode: one token (xq: n int8, xd: n / 32 scales) against rows [r0, r1), 8 rows at a
