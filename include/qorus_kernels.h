@@ -15,7 +15,9 @@
  *
  * Rules every table follows (DESIGN.md, "Optimized paths and their references"):
  *   - Weights are read in place from the mapping (unaligned, never expanded to float32).
- *   - Nothing allocates, prints, or keeps state; every function is thread-safe.
+ *   - Nothing allocates, prints, or keeps state; every function is thread-safe. A matmul
+ *     may use up to 160 KiB of the calling thread's stack (the AVX-512 int8 prefill keeps
+ *     its transposed activations there).
  *   - A matmul output element depends only on its weight row and its activation row: not
  *     on the row range [r0, r1) it was computed in, nor on how many activation rows were
  *     given. So splitting rows across threads, or running tokens as a batch instead of one

@@ -44,6 +44,8 @@
  * and the float steps are the same fma of the same product, so a token computed in a batch
  * equals the same token computed alone, bitwise.
  *
+ * Stack: about 152 KiB in the int8 prefill (the transposed activations of up to 256
+ * group-blocks, the panel's scales and offset terms), a few KiB elsewhere.
  * Size limit: the stack buffers hold rows of up to Q512_MAX_BLOCKS blocks (8192 columns);
  * an int8 matmul on wider rows goes to the AVX2 table's matmul, for every call on that
  * tensor (the choice depends only on the tensor), so the rule above still holds per tensor.
@@ -191,7 +193,9 @@ static void matmul_float(float *out, size_t out_stride, const q_tensor *w, size_
 #define QG 16                /* tokens per prefill group: the 16 lanes of a zmm */
 #define QPR 4                /* weight rows per prefill tile */
 #define QDR 8                /* weight rows per decode tile */
-#define QXT_BLOCKS 320u      /* group-blocks the transposed activations hold (184 KiB) */
+#define QXT_BLOCKS 256u      /* group-blocks the transposed activations hold (128 KiB) */
+/* one token group of the widest row must fit, or a pass would hold no group at all */
+_Static_assert(QXT_BLOCKS >= Q512_MAX_BLOCKS, "QXT_BLOCKS below Q512_MAX_BLOCKS");
 
 /* Row `row` of a Q8_0 or Q8_SPLIT tensor: where its blocks' 32 quants start (block b at
  * quants + b * step); its nb weight scales are written to ws[b], b < nb. */
