@@ -22,10 +22,15 @@ fi
 work=${WORK:-/tmp}/qorus-cflite-build
 mkdir -p "$OUT"
 
+# The sanitizer flags themselves come in $CFLAGS. QORUS_SANITIZER only tells the library to
+# poison its arena (ASan, MSan). It is left empty for "undefined": it would add our own
+# -fsanitize=undefined -fno-sanitize-recover=all, which makes OSS-Fuzz's deliberately
+# recoverable unsigned-integer-overflow check fatal, and every target aborts on intended
+# modular arithmetic (hashes, the sampler's PRNG, the arena's size - 1) in its first input
+# (scripts/cflite-check.sh undefined found this).
 case "${SANITIZER:-}" in
   address) qsan=address ;;
   memory) qsan=memory ;;
-  undefined) qsan=undefined ;;
   *) qsan="" ;;
 esac
 

@@ -8,13 +8,15 @@
 # then, if present, the libFuzzer smoke run of every fuzz target (scripts/fuzz-smoke.sh),
 # which also replays the arena corpora over the release arena (preset fuzz-fast: the inline
 # fast path under ASan+UBSan, checked against the slow path) and builds afl-fast if AFL++ is
-# installed.
+# installed, and finally the ClusterFuzzLite build check of the OSS-Fuzz "undefined" flags
+# (scripts/cflite-check.sh -t 0 undefined: .clusterfuzzlite/build.sh with the image's UBSan
+# flags, every target replaying its seed corpus zip).
 #
 # Missing tools are installed first when run as root (apt-get), otherwise the script stops
 # with one line giving the install command (scripts/lib/require.sh).
 #
 # Environment: QORUS_PRESETS="release asan" to run a subset; QORUS_SKIP_FUZZ_SMOKE=1 to skip
-# the fuzz smoke run; QORUS_MODELS=/path/to/models for the real-model tests (default
+# the fuzz smoke run; QORUS_SKIP_CFLITE=1 to skip the ClusterFuzzLite check; QORUS_MODELS=/path/to/models for the real-model tests (default
 # ../shared/models; those tests are skipped when no models are found).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +53,9 @@ case " $presets " in *" release "* | *" debug "*) need+=(valgrind) ;; esac
 if [ -x scripts/fuzz-smoke.sh ] && [ "${QORUS_SKIP_FUZZ_SMOKE:-0}" != 1 ]; then
   need+=(clang fuzzer-rt)
 fi
+if [ "${QORUS_SKIP_CFLITE:-0}" != 1 ]; then
+  need+=(clang fuzzer-rt zip unzip)
+fi
 qorus_require "${need[@]}"
 for preset in $presets; do
   echo "=== $preset ==="
@@ -62,5 +67,9 @@ done
 if [ -x scripts/fuzz-smoke.sh ] && [ "${QORUS_SKIP_FUZZ_SMOKE:-0}" != 1 ]; then
   echo "=== fuzz smoke ==="
   scripts/fuzz-smoke.sh
+fi
+if [ "${QORUS_SKIP_CFLITE:-0}" != 1 ]; then
+  echo "=== ClusterFuzzLite build check (undefined) ==="
+  scripts/cflite-check.sh -t 0 undefined
 fi
 echo "all tests passed: $presets"
