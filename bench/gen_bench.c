@@ -2,10 +2,10 @@
  * gen_bench: generation speed of the real `qorus` command, in one run.
  *
  * For every model (the real stories260K files, and random-weight models of the TinyStories
- * 15M / 42M / 110M shapes in llama2.c v0 F32, ak42 v2 Q8, GGUF F32 / F16 / Q8_0, written
- * by `qorus-model random` and cached), every thread count and both kernel choices (auto,
- * and the scalar reference forced with QORUS_KERNELS=scalar), gen_bench runs `qorus run`
- * as a child process twice:
+ * 15M / 42M / 110M shapes in llama2.c v0 F32, ak42 v2 Q8, GGUF F32 / F16 / Q8_0 (and BF16
+ * at 110M), written by `qorus-model random` and cached), every thread count and both
+ * kernel choices (auto, and the scalar reference forced with QORUS_KERNELS=scalar),
+ * gen_bench runs `qorus run` as a child process twice:
  *
  *   decode   qorus run MODEL [-z TOK] -t 0 -n 256 -i "Once upon a time" [-j N]
  *   prefill  qorus run MODEL [-z TOK] -t 0 -n 129 -i PROMPT128 [-j N]
@@ -477,14 +477,16 @@ typedef struct format {
     const char *type;  /* the table's type column */
     const char *opt[3];/* qorus-model random options */
     int gguf;
+    const char *shape; /* only this shape (NULL: every shape) */
 } format;
 
 static const format formats[] = {
-    {"v0", "F32 (llama2.c v0)", {"--version", "0", NULL}, 0},
-    {"v2", "Q8 (ak42 v2)", {"--version", "2", NULL}, 0},
-    {"gguf-f32", "GGUF F32", {"--gguf", "--type", "f32"}, 1},
-    {"gguf-f16", "GGUF F16", {"--gguf", "--type", "f16"}, 1},
-    {"gguf-q8_0", "GGUF Q8_0", {"--gguf", "--type", "q8_0"}, 1},
+    {"v0", "F32 (llama2.c v0)", {"--version", "0", NULL}, 0, NULL},
+    {"v2", "Q8 (ak42 v2)", {"--version", "2", NULL}, 0, NULL},
+    {"gguf-f32", "GGUF F32", {"--gguf", "--type", "f32"}, 1, NULL},
+    {"gguf-f16", "GGUF F16", {"--gguf", "--type", "f16"}, 1, NULL},
+    {"gguf-bf16", "GGUF BF16", {"--gguf", "--type", "bf16"}, 1, "110M"},
+    {"gguf-q8_0", "GGUF Q8_0", {"--gguf", "--type", "q8_0"}, 1, NULL},
 };
 
 enum { GROUP_STORIES, GROUP_RANDOM, N_GROUPS };
@@ -520,10 +522,10 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: gen_bench [options]\n"
             "  Runs `qorus run` on the real 260K models and on random-weight 15M / 42M / 110M\n"
-            "  models (llama2.c v0, ak42 v2, GGUF F32/F16/Q8_0), 1 and 2 threads, auto and\n"
-            "  scalar kernels, and prints a markdown table: decode and prefill tok/s, time to\n"
-            "  first token of a 128-token prompt, peak RSS, and efficiency against the read\n"
-            "  bandwidth measured in the same run.\n"
+            "  models (llama2.c v0, ak42 v2, GGUF F32/F16/Q8_0, BF16 at 110M), 1 and 2\n"
+            "  threads, auto and scalar kernels, and prints a markdown table: decode and\n"
+            "  prefill tok/s, time to first token of a 128-token prompt, peak RSS, and\n"
+            "  efficiency against the read bandwidth measured in the same run.\n"
             "  --quick          15M and 260K models only, fewer decode steps\n"
             "  --only PATTERN   only models whose name contains PATTERN (15M, 110M.v2, gguf, ...)\n"
             "  --threads LIST   thread counts, comma-separated (default 1,2)\n"
@@ -720,7 +722,7 @@ static double weight_bytes(const opts *o, const model *m)
         double n = (double)rows * (double)cols, b;
         if (strcmp(type, "F32") == 0) {
             b = 4.0 * n;
-        } else if (strcmp(type, "F16") == 0) {
+        } else if (strcmp(type, "F16") == 0 || strcmp(type, "BF16") == 0) {
             b = 2.0 * n;
         } else if (strcmp(type, "Q8_0") == 0) {
             b = n / 32.0 * 34.0; /* 32 int8 + one f16 scale per block */
@@ -1202,6 +1204,8 @@ int main(int argc, char **argv)
             char name[64];
             snprintf(name, sizeof name, "%s.%s", shapes[s].name, formats[f].tag);
             if (o.only != NULL && strstr(name, o.only) == NULL)
+                continue;
+            if (formats[f].shape != NULL && strcmp(formats[f].shape, shapes[s].name) != 0)
                 continue;
             if (mkdir(cache, 0777) != 0 && errno != EEXIST)
                 die_errno("cannot create", cache);

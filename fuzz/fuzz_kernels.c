@@ -12,7 +12,7 @@
  * (docs/kernels.md derives the bounds, which hold for every table: none is per table):
  *
  *   quantize_q8   q bytes and d floats memcmp-identical, for every input;
- *   matmul        F32, F16, Q8_0 and Q8_SPLIT (group sizes 32, 64, multiples of 32, odd),
+ *   matmul        F32, F16, BF16, Q8_0 and Q8_SPLIT (group sizes 32, 64, multiples of 32, odd),
  *                 float and integer (quantized activation) paths:
  *                 - "exact" values (small integers, power-of-two scales: every sum exact in
  *                   any order) give memcmp-identical outputs, so the integer block sums are
@@ -340,7 +340,7 @@ static void run_quantize(ctx *c)
 }
 
 /* ======================================================================================
- * matmul. Draws: type (0 F32, 1 F16, 2 Q8_0, 3 Q8_SPLIT), cols class (0: 32k, 1: 1..64,
+ * matmul. Draws: type (0 F32, 1 F16, 2 Q8_0, 3 Q8_SPLIT, 4 BF16), cols class (0: 32k, 1: 1..64,
  * 2: 1..2048 (2 bytes)), cols value (1 byte, or 2 for class 2), Q8_SPLIT group class
  * (0: 32, 1: 64, 2: 32k, 3: odd, 4: 1..200), group value, rows (1..64), tokens (1..8),
  * stride extra (0..3), activation form (0 float, 1 quantized by the reference, 2 drawn int8),
@@ -429,6 +429,8 @@ static double mm_weight(const q_tensor *w, size_t i, size_t j, int *code, double
     }
     case Q_TENSOR_F16:
         return q_f16_to_f32((uint16_t)(base[(i * n + j) * 2] | (base[(i * n + j) * 2 + 1] << 8)));
+    case Q_TENSOR_BF16:
+        return q_bf16_to_f32((uint16_t)(base[(i * n + j) * 2] | (base[(i * n + j) * 2 + 1] << 8)));
     case Q_TENSOR_Q8_0: {
         const unsigned char *blk = base + i * (n / 32) * 34 + (j / 32) * 34;
         *scale = q_f16_to_f32((uint16_t)(blk[0] | (blk[1] << 8)));
@@ -528,7 +530,7 @@ static void mm_fill_pattern(float *out, size_t n)
 
 static void run_matmul(ctx *c)
 {
-    int type_sel = (int)draw(c, 0, 3);
+    int type_sel = (int)draw(c, 0, 4);
     size_t cols_class = draw(c, 0, 2);
     size_t cols = cols_class == 0 ? 32 * draw(c, 1, 32)
                   : cols_class == 1 ? draw(c, 1, 64)
@@ -545,7 +547,8 @@ static void run_matmul(ctx *c)
     q_tensor_type type = type_sel == 0   ? Q_TENSOR_F32
                          : type_sel == 1 ? Q_TENSOR_F16
                          : type_sel == 2 ? Q_TENSOR_Q8_0
-                                         : Q_TENSOR_Q8_SPLIT;
+                         : type_sel == 3 ? Q_TENSOR_Q8_SPLIT
+                                         : Q_TENSOR_BF16;
     if (type == Q_TENSOR_Q8_0 && cols % 32 != 0)
         cols = (cols + 31) / 32 * 32;
     if (mode == M_EXACT && cols > 1024)
@@ -589,7 +592,7 @@ static void run_matmul(ctx *c)
     int xexp = (int)(vs_byte(&c->vs) % 9) - 4; /* and activation scale 2^xexp */
     buf bw = {0}, bs = {0}, bx = {0}, bxq = {0}, bxd = {0};
     size_t wbytes = type == Q_TENSOR_F32 ? rows * cols * 4
-                    : type == Q_TENSOR_F16 ? rows * cols * 2
+                    : type == Q_TENSOR_F16 || type == Q_TENSOR_BF16 ? rows * cols * 2
                     : type == Q_TENSOR_Q8_0 ? rows * nb * 34
                                             : rows * cols;
     unsigned char *wd = (unsigned char *)buf_new(&bw, wbytes, ow);
@@ -603,6 +606,15 @@ static void run_matmul(ctx *c)
     case Q_TENSOR_F16:
         for (size_t e = 0; e < rows * cols; e++) {
             uint16_t h = mode == M_EXACT ? f16_of_int((int8_t)vs_byte(&c->vs)) : vs_f16(&c->vs, 0);
+            wd[e * 2] = (unsigned char)(h & 0xff);
+            wd[e * 2 + 1] = (unsigned char)(h >> 8);
+        }
+        break;
+    case Q_TENSOR_BF16: /* raw mode: every 16-bit pattern; exact: small integers (exact) */
+        for (size_t e = 0; e < rows * cols; e++) {
+            uint16_t h = mode == M_RAW     ? (uint16_t)(vs_byte(&c->vs) | (vs_byte(&c->vs) << 8))
+                         : mode == M_EXACT ? q_f32_to_bf16((float)(int8_t)vs_byte(&c->vs))
+                                           : q_f32_to_bf16(vs_float(&c->vs, 0));
             wd[e * 2] = (unsigned char)(h & 0xff);
             wd[e * 2 + 1] = (unsigned char)(h >> 8);
         }

@@ -64,6 +64,7 @@ static inline size_t fuzz_type_bytes(const q_tensor *t, size_t *scale_bytes)
     switch (t->type) {
     case Q_TENSOR_F32: return n * 4;
     case Q_TENSOR_F16: return n * 2;
+    case Q_TENSOR_BF16: return n * 2;
     case Q_TENSOR_Q8_0:
         FUZZ_ASSERT(t->cols % 32 == 0);
         return n / 32 * 34;

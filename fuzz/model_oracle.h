@@ -502,14 +502,14 @@ static inline int oracle_gguf_tensors(oracle_gguf *g, uint64_t n_tensors, uint64
         unsigned __int128 bytes;
         if (t->type == 0)
             bytes = numel * 4;
-        else if (t->type == 1)
+        else if (t->type == 1 || t->type == 30) /* F16, BF16 */
             bytes = numel * 2;
         else if (t->type == 8) {
             if (t->ne[0] % 32 != 0)
                 ORACLE_REJECT(v, "Q8_0 rows a multiple of 32");
             bytes = numel / 32 * 34;
         } else
-            ORACLE_REJECT(v, "tensor type F32, F16 or Q8_0");
+            ORACLE_REJECT(v, "tensor type F32, F16, Q8_0 or BF16");
         if (bytes > UINT64_MAX)
             ORACLE_REJECT(v, "tensor bytes fit 64 bits");
         t->bytes = (uint64_t)bytes;

@@ -35,6 +35,10 @@ extern "C" {
 /** binary32 -> binary16, rounded to nearest even; overflow gives infinity, NaN stays NaN. */
 uint16_t q_f32_to_f16(float f);
 
+/** binary32 -> bfloat16, rounded to nearest even; overflow gives infinity, NaN stays NaN
+ *  (quiet, sign kept). */
+uint16_t q_f32_to_bf16(float f);
+
 /** out[i] = weight[i] * x[i] / sqrt(mean(x^2) + eps), for i < n. `out` may equal `x`. */
 void q_rmsnorm(float *out, const float *x, const float *weight, size_t n, float eps);
 

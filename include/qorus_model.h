@@ -50,6 +50,7 @@ typedef enum q_tensor_type {
     Q_TENSOR_F32 = 0,
     Q_TENSOR_F16 = 1,
     Q_TENSOR_Q8_0 = 8,      /* ggml blocks of 32: f16 scale then 32 int8 (34 bytes) */
+    Q_TENSOR_BF16 = 30,     /* bfloat16: the high 16 bits of a float32 (ggml type 30) */
     Q_TENSOR_Q8_SPLIT = 64, /* llama2.c v2: rows*cols int8, then one float32 scale per group */
 } q_tensor_type;
 
@@ -167,7 +168,7 @@ q_error_code q_tokenizer_load(q_tokenizer *tokenizer, const char *path, size_t e
                               q_diag *diag);
 
 /**
- * Reads row `row` of `t` as float32 into `out` (t->cols values), converting F16 and
+ * Reads row `row` of `t` as float32 into `out` (t->cols values), converting F16 / BF16 and
  * dequantizing Q8_0 / Q8_SPLIT. For tools, tests and reference code paths, not hot loops.
  * Errors, in this order: Q_ERR_INVALID_ARG (t or out NULL, t->data NULL, row >= t->rows),
  * Q_ERR_UNSUPPORTED_TYPE (t->type not a q_tensor_type). On error `out` is not written.
@@ -176,6 +177,9 @@ q_error_code q_tensor_read_row(const q_tensor *t, size_t row, float *out);
 
 /** IEEE half to float (subnormals, infinities and NaN included). */
 float q_f16_to_f32(uint16_t h);
+
+/** bfloat16 to float: exact (the 16 bits become the high half of the float32). */
+float q_bf16_to_f32(uint16_t h);
 
 /** Frees what q_model_parse allocated and zeroes `model`. Safe on a zeroed model and twice. */
 void q_model_free(q_model *model);

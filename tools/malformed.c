@@ -328,6 +328,7 @@ static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_mod
     /* valid seeds */
     GG("valid_v3_f32.gguf", "Q_OK", .version = 3);
     GG("valid_v2_f16.gguf", "Q_OK", .version = 2, .mat_type = Q_TENSOR_F16);
+    GG("valid_v3_bf16.gguf", "Q_OK", .version = 3, .mat_type = Q_TENSOR_BF16);
     GG("valid_alignment_64.gguf", "Q_OK", .alignment = 64);
     emit_gguf(g, "valid_unshared.gguf", mu, t, &o, "Q_OK");
     {
@@ -408,6 +409,11 @@ static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_mod
        .t_set_type = 1, .t_type = 2);
     GG("gguf_tensor_type_unknown", "Q_ERR_UNSUPPORTED_TYPE", .tensor = "blk.0.attn_k.weight",
        .t_set_type = 1, .t_type = 99);
+    /* BF16 is ggml type 30: its neighbours are not read */
+    GG("gguf_tensor_type_29", "Q_ERR_UNSUPPORTED_TYPE", .tensor = "blk.0.attn_k.weight",
+       .t_set_type = 1, .t_type = 29);
+    GG("gguf_tensor_type_31", "Q_ERR_UNSUPPORTED_TYPE", .tensor = "blk.0.attn_k.weight",
+       .t_set_type = 1, .t_type = 31);
     GG("gguf_ne_product_overflow", "Q_ERR_OVERFLOW", .tensor = "token_embd.weight", .t_set_ne = 1,
        .t_ne = {(uint64_t)1 << 62, 8, 1, 1});
     GG("gguf_ne_times_type_size_overflow", "Q_ERR_OVERFLOW", .tensor = "output_norm.weight",
@@ -430,6 +436,8 @@ static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_mod
        .t_set_ne = 1, .t_ne = {8, 4, 2, 1});
     GG("gguf_norm_not_f32", "Q_ERR_UNSUPPORTED_TYPE", .tensor = "output_norm.weight",
        .t_set_type = 1, .t_type = Q_TENSOR_F16);
+    GG("gguf_norm_bf16", "Q_ERR_UNSUPPORTED_TYPE", .tensor = "blk.1.ffn_norm.weight",
+       .t_set_type = 1, .t_type = Q_TENSOR_BF16);
     GG("gguf_missing_tensor", "Q_ERR_MISSING", .omit_tensor = "blk.1.ffn_up.weight");
     GG("gguf_missing_token_embd", "Q_ERR_MISSING", .omit_tensor = "token_embd.weight");
     GG("gguf_missing_output_norm", "Q_ERR_MISSING", .omit_tensor = "output_norm.weight");

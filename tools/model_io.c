@@ -430,6 +430,15 @@ void tok_free(tm_tok *t)
 
 /* ---------------------------------------------------------------- GGUF */
 
+uint16_t tm_f32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) /* NaN stays NaN: quiet bit set */
+        return (uint16_t)((x >> 16) | 0x40u);
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16); /* nearest, ties to even */
+}
+
 uint16_t tm_f32_to_f16(float f)
 {
     uint32_t x, mant, half, rem;
@@ -478,7 +487,7 @@ typedef struct gg_tensor {
 static size_t gg_bytes(uint32_t type, size_t rows, size_t cols)
 {
     size_t n = xmul(rows, cols);
-    if (type == Q_TENSOR_F16)
+    if (type == Q_TENSOR_F16 || type == Q_TENSOR_BF16)
         return xmul(n, 2);
     if (type == Q_TENSOR_Q8_0)
         return xmul(n / 32, 34);
@@ -493,6 +502,12 @@ static void gg_data(tbuf *b, const gg_tensor *t)
     } else if (t->type == Q_TENSOR_F16) {
         for (size_t i = 0; i < n; i++) {
             uint16_t h = tm_f32_to_f16(t->data[i]);
+            tb_u8(b, (uint8_t)h);
+            tb_u8(b, (uint8_t)(h >> 8));
+        }
+    } else if (t->type == Q_TENSOR_BF16) {
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = tm_f32_to_bf16(t->data[i]);
             tb_u8(b, (uint8_t)h);
             tb_u8(b, (uint8_t)(h >> 8));
         }

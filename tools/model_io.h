@@ -76,7 +76,7 @@ void tok_free(tm_tok *t);
  * valid file. */
 typedef struct gguf_opts {
     uint32_t version;         /* 2 or 3 */
-    uint32_t mat_type;        /* Q_TENSOR_F32, Q_TENSOR_F16 or Q_TENSOR_Q8_0 for matrices */
+    uint32_t mat_type;        /* Q_TENSOR_F32, F16, BF16 or Q8_0 for matrices */
     uint32_t alignment;       /* 0: no general.alignment key (default 32) */
     uint32_t alignment_gtype; /* 0: uint32 (4); else the value type written (e.g. 10, u64) */
     int set_n_tensors;  uint64_t n_tensors;
@@ -118,5 +118,8 @@ void tm_write_gguf(tbuf *out, const tm_model *m, const tm_tok *t, const gguf_opt
 
 /* Float to IEEE half, round to nearest even. */
 uint16_t tm_f32_to_f16(float f);
+
+/* float32 -> bfloat16, round to nearest even (the tool's own, independent of the library) */
+uint16_t tm_f32_to_bf16(float f);
 
 #endif

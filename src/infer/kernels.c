@@ -47,6 +47,17 @@ uint16_t q_f32_to_f16(float f)
     return (uint16_t)(sign | half);
 }
 
+uint16_t q_f32_to_bf16(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) /* NaN: keep sign and top payload, force quiet */
+        return (uint16_t)((bits >> 16) | 0x40u);
+    /* round to nearest even on the 16 dropped bits; a carry may reach infinity: correct */
+    uint32_t rounded = bits + 0x7fffu + ((bits >> 16) & 1u);
+    return (uint16_t)(rounded >> 16);
+}
+
 /* ---- RMSNorm, softmax: the reference kernels (src/kernels/ref.c) ---- */
 
 void q_rmsnorm(float *out, const float *x, const float *weight, size_t n, float eps)
@@ -73,6 +84,7 @@ q_error_code q_tensor_check(const q_tensor *t)
     switch (t->type) {
     case Q_TENSOR_F32:
     case Q_TENSOR_F16:
+    case Q_TENSOR_BF16:
         return Q_OK;
     case Q_TENSOR_Q8_0:
         if ((t->cols & (Q_QBLOCK - 1)) != 0 || t->group_size != Q_QBLOCK)
@@ -98,6 +110,10 @@ static void dequant_span(float *out, const q_tensor *t, size_t row, size_t col0,
     case Q_TENSOR_F16:
         for (size_t j = 0; j < n; j++)
             out[j] = q_load_f16(base + (e0 + j) * 2);
+        break;
+    case Q_TENSOR_BF16:
+        for (size_t j = 0; j < n; j++)
+            out[j] = q_load_bf16(base + (e0 + j) * 2);
         break;
     case Q_TENSOR_Q8_0: {
         size_t row_bytes = t->cols / Q_QBLOCK * Q_Q8_0_BLOCK_BYTES;

@@ -18,6 +18,9 @@
 
 #define Q_FTILE_MAX_T 8 /* the largest token group a table's prefill tile takes */
 
+/* Element types of float weights, as the tiles' load helpers take them (`kind`) */
+enum { Q_FK_F32 = 0, Q_FK_F16 = 1, Q_FK_BF16 = 2 };
+
 /* A tile: outs[t][r] = dot(row r of the R rows at w (row stride wstride bytes), xs[t]) */
 typedef void (*q_ftile_fn)(float *const *outs, const unsigned char *w, size_t wstride,
                            const float *const *xs, size_t n);
@@ -33,7 +36,7 @@ typedef struct q_ftiles {
 } q_ftiles;
 
 /* out[t * out_stride + i] for r0 <= i < r1, t < x->n_rows, with the tiles of `tl`;
- * elem_bytes: bytes per weight (4 for F32, 2 for F16). */
+ * elem_bytes: bytes per weight (4 for F32, 2 for F16 and BF16). */
 static inline void q_float_tiles_run(float *out, size_t out_stride, const q_tensor *w,
                                      size_t r0, size_t r1, const q_act *x, size_t elem_bytes,
                                      const q_ftiles *tl)

@@ -26,6 +26,11 @@ static inline float q_load_f16(const unsigned char *p)
     return q_f16_to_f32((uint16_t)(p[0] | (p[1] << 8)));
 }
 
+static inline float q_load_bf16(const unsigned char *p)
+{
+    return q_bf16_to_f32((uint16_t)(p[0] | (p[1] << 8)));
+}
+
 /* x * inv rounded to nearest (ties to even), clamped to [-127, 127]; NaN gives 0. */
 static inline int8_t q_quantize_one(float x, float inv)
 {

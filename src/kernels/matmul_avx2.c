@@ -7,7 +7,7 @@
  * Every output element out[t][i] = dot(W row i, x row t) is computed by the SAME sequence of
  * floating-point operations whatever tile it falls into, whatever [r0, r1) and n_rows are:
  *
- *   float weights (F32, F16):  one 8-lane accumulator, acc = 0; for each 8-column step j
+ *   float weights (F32, F16, BF16):  one 8-lane accumulator, acc = 0; for each 8-column step j
  *       (in order) acc = fma(w[j..j+8), x[j..j+8), acc); the last cols % 8 columns are one
  *       more step on zero-padded copies of w and x; then q_hsum8(acc).
  *   int8 (Q8_0, Q8_SPLIT with x->q): one 8-lane accumulator; the blocks go in chunks of 8
@@ -92,20 +92,28 @@ void q_avx2_quantize_q8(int8_t *q, float *d, const float *x, size_t n)
 /* ---- the shared per-output pieces ---- */
 
 /* 8 weights of a float-type row at column j, as float32 */
-QA_INLINE __m256 load_w8(const unsigned char *row, size_t j, int f16)
+QA_INLINE __m256 bf16x8_to_ps(__m128i h)
 {
-    if (f16)
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+QA_INLINE __m256 load_w8(const unsigned char *row, size_t j, int kind)
+{
+    if (kind == Q_FK_F16)
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + j * 2)));
+    if (kind == Q_FK_BF16)
+        return bf16x8_to_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + j * 2)));
     return _mm256_loadu_ps((const float *)(const void *)(row + j * 4));
 }
 
 /* The last rem (< 8) weights from column j, zero-padded to 8 */
-QA_INLINE __m256 load_w_tail(const unsigned char *row, size_t j, size_t rem, int f16)
+QA_INLINE __m256 load_w_tail(const unsigned char *row, size_t j, size_t rem, int kind)
 {
-    if (f16) {
+    if (kind != Q_FK_F32) {
         uint16_t h[8] = {0};
         memcpy(h, row + j * 2, rem * 2);
-        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
+        __m128i hv = _mm_loadu_si128((const __m128i *)(const void *)h);
+        return kind == Q_FK_F16 ? _mm256_cvtph_ps(hv) : bf16x8_to_ps(hv);
     }
     float f[8] = {0};
     memcpy(f, row + j * 4, rem * 4);
@@ -122,7 +130,7 @@ QA_INLINE __m256 load_w_tail(const unsigned char *row, size_t j, size_t rem, int
  * call site (the loops unroll and the accumulators live in registers).
  */
 QA_INLINE void ftile(float *const *outs, const unsigned char *w, size_t wstride,
-                     const float *const *xs, size_t n, int R, int T, int f16)
+                     const float *const *xs, size_t n, int R, int T, int kind)
 {
     __m256 acc[MAX_R][MAX_T]; /* (R, T) one accumulator chain per output */
 #pragma GCC unroll 8
@@ -149,7 +157,7 @@ QA_INLINE void ftile(float *const *outs, const unsigned char *w, size_t wstride,
             xv[t] = _mm256_loadu_ps(xs[t] + j);
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
-            __m256 wv = load_w8(w + (size_t)r * wstride, j, f16);
+            __m256 wv = load_w8(w + (size_t)r * wstride, j, kind);
 #pragma GCC unroll 3
             for (int t = 0; t < T; t++)
                 acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
@@ -166,7 +174,7 @@ QA_INLINE void ftile(float *const *outs, const unsigned char *w, size_t wstride,
         }
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
-            __m256 wv = load_w_tail(w + (size_t)r * wstride, j, rem, f16);
+            __m256 wv = load_w_tail(w + (size_t)r * wstride, j, rem, kind);
 #pragma GCC unroll 3
             for (int t = 0; t < T; t++)
                 acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
@@ -179,31 +187,40 @@ QA_INLINE void ftile(float *const *outs, const unsigned char *w, size_t wstride,
             outs[t][r] = q_hsum8(acc[r][t]);
 }
 
-#define FTILE(R, T, F16, NAME)                                                            \
+#define FTILE(R, T, KIND, NAME)                                                              \
     static __attribute__((noinline)) void NAME(float *const *outs, const unsigned char *w, \
                                                size_t wstride, const float *const *xs,   \
                                                size_t n)                                 \
     {                                                                                    \
-        ftile(outs, w, wstride, xs, n, R, T, F16);                                       \
+        ftile(outs, w, wstride, xs, n, R, T, KIND);                                      \
     }
-FTILE(4, 3, 0, f32_4x3)
-FTILE(4, 1, 0, f32_4x1)
-FTILE(8, 1, 0, f32_8x1)
-FTILE(1, 3, 0, f32_1x3)
-FTILE(1, 1, 0, f32_1x1)
-FTILE(4, 3, 1, f16_4x3)
-FTILE(4, 1, 1, f16_4x1)
-FTILE(8, 1, 1, f16_8x1)
-FTILE(1, 3, 1, f16_1x3)
-FTILE(1, 1, 1, f16_1x1)
+FTILE(4, 3, Q_FK_F32, f32_4x3)
+FTILE(4, 1, Q_FK_F32, f32_4x1)
+FTILE(8, 1, Q_FK_F32, f32_8x1)
+FTILE(1, 3, Q_FK_F32, f32_1x3)
+FTILE(1, 1, Q_FK_F32, f32_1x1)
+FTILE(4, 3, Q_FK_F16, f16_4x3)
+FTILE(4, 1, Q_FK_F16, f16_4x1)
+FTILE(8, 1, Q_FK_F16, f16_8x1)
+FTILE(1, 3, Q_FK_F16, f16_1x3)
+FTILE(1, 1, Q_FK_F16, f16_1x1)
+FTILE(4, 3, Q_FK_BF16, bf16_4x3)
+FTILE(4, 1, Q_FK_BF16, bf16_4x1)
+FTILE(8, 1, Q_FK_BF16, bf16_8x1)
+FTILE(1, 3, Q_FK_BF16, bf16_1x3)
+FTILE(1, 1, Q_FK_BF16, bf16_1x1)
 
 static const q_ftiles f32_tiles = {f32_4x3, f32_4x1, f32_8x1, f32_1x3, f32_1x1, 3};
 static const q_ftiles f16_tiles = {f16_4x3, f16_4x1, f16_8x1, f16_1x3, f16_1x1, 3};
+static const q_ftiles bf16_tiles = {bf16_4x3, bf16_4x1, bf16_8x1, bf16_1x3, bf16_1x1, 3};
 
 static void matmul_float(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
-                         const q_act *x, int f16)
+                         const q_act *x, int kind)
 {
-    q_float_tiles_run(out, out_stride, w, r0, r1, x, f16 ? 2u : 4u, f16 ? &f16_tiles : &f32_tiles);
+    q_float_tiles_run(out, out_stride, w, r0, r1, x, kind == Q_FK_F32 ? 4u : 2u,
+                      kind == Q_FK_F16    ? &f16_tiles
+                      : kind == Q_FK_BF16 ? &bf16_tiles
+                                          : &f32_tiles);
 }
 
 /* ---- int8 x int8 ---- */
@@ -558,10 +575,13 @@ void q_avx2_matmul(float *out, size_t out_stride, const q_tensor *w, size_t r0, 
         return;
     switch (w->type) {
     case Q_TENSOR_F32:
-        matmul_float(out, out_stride, w, r0, r1, x, 0);
+        matmul_float(out, out_stride, w, r0, r1, x, Q_FK_F32);
         return;
     case Q_TENSOR_F16:
-        matmul_float(out, out_stride, w, r0, r1, x, 1);
+        matmul_float(out, out_stride, w, r0, r1, x, Q_FK_F16);
+        return;
+    case Q_TENSOR_BF16:
+        matmul_float(out, out_stride, w, r0, r1, x, Q_FK_BF16);
         return;
     case Q_TENSOR_Q8_0:
     case Q_TENSOR_Q8_SPLIT:

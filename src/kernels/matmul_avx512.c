@@ -8,7 +8,7 @@
  * Every output element out[t][i] = dot(W row i, x row t) is computed by the SAME sequence of
  * floating-point operations whatever tile it falls into, whatever [r0, r1) and n_rows are:
  *
- *   float weights (F32, F16): one 16-lane accumulator, acc = 0; for each 16-column step
+ *   float weights (F32, F16, BF16): one 16-lane accumulator, acc = 0; for each 16-column step
  *       (in order) acc = fma(w[j..j+16), x[j..j+16), acc); the last cols % 16 columns are
  *       one more step with masked (zero-filling) loads of w and x; then hsum16: (low 256
  *       bits + high 256 bits), then the AVX2 table's fixed 8-lane tree.
@@ -86,10 +86,13 @@ static void gather_check(const unsigned char *p, size_t bytes)
 
 /* 16 weights of a float-type row from column j, as float32; `m` masks the valid lanes of a
  * tail (all ones for a full step). Masked loads never touch the masked-off bytes. */
-QZ_INLINE __m512 load_w16(const unsigned char *row, size_t j, int f16, __mmask16 m)
+QZ_INLINE __m512 load_w16(const unsigned char *row, size_t j, int kind, __mmask16 m)
 {
-    if (f16)
+    if (kind == Q_FK_F16)
         return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + j * 2));
+    if (kind == Q_FK_BF16) /* bfloat16: the high half of a float32 */
+        return _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, row + j * 2)), 16));
     return _mm512_maskz_loadu_ps(m, row + j * 4);
 }
 
@@ -106,7 +109,7 @@ QZ_INLINE float hsum16(__m512 v)
  * (n floats each); outs[t][r] receives the results. R and T are constants at every call
  * site, so the loops unroll and the accumulators stay in registers. */
 QZ_INLINE void ftile(float *const *outs, const unsigned char *w, size_t wstride,
-                     const float *const *xs, size_t n, int R, int T, int f16)
+                     const float *const *xs, size_t n, int R, int T, int kind)
 {
     __m512 acc[FMAX_R][FMAX_T]; /* (R, T) one accumulator chain per output */
 #pragma GCC unroll 8
@@ -133,7 +136,7 @@ QZ_INLINE void ftile(float *const *outs, const unsigned char *w, size_t wstride,
             xv[t] = _mm512_loadu_ps(xs[t] + j);
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
-            __m512 wv = load_w16(w + (size_t)r * wstride, j, f16, (__mmask16)0xFFFF);
+            __m512 wv = load_w16(w + (size_t)r * wstride, j, kind, (__mmask16)0xFFFF);
 #pragma GCC unroll 4
             for (int t = 0; t < T; t++)
                 acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
@@ -147,7 +150,7 @@ QZ_INLINE void ftile(float *const *outs, const unsigned char *w, size_t wstride,
             xv[t] = _mm512_maskz_loadu_ps(m, xs[t] + j);
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
-            __m512 wv = load_w16(w + (size_t)r * wstride, j, f16, m);
+            __m512 wv = load_w16(w + (size_t)r * wstride, j, kind, m);
 #pragma GCC unroll 4
             for (int t = 0; t < T; t++)
                 acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
@@ -160,31 +163,40 @@ QZ_INLINE void ftile(float *const *outs, const unsigned char *w, size_t wstride,
             outs[t][r] = hsum16(acc[r][t]);
 }
 
-#define FTILE(R, T, F16, NAME)                                                            \
+#define FTILE(R, T, KIND, NAME)                                                              \
     static __attribute__((noinline)) void NAME(float *const *outs, const unsigned char *w, \
                                                size_t wstride, const float *const *xs,   \
                                                size_t n)                                 \
     {                                                                                    \
-        ftile(outs, w, wstride, xs, n, R, T, F16);                                       \
+        ftile(outs, w, wstride, xs, n, R, T, KIND);                                      \
     }
-FTILE(4, 4, 0, f32_4x4)
-FTILE(4, 1, 0, f32_4x1)
-FTILE(8, 1, 0, f32_8x1)
-FTILE(1, 4, 0, f32_1x4)
-FTILE(1, 1, 0, f32_1x1)
-FTILE(4, 4, 1, f16_4x4)
-FTILE(4, 1, 1, f16_4x1)
-FTILE(8, 1, 1, f16_8x1)
-FTILE(1, 4, 1, f16_1x4)
-FTILE(1, 1, 1, f16_1x1)
+FTILE(4, 4, Q_FK_F32, f32_4x4)
+FTILE(4, 1, Q_FK_F32, f32_4x1)
+FTILE(8, 1, Q_FK_F32, f32_8x1)
+FTILE(1, 4, Q_FK_F32, f32_1x4)
+FTILE(1, 1, Q_FK_F32, f32_1x1)
+FTILE(4, 4, Q_FK_F16, f16_4x4)
+FTILE(4, 1, Q_FK_F16, f16_4x1)
+FTILE(8, 1, Q_FK_F16, f16_8x1)
+FTILE(1, 4, Q_FK_F16, f16_1x4)
+FTILE(1, 1, Q_FK_F16, f16_1x1)
+FTILE(4, 4, Q_FK_BF16, bf16_4x4)
+FTILE(4, 1, Q_FK_BF16, bf16_4x1)
+FTILE(8, 1, Q_FK_BF16, bf16_8x1)
+FTILE(1, 4, Q_FK_BF16, bf16_1x4)
+FTILE(1, 1, Q_FK_BF16, bf16_1x1)
 
 static const q_ftiles f32_tiles = {f32_4x4, f32_4x1, f32_8x1, f32_1x4, f32_1x1, 4};
 static const q_ftiles f16_tiles = {f16_4x4, f16_4x1, f16_8x1, f16_1x4, f16_1x1, 4};
+static const q_ftiles bf16_tiles = {bf16_4x4, bf16_4x1, bf16_8x1, bf16_1x4, bf16_1x1, 4};
 
 static void matmul_float(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
-                         const q_act *x, int f16)
+                         const q_act *x, int kind)
 {
-    q_float_tiles_run(out, out_stride, w, r0, r1, x, f16 ? 2u : 4u, f16 ? &f16_tiles : &f32_tiles);
+    q_float_tiles_run(out, out_stride, w, r0, r1, x, kind == Q_FK_F32 ? 4u : 2u,
+                      kind == Q_FK_F16    ? &f16_tiles
+                      : kind == Q_FK_BF16 ? &bf16_tiles
+                                          : &f32_tiles);
 }
 
 /* ---- int8 x int8 ---- */
@@ -538,10 +550,13 @@ void q_avx512_matmul(float *out, size_t out_stride, const q_tensor *w, size_t r0
         return;
     switch (w->type) {
     case Q_TENSOR_F32:
-        matmul_float(out, out_stride, w, r0, r1, x, 0);
+        matmul_float(out, out_stride, w, r0, r1, x, Q_FK_F32);
         return;
     case Q_TENSOR_F16:
-        matmul_float(out, out_stride, w, r0, r1, x, 1);
+        matmul_float(out, out_stride, w, r0, r1, x, Q_FK_F16);
+        return;
+    case Q_TENSOR_BF16:
+        matmul_float(out, out_stride, w, r0, r1, x, Q_FK_BF16);
         return;
     case Q_TENSOR_Q8_0:
     case Q_TENSOR_Q8_SPLIT:

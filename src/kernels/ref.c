@@ -7,6 +7,7 @@
  * goes through memcpy or bytes; the host is little-endian, as the file formats are):
  *   F32       rows*cols float32
  *   F16       rows*cols binary16
+ *   BF16      rows*cols bfloat16 (the high half of a float32)
  *   Q8_0      per row cols/32 blocks of {binary16 scale d; int8 q[32]} (34 bytes)
  *   Q8_SPLIT  rows*cols int8 q, then rows*cols/group_size float32 scales; flat element e
  *             has scale[e / group_size]
@@ -59,6 +60,15 @@ static float dot_f16(const unsigned char *w, const float *x, size_t n)
     float val = 0.0f;
     for (size_t j = 0; j < n; j++)
         val += q_load_f16(w + j * 2) * x[j];
+    return val;
+}
+
+/* W row (n BF16) . x (n) */
+static float dot_bf16(const unsigned char *w, const float *x, size_t n)
+{
+    float val = 0.0f;
+    for (size_t j = 0; j < n; j++)
+        val += q_load_bf16(w + j * 2) * x[j];
     return val;
 }
 
@@ -141,6 +151,8 @@ static float dot_row(const q_tensor *w, size_t i, const q_act *x, size_t t)
         return dot_f32(base + i * n * 4, xf, n);
     case Q_TENSOR_F16:
         return dot_f16(base + i * n * 2, xf, n);
+    case Q_TENSOR_BF16:
+        return dot_bf16(base + i * n * 2, xf, n);
     case Q_TENSOR_Q8_0: {
         const unsigned char *row = base + i * (n / Q_QBLOCK) * Q_Q8_0_BLOCK_BYTES;
         if (use_int)

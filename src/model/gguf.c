@@ -17,7 +17,7 @@
  *      b. uint32 n_dims, 1..4
  *      c. n_dims x uint64 ne[i], each >= 1; ne[0] is the contiguous dimension
  *      d. uint32 ggml type: 0 F32, 1 F16, 8 Q8_0 (blocks of 32 along ne[0]: f16 scale then
- *         32 int8, 34 bytes)
+ *         32 int8, 34 bytes), 30 BF16 (bfloat16, 2 bytes: the high half of a float32)
  *      e. uint64 offset of the data, relative to the data section, a multiple of the
  *         alignment
  *   7. padding to the alignment (general.alignment, uint32, a power of two up to
@@ -380,6 +380,7 @@ static q_error_code q_gguf_tensor_infos(q_gguf *g, uint64_t n_tensors)
         switch (t->type) {
         case Q_TENSOR_F32: bytes = 4; break;
         case Q_TENSOR_F16: bytes = 2; break;
+        case Q_TENSOR_BF16: bytes = 2; break;
         case Q_TENSOR_Q8_0:
             if (t->ne[0] % 32 != 0)
                 return q_fail_named(g->diag, Q_ERR_BAD_SHAPE, "Q8_0 row of ", t->name,

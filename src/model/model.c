@@ -213,6 +213,14 @@ float q_f16_to_f32(uint16_t h)
     return f;
 }
 
+float q_bf16_to_f32(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
 q_error_code q_tensor_read_row(const q_tensor *t, size_t row, float *out)
 {
     size_t i;
@@ -230,6 +238,12 @@ q_error_code q_tensor_read_row(const q_tensor *t, size_t row, float *out)
         const unsigned char *p = (const unsigned char *)t->data + row * t->cols * 2;
         for (i = 0; i < t->cols; i++)
             out[i] = q_f16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
+        return Q_OK;
+    }
+    case Q_TENSOR_BF16: {
+        const unsigned char *p = (const unsigned char *)t->data + row * t->cols * 2;
+        for (i = 0; i < t->cols; i++)
+            out[i] = q_bf16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
         return Q_OK;
     }
     case Q_TENSOR_Q8_0: {

@@ -163,6 +163,12 @@ static q_tensor convert(const q_tensor *t, q_tensor_type type, const float *floa
             uint16_t h = q_f32_to_f16(src[i]);
             memcpy(buf + 2 * i, &h, 2);
         }
+    } else if (type == Q_TENSOR_BF16) {
+        buf = malloc(n * 2);
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = q_f32_to_bf16(src[i]);
+            memcpy(buf + 2 * i, &h, 2);
+        }
     } else if (type == Q_TENSOR_Q8_0) {
         buf = malloc(n / 32 * 34);
         out.group_size = 32;
@@ -241,9 +247,12 @@ static void compare(const q_model *m, const q_kernels *k, const float *ref_w, in
         CHECK_EQ_INT(q_forward(&st, tokens[pos], pos, &logits), Q_OK);
         CHECK_EQ_INT(q_arena_used(&ctx), base); /* activations released */
         ref_forward(&rm, tokens, pos + 1, want);
-        double worst = 0.0;
-        for (size_t i = 0; i < c->vocab_size; i++)
-            worst = fmax(worst, fabs((double)logits[i] - want[i]));
+        double worst = 0.0; /* a NaN logit is the worst (fmax would drop it) */
+        for (size_t i = 0; i < c->vocab_size && !isnan(worst); i++) {
+            double d = fabs((double)logits[i] - want[i]);
+            if (isnan(d) || d > worst)
+                worst = d;
+        }
         if (!(worst <= tol)) {
             fprintf(stderr, "%s: pos %zu: max |logit - reference| = %g > %g\n",
                     st.kernels->name, pos, worst, tol);
@@ -348,8 +357,9 @@ static void test_config(q_config c, int shared)
     same_logits_any_threads_and_batch(&m);
 
     /* the same model in every other weight type */
-    const q_tensor_type types[3] = {Q_TENSOR_F16, Q_TENSOR_Q8_0, Q_TENSOR_Q8_SPLIT};
-    for (int k = 0; k < 3; k++) {
+    const q_tensor_type types[4] = {Q_TENSOR_F16, Q_TENSOR_BF16, Q_TENSOR_Q8_0,
+                                    Q_TENSOR_Q8_SPLIT};
+    for (int k = 0; k < 4; k++) {
         if (types[k] == Q_TENSOR_Q8_0 && (c.dim % 32 != 0 || c.hidden_dim % 32 != 0))
             continue;
         float *deq = malloc(n * sizeof(float));

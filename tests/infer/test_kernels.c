@@ -1,8 +1,9 @@
 /*
- * Kernel unit tests: F16 conversion (exhaustive round trip, rounding), and q_matvec /
- * q_tensor_row on F32, F16, Q8_0 and Q8_SPLIT weights stored at unaligned addresses,
+ * Kernel unit tests: F16 and BF16 conversion (exhaustive round trip, rounding), and
+ * q_matvec / q_tensor_row on F32, F16, BF16, Q8_0 and Q8_SPLIT weights stored at unaligned addresses,
  * against a double-precision reference over the dequantized values.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,11 +50,44 @@ static void test_f16(void)
     CHECK(q_f16_to_f32(0x0001) == ldexpf(1.0f, -24));
 }
 
+/* bfloat16 is the high half of a float32: every pattern converts exactly and back;
+ * float32 -> bfloat16 rounds to nearest even on the 16 dropped bits. */
+static void test_bf16(void)
+{
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = q_bf16_to_f32((uint16_t)h);
+        uint32_t bits;
+        memcpy(&bits, &f, 4);
+        if (bits != h << 16) {
+            CHECK_EQ_INT(bits >> 16, h);
+            break;
+        }
+        uint16_t back = q_f32_to_bf16(f);
+        int nan = (h & 0x7f80u) == 0x7f80u && (h & 0x7fu) != 0;
+        if (nan ? back != (h | 0x40u) : back != h) { /* NaN: made quiet, sign kept */
+            CHECK_EQ_INT(back, h);
+            break;
+        }
+    }
+    CHECK_EQ_INT(q_f32_to_bf16(1.0f), 0x3F80);
+    CHECK_EQ_INT(q_f32_to_bf16(-2.0f), 0xC000);
+    CHECK_EQ_INT(q_f32_to_bf16(1.0f + ldexpf(1.0f, -8)), 0x3F80);     /* tie to even: down */
+    CHECK_EQ_INT(q_f32_to_bf16(1.0f + 3 * ldexpf(1.0f, -8)), 0x3F82); /* tie to even: up */
+    CHECK_EQ_INT(q_f32_to_bf16(1.0f + ldexpf(1.0f, -8) + ldexpf(1.0f, -20)), 0x3F81);
+    CHECK_EQ_INT(q_f32_to_bf16(FLT_MAX), 0x7F80); /* rounds up to infinity */
+    CHECK_EQ_INT(q_f32_to_bf16(-INFINITY), 0xFF80);
+    CHECK_EQ_INT(q_f32_to_bf16(ldexpf(1.0f, -149)), 0x0000); /* below half the last bf16 ulp */
+    float snan;
+    uint32_t snan_bits = 0xFF800001u; /* negative signaling NaN, payload only in low bits */
+    memcpy(&snan, &snan_bits, 4);
+    CHECK_EQ_INT(q_f32_to_bf16(snan), 0xFFC0); /* stays NaN (a truncation would be -inf) */
+}
+
 /* A weight matrix in every layout, each at an odd address, plus its dequantized values. */
 typedef struct fixture {
     size_t rows, cols, gs;
     float *ref;            /* (rows, cols) the values the quantized layouts stand for */
-    unsigned char *f32, *f16, *q80, *q8s, *q8s_scales;
+    unsigned char *f32, *f16, *bf16, *q80, *q8s, *q8s_scales;
 } fixture;
 
 static void make_fixture(fixture *fx, size_t rows, size_t cols, size_t gs)
@@ -65,18 +99,22 @@ static void make_fixture(fixture *fx, size_t rows, size_t cols, size_t gs)
     fx->ref = malloc(n * sizeof(float));
     fx->f32 = malloc(n * 4 + 1);
     fx->f16 = malloc(n * 2 + 1);
+    fx->bf16 = malloc(n * 2 + 1);
     fx->q80 = malloc(n / 32 * 34 + 1);
     fx->q8s = malloc(n + 1);
     fx->q8s_scales = malloc(n / gs * 4 + 1);
     float *w = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++)
         w[i] = frand();
-    /* F32 and F16 */
+    /* F32, F16 and BF16 */
     memcpy(fx->f32 + 1, w, n * 4);
     for (size_t i = 0; i < n; i++) {
         uint16_t h = q_f32_to_f16(w[i]);
         fx->f16[1 + 2 * i] = (unsigned char)(h & 0xff);
         fx->f16[2 + 2 * i] = (unsigned char)(h >> 8);
+        uint16_t b = q_f32_to_bf16(w[i]);
+        fx->bf16[1 + 2 * i] = (unsigned char)(b & 0xff);
+        fx->bf16[2 + 2 * i] = (unsigned char)(b >> 8);
     }
     /* Q8_0: per row, blocks of 32 with an f16 scale */
     for (size_t b = 0; b < n / 32; b++) {
@@ -113,6 +151,7 @@ static void free_fixture(fixture *fx)
     free(fx->ref);
     free(fx->f32);
     free(fx->f16);
+    free(fx->bf16);
     free(fx->q80);
     free(fx->q8s);
     free(fx->q8s_scales);
@@ -128,6 +167,11 @@ static void reference_values(const fixture *fx, q_tensor_type type, float *out)
         case Q_TENSOR_F16:
             out[e] = q_f16_to_f32((uint16_t)(fx->f16[1 + 2 * e] | (fx->f16[2 + 2 * e] << 8)));
             break;
+        case Q_TENSOR_BF16: { /* the two bytes are the high half of the float32 */
+            uint32_t bits = (uint32_t)fx->bf16[1 + 2 * e] << 16 | (uint32_t)fx->bf16[2 + 2 * e] << 24;
+            memcpy(&out[e], &bits, 4);
+            break;
+        }
         case Q_TENSOR_Q8_0: {
             size_t row = e / fx->cols, c = e % fx->cols;
             const unsigned char *blk = fx->q80 + 1 + (row * (fx->cols / 32) + c / 32) * 34;
@@ -154,6 +198,7 @@ static q_tensor view(const fixture *fx, q_tensor_type type)
     switch (type) {
     case Q_TENSOR_F32: t.data = fx->f32 + 1; break;
     case Q_TENSOR_F16: t.data = fx->f16 + 1; break;
+    case Q_TENSOR_BF16: t.data = fx->bf16 + 1; break;
     case Q_TENSOR_Q8_0: t.data = fx->q80 + 1; t.group_size = 32; break;
     case Q_TENSOR_Q8_SPLIT:
         t.data = fx->q8s + 1;
@@ -173,9 +218,9 @@ static void test_matvec(size_t rows, size_t cols, size_t gs)
     float *row = malloc(cols * sizeof(float));
     for (size_t j = 0; j < cols; j++)
         x[j] = frand();
-    const q_tensor_type types[4] = {Q_TENSOR_F32, Q_TENSOR_F16, Q_TENSOR_Q8_0,
+    const q_tensor_type types[5] = {Q_TENSOR_F32, Q_TENSOR_F16, Q_TENSOR_BF16, Q_TENSOR_Q8_0,
                                     Q_TENSOR_Q8_SPLIT};
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 5; k++) {
         q_tensor t = view(&fx, types[k]);
         reference_values(&fx, types[k], fx.ref);
         CHECK_EQ_INT(q_matvec(out, &t, x, cols), Q_OK);
@@ -234,6 +279,7 @@ static void test_checks(void)
 int main(void)
 {
     test_f16();
+    test_bf16();
     test_matvec(5, 64, 32);   /* Q8_SPLIT groups align with rows */
     test_matvec(4, 96, 64);   /* Q8_SPLIT groups span rows (96 * 4 / 64 = 6 groups) */
     test_matvec(33, 160, 160);

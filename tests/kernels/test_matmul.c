@@ -51,8 +51,8 @@ static float next_f(void)
     return (float)next_u32() / 2147483648.0f - 1.0f;
 }
 
-static const q_tensor_type all_types[] = {Q_TENSOR_F32, Q_TENSOR_F16, Q_TENSOR_Q8_0,
-                                          Q_TENSOR_Q8_SPLIT};
+static const q_tensor_type all_types[] = {Q_TENSOR_F32, Q_TENSOR_F16, Q_TENSOR_BF16,
+                                          Q_TENSOR_Q8_0, Q_TENSOR_Q8_SPLIT};
 static const char *type_name(q_tensor_type t)
 {
     switch (t) {
@@ -60,6 +60,8 @@ static const char *type_name(q_tensor_type t)
         return "F32";
     case Q_TENSOR_F16:
         return "F16";
+    case Q_TENSOR_BF16:
+        return "BF16";
     case Q_TENSOR_Q8_0:
         return "Q8_0";
     case Q_TENSOR_Q8_SPLIT:
@@ -83,6 +85,7 @@ static void wbuf_make(wbuf *b, q_tensor_type type, size_t rows, size_t cols, siz
         data_bytes = count * 4;
         break;
     case Q_TENSOR_F16:
+    case Q_TENSOR_BF16:
         data_bytes = count * 2;
         break;
     case Q_TENSOR_Q8_0:
@@ -107,6 +110,12 @@ static void wbuf_make(wbuf *b, q_tensor_type type, size_t rows, size_t cols, siz
     case Q_TENSOR_F16:
         for (size_t e = 0; e < count; e++) {
             uint16_t h = q_f32_to_f16(next_f() * 2.0f);
+            memcpy(data + e * 2, &h, 2);
+        }
+        break;
+    case Q_TENSOR_BF16:
+        for (size_t e = 0; e < count; e++) {
+            uint16_t h = q_f32_to_bf16(next_f() * 2.0f);
             memcpy(data + e * 2, &h, 2);
         }
         break;
@@ -176,6 +185,8 @@ static double weight_at(const q_tensor *w, size_t i, size_t j, int use_int, doub
         return q_load_f32(base + e * 4);
     case Q_TENSOR_F16:
         return q_load_f16(base + e * 2);
+    case Q_TENSOR_BF16:
+        return q_load_bf16(base + e * 2);
     case Q_TENSOR_Q8_0: {
         const unsigned char *blk = base + (i * (n / 32) + j / 32) * Q_Q8_0_BLOCK_BYTES;
         *scale = q_load_f16(blk);
@@ -317,7 +328,7 @@ static void test_matmul_shapes(void)
     size_t case_no = 0;
     for (size_t ti = 0; ti < sizeof all_types / sizeof all_types[0]; ti++) {
         q_tensor_type type = all_types[ti];
-        int is_float = type == Q_TENSOR_F32 || type == Q_TENSOR_F16;
+        int is_float = type == Q_TENSOR_F32 || type == Q_TENSOR_F16 || type == Q_TENSOR_BF16;
         const size_t *cols_list = is_float ? float_cols : q_cols;
         size_t n_cols = is_float ? sizeof float_cols / sizeof float_cols[0]
                                  : sizeof q_cols / sizeof q_cols[0];
@@ -374,6 +385,7 @@ static void test_matmul_shapes(void)
     /* model-like shapes, a few tokens */
     run_shape(Q_TENSOR_F32, 67, 768, 32, 7, 13, 1, 0);
     run_shape(Q_TENSOR_F16, 67, 768, 32, 4, 3, 1, 0);
+    run_shape(Q_TENSOR_BF16, 67, 768, 32, 4, 21, 1, 0);
     run_shape(Q_TENSOR_Q8_0, 67, 768, 32, 5, 17, 1, 0);
     run_shape(Q_TENSOR_Q8_SPLIT, 67, 768, 64, 3, 33, 1, 0);
     /* the AVX-512 table's own edges (matmul_avx512.c): int8 prefill keeps 16 tokens in the
@@ -388,6 +400,7 @@ static void test_matmul_shapes(void)
             run_shape(Q_TENSOR_Q8_SPLIT, 6, 64, 64, lane_nts[k], (k * 9 + 1) % 64, 1, 1);
             run_shape(Q_TENSOR_F32, 5, 33, 32, lane_nts[k], (k * 13 + 2) % 64, 1, 0);
             run_shape(Q_TENSOR_F16, 6, 17, 32, lane_nts[k], (k * 7 + 3) % 64, 1, 0);
+            run_shape(Q_TENSOR_BF16, 9, 31, 32, lane_nts[k], (k * 11 + 5) % 64, 1, 0);
         }
         run_shape(Q_TENSOR_Q8_0, 3, 8192, 32, 1, 7, 1, 0);
         run_shape(Q_TENSOR_Q8_0, 3, 8192, 32, 5, 9, 1, 1);

@@ -126,6 +126,8 @@ static int models_close(const q_model *a, const q_model *b, size_t group, float 
 #define Q8_REL (0.5f / 127.0f * 1.001f)
 /* F16: relative 2^-11 of each value (group of 1), plus half the smallest subnormal step */
 #define F16_REL (1.0f / 2048.0f * 1.001f)
+/* BF16: 8 significant bits, relative 2^-8 (its subnormals are float32's, below any weight) */
+#define BF16_REL (1.0f / 256.0f * 1.001f)
 
 static void test_random_round_trips(void)
 {
@@ -160,6 +162,9 @@ static void test_random_round_trips(void)
     snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type q8_0 -z '%s'", wpath("r0.bin"),
              wpath("rq8.gguf"), wpath("r0.tok"));
     CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type bf16 -z '%s'", wpath("r0.bin"),
+             wpath("rbf16.gguf"), wpath("r0.tok"));
+    CHECK(run(args) == 0);
     /* a group size that does not divide hidden (96) is refused */
     snprintf(args, sizeof args, "convert '%s' '%s' --version 2 --group-size 64 2>/dev/null",
              wpath("r0.bin"), wpath("bad.bin"));
@@ -174,6 +179,12 @@ static void test_random_round_trips(void)
     load(&b, wpath("r16.gguf"));
     CHECK(b.rc == Q_OK && b.m.layers && b.m.layers[1].w2.type == Q_TENSOR_F16);
     CHECK(b.rc == Q_OK && models_close(&a.m, &b.m, 1, F16_REL));
+    unload(&b);
+    load(&b, wpath("rbf16.gguf"));
+    CHECK(b.rc == Q_OK && b.m.layers && b.m.layers[0].w3.type == Q_TENSOR_BF16 &&
+          b.m.classifier.type == Q_TENSOR_BF16);
+    CHECK(b.rc == Q_OK && models_close(&a.m, &b.m, 1, BF16_REL));
+    CHECK(b.rc == Q_OK && !models_close(&a.m, &b.m, 1, BF16_REL / 4)); /* really rounded */
     unload(&b);
     load(&b, wpath("rq8.gguf"));
     CHECK(b.rc == Q_OK && b.m.layers && b.m.layers[0].w1.type == Q_TENSOR_Q8_0);
