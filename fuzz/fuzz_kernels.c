@@ -12,7 +12,7 @@
  * (docs/kernels.md derives the bounds, which hold for every table: none is per table):
  *
  *   quantize_q8   q bytes and d floats memcmp-identical, for every input;
- *   matmul        F32, F16, BF16, Q8_0 and Q8_SPLIT (group sizes 32, 64, multiples of 32, odd),
+ *   matmul        F32, F16, BF16, Q8_0, Q4_0 and Q8_SPLIT (group sizes 32, 64, multiples of 32, odd),
  *                 float and integer (quantized activation) paths:
  *                 - "exact" values (small integers, power-of-two scales: every sum exact in
  *                   any order) give memcmp-identical outputs, so the integer block sums are
@@ -340,7 +340,7 @@ static void run_quantize(ctx *c)
 }
 
 /* ======================================================================================
- * matmul. Draws: type (0 F32, 1 F16, 2 Q8_0, 3 Q8_SPLIT, 4 BF16), cols class (0: 32k, 1: 1..64,
+ * matmul. Draws: type (0 F32, 1 F16, 2 Q8_0, 3 Q8_SPLIT, 4 BF16, 5 Q4_0), cols class (0: 32k, 1: 1..64,
  * 2: 1..2048 (2 bytes)), cols value (1 byte, or 2 for class 2), Q8_SPLIT group class
  * (0: 32, 1: 64, 2: 32k, 3: odd, 4: 1..200), group value, rows (1..64), tokens (1..8),
  * stride extra (0..3), activation form (0 float, 1 quantized by the reference, 2 drawn int8),
@@ -437,6 +437,13 @@ static double mm_weight(const q_tensor *w, size_t i, size_t j, int *code, double
         *code = (int8_t)blk[2 + j % 32];
         return *code * *scale;
     }
+    case Q_TENSOR_Q4_0: {
+        const unsigned char *blk = base + i * (n / 32) * 18 + (j / 32) * 18;
+        unsigned char b = blk[2 + j % 16];
+        *scale = q_f16_to_f32((uint16_t)(blk[0] | (blk[1] << 8)));
+        *code = (j % 32 < 16 ? b & 15 : b >> 4) - 8;
+        return *code * *scale;
+    }
     case Q_TENSOR_Q8_SPLIT: {
         float s;
         memcpy(&s, (const unsigned char *)w->scales + (i * n + j) / w->group_size * 4, 4);
@@ -500,7 +507,8 @@ static void mm_check_elem(const mm_case *m, size_t t, size_t i, float r, float g
                 has_inf = 1;
             S += fabs(wv * xv);
             M = fmax(M, fmax(fabs(xv), fabs(sc)) * 256.0);
-            if (m->w.type == Q_TENSOR_Q8_0 || m->w.type == Q_TENSOR_Q8_SPLIT) {
+            if (m->w.type == Q_TENSOR_Q8_0 || m->w.type == Q_TENSOR_Q4_0 ||
+                m->w.type == Q_TENSOR_Q8_SPLIT) {
                 /* an implementation may sum code * x before scaling */
                 if (j % 32 == 0)
                     blocksum = 0.0;
@@ -530,7 +538,7 @@ static void mm_fill_pattern(float *out, size_t n)
 
 static void run_matmul(ctx *c)
 {
-    int type_sel = (int)draw(c, 0, 4);
+    int type_sel = (int)draw(c, 0, 5);
     size_t cols_class = draw(c, 0, 2);
     size_t cols = cols_class == 0 ? 32 * draw(c, 1, 32)
                   : cols_class == 1 ? draw(c, 1, 64)
@@ -548,8 +556,9 @@ static void run_matmul(ctx *c)
                          : type_sel == 1 ? Q_TENSOR_F16
                          : type_sel == 2 ? Q_TENSOR_Q8_0
                          : type_sel == 3 ? Q_TENSOR_Q8_SPLIT
-                                         : Q_TENSOR_BF16;
-    if (type == Q_TENSOR_Q8_0 && cols % 32 != 0)
+                         : type_sel == 4 ? Q_TENSOR_BF16
+                                         : Q_TENSOR_Q4_0;
+    if ((type == Q_TENSOR_Q8_0 || type == Q_TENSOR_Q4_0) && cols % 32 != 0)
         cols = (cols + 31) / 32 * 32;
     if (mode == M_EXACT && cols > 1024)
         cols = 1024; /* integer block sums of up to 32 blocks stay below 2^24 */
@@ -594,6 +603,7 @@ static void run_matmul(ctx *c)
     size_t wbytes = type == Q_TENSOR_F32 ? rows * cols * 4
                     : type == Q_TENSOR_F16 || type == Q_TENSOR_BF16 ? rows * cols * 2
                     : type == Q_TENSOR_Q8_0 ? rows * nb * 34
+                    : type == Q_TENSOR_Q4_0 ? rows * nb * 18
                                             : rows * cols;
     unsigned char *wd = (unsigned char *)buf_new(&bw, wbytes, ow);
     switch (type) {
@@ -626,6 +636,15 @@ static void run_matmul(ctx *c)
             wd[b * 34 + 1] = (unsigned char)(h >> 8);
             for (size_t j = 0; j < 32; j++)
                 wd[b * 34 + 2 + j] = vs_byte(&c->vs);
+        }
+        break;
+    case Q_TENSOR_Q4_0: /* any nibbles: codes -8 .. 7 */
+        for (size_t b = 0; b < rows * nb; b++) {
+            uint16_t h = vs_f16(&c->vs, wexp);
+            wd[b * 18] = (unsigned char)(h & 0xff);
+            wd[b * 18 + 1] = (unsigned char)(h >> 8);
+            for (size_t j = 0; j < 16; j++)
+                wd[b * 18 + 2 + j] = vs_byte(&c->vs);
         }
         break;
     case Q_TENSOR_Q8_SPLIT: {

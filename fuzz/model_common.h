@@ -68,6 +68,9 @@ static inline size_t fuzz_type_bytes(const q_tensor *t, size_t *scale_bytes)
     case Q_TENSOR_Q8_0:
         FUZZ_ASSERT(t->cols % 32 == 0);
         return n / 32 * 34;
+    case Q_TENSOR_Q4_0:
+        FUZZ_ASSERT(t->cols % 32 == 0);
+        return n / 32 * 18;
     case Q_TENSOR_Q8_SPLIT:
         FUZZ_ASSERT(t->group_size > 0 && n % t->group_size == 0);
         *scale_bytes = n / t->group_size * 4;

@@ -334,6 +334,8 @@ static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_mod
     {
         gguf_opts q = {.version = 3, .mat_type = Q_TENSOR_Q8_0};
         emit_gguf(g, "valid_q8_0.gguf", m32, t, &q, "Q_OK");
+        q.mat_type = Q_TENSOR_Q4_0;
+        emit_gguf(g, "valid_q4_0.gguf", m32, t, &q, "Q_OK");
     }
 
     /* header */
@@ -405,8 +407,8 @@ static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_mod
     GG("gguf_n_dims_zero", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight", .t_n_dims = 0xffffffffu);
     GG("gguf_zero_dimension", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight", .t_set_ne = 1,
        .t_ne = {8, 0, 1, 1});
-    GG("gguf_tensor_type_q4_0", "Q_ERR_UNSUPPORTED_TYPE", .tensor = "blk.0.attn_k.weight",
-       .t_set_type = 1, .t_type = 2);
+    GG("gguf_tensor_type_q4_1", "Q_ERR_UNSUPPORTED_TYPE", .tensor = "blk.0.attn_k.weight",
+       .t_set_type = 1, .t_type = 3);
     GG("gguf_tensor_type_unknown", "Q_ERR_UNSUPPORTED_TYPE", .tensor = "blk.0.attn_k.weight",
        .t_set_type = 1, .t_type = 99);
     /* BF16 is ggml type 30: its neighbours are not read */
@@ -430,6 +432,8 @@ static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_mod
        .t_set_offset = 1, .t_offset = UINT64_MAX - 31);
     GG("gguf_q8_0_row_not_multiple_of_32", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight",
        .t_set_type = 1, .t_type = Q_TENSOR_Q8_0);
+    GG("gguf_q4_0_row_not_multiple_of_32", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight",
+       .t_set_type = 1, .t_type = Q_TENSOR_Q4_0);
     GG("gguf_tensor_shape_mismatch", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight",
        .t_set_ne = 1, .t_ne = {8, 4, 1, 1});
     GG("gguf_tensor_3d", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight", .t_n_dims = 3,

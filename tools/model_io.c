@@ -491,6 +491,8 @@ static size_t gg_bytes(uint32_t type, size_t rows, size_t cols)
         return xmul(n, 2);
     if (type == Q_TENSOR_Q8_0)
         return xmul(n / 32, 34);
+    if (type == Q_TENSOR_Q4_0)
+        return xmul(n / 32, 18);
     return xmul(n, 4);
 }
 
@@ -510,6 +512,32 @@ static void gg_data(tbuf *b, const gg_tensor *t)
             uint16_t h = tm_f32_to_bf16(t->data[i]);
             tb_u8(b, (uint8_t)h);
             tb_u8(b, (uint8_t)(h >> 8));
+        }
+    } else if (t->type == Q_TENSOR_Q4_0) {
+        /* per block of 32 (as ggml): d = (the value of largest magnitude) / -8, stored as
+         * f16; code = floor(x / d + 8.5) clamped to 0..15 (the largest value maps to code
+         * 0); byte j holds weight j's code in its low nibble and weight j + 16's in its
+         * high one */
+        for (size_t blk = 0; blk < n / 32; blk++) {
+            const float *x = t->data + blk * 32;
+            float big = 0.0f, d, id;
+            uint8_t qs[16] = {0};
+            uint16_t h;
+            for (int i = 0; i < 32; i++)
+                if (fabsf(x[i]) > fabsf(big))
+                    big = x[i];
+            d = big / -8.0f;
+            h = tm_f32_to_f16(d);
+            id = d != 0.0f ? 1.0f / d : 0.0f;
+            tb_u8(b, (uint8_t)h);
+            tb_u8(b, (uint8_t)(h >> 8));
+            for (int i = 0; i < 32; i++) {
+                float c = floorf(x[i] * id + 8.5f);
+                uint8_t code = (uint8_t)(c < 0.0f ? 0.0f : c > 15.0f ? 15.0f : c);
+                qs[i % 16] = (uint8_t)(qs[i % 16] | (i < 16 ? code : code << 4));
+            }
+            for (int i = 0; i < 16; i++)
+                tb_u8(b, qs[i]);
         }
     } else {
         for (size_t blk = 0; blk < n / 32; blk++) {

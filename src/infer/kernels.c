@@ -87,6 +87,7 @@ q_error_code q_tensor_check(const q_tensor *t)
     case Q_TENSOR_BF16:
         return Q_OK;
     case Q_TENSOR_Q8_0:
+    case Q_TENSOR_Q4_0:
         if ((t->cols & (Q_QBLOCK - 1)) != 0 || t->group_size != Q_QBLOCK)
             return Q_ERR_BAD_SHAPE;
         return Q_OK;
@@ -124,6 +125,15 @@ static void dequant_span(float *out, const q_tensor *t, size_t row, size_t col0,
             int8_t q;
             memcpy(&q, blk + 2 + c % Q_QBLOCK, 1);
             out[j] = q_load_f16(blk) * (float)q;
+        }
+        break;
+    }
+    case Q_TENSOR_Q4_0: {
+        const unsigned char *r = base + row * (t->cols / Q_QBLOCK * Q_Q4_0_BLOCK_BYTES);
+        for (size_t j = 0; j < n; j++) {
+            size_t c = col0 + j;
+            const unsigned char *blk = r + c / Q_QBLOCK * Q_Q4_0_BLOCK_BYTES;
+            out[j] = q_load_f16(blk) * (float)q_q4_0_code(blk, c % Q_QBLOCK);
         }
         break;
     }

@@ -13,6 +13,15 @@
 #include "qorus_kernels.h"
 
 #define Q_Q8_0_BLOCK_BYTES 34u /* binary16 scale + 32 int8 */
+#define Q_Q4_0_BLOCK_BYTES 18u /* binary16 scale + 16 bytes of two 4-bit codes */
+
+/* Weight j (0..31) of a Q4_0 block as its int8 code in [-8, 7]: j < 16 is the low nibble
+ * of byte j, j >= 16 the high nibble of byte j - 16 (ggml's order), minus 8. */
+static inline int8_t q_q4_0_code(const unsigned char *blk, size_t j)
+{
+    unsigned char b = blk[2 + (j & 15u)];
+    return (int8_t)((j < 16 ? b & 15u : b >> 4) - 8);
+}
 
 static inline float q_load_f32(const unsigned char *p)
 {

@@ -10,7 +10,7 @@
  *   float weights (F32, F16, BF16):  one 8-lane accumulator, acc = 0; for each 8-column step j
  *       (in order) acc = fma(w[j..j+8), x[j..j+8), acc); the last cols % 8 columns are one
  *       more step on zero-padded copies of w and x; then q_hsum8(acc).
- *   int8 (Q8_0, Q8_SPLIT with x->q): one 8-lane accumulator; the blocks go in chunks of 8
+ *   int8 (Q8_0, Q4_0, Q8_SPLIT with x->q): one 8-lane accumulator; the blocks go in chunks of 8
  *       (in order): the exact int32 sum of each 32-value block (maddubs + madd, then an
  *       hadd tree that leaves block c+k's sum in lane k), converted to float, times the 8
  *       scale products ws_b * xd_b (the same float product as the reference), FMA'd into
@@ -31,6 +31,8 @@
  *       computed once for the 4 tokens), 4x1 token remainders, edges 1x4, 1x1; decode
  *       (fewer than 4 usable activation rows): 8x1 (8 weight streams), edges 4x1, 1x1.
  *       Q8_SPLIT scales are read a chunk at a time (q_split_scales8), not one by one.
+ *       Q4_0 blocks are unpacked into their 32 int8 codes in [-8, 7] (q_wblock) and then
+ *       take the same path as Q8_0.
  *
  * Int8 precondition handled here: the sign trick (maddubs(|w|, sign(x, w))) is exact for any
  * weight byte and any activation in [-127, 127] (what quantize_q8 produces; pair sums stay
@@ -123,6 +125,12 @@ QA_INLINE __m256 load_w_tail(const unsigned char *row, size_t j, size_t rem, int
 #define MAX_R 8
 #define MAX_T 4
 #define QT 4 /* tokens per int8 prefill tile */
+
+/* Layouts of the int8 weights (the `lay` argument of the int8 helpers) */
+enum { LAY_Q8_0 = 0, LAY_SPLIT = 1, LAY_Q4_0 = 2 };
+
+/* Bytes per 32-value block of a blocked layout (Q8_0, Q4_0) */
+#define LAY_BLOCK_BYTES(lay) ((lay) == LAY_Q4_0 ? Q_Q4_0_BLOCK_BYTES : Q_Q8_0_BLOCK_BYTES)
 
 /*
  * Float tile: R weight rows starting at w (row stride wstride bytes) x T activation rows
@@ -225,11 +233,11 @@ static void matmul_float(float *out, size_t out_stride, const q_tensor *w, size_
 
 /* ---- int8 x int8 ---- */
 
-/* Where a tile's weight rows are: Q8_0 rows of 34-byte blocks, or Q8_SPLIT rows of bytes
- * with a float scale per group of gs values (gs a multiple of 32; the group index of each
- * row's block advances incrementally, no division per block). */
+/* Where a tile's weight rows are: Q8_0 rows of 34-byte blocks, Q4_0 rows of 18-byte blocks,
+ * or Q8_SPLIT rows of bytes with a float scale per group of gs values (gs a multiple of 32;
+ * the group index of each row's block advances incrementally, no division per block). */
 typedef struct qrows {
-    const unsigned char *row[MAX_R]; /* Q8_0: first block of the row; split: first byte */
+    const unsigned char *row[MAX_R]; /* Q8_0, Q4_0: first block of the row; split: first byte */
     const unsigned char *scales;     /* split: the float32 scales */
     size_t group[MAX_R];             /* split: group of the current block */
     size_t inb[MAX_R];               /* split: blocks of the current group already passed */
@@ -237,9 +245,9 @@ typedef struct qrows {
 } qrows;
 
 /* Scale of the current block of row r, advancing the split group counters. */
-QA_INLINE float q_wscale(qrows *wr, int r, size_t b, int split)
+QA_INLINE float q_wscale(qrows *wr, int r, size_t b, int lay)
 {
-    if (split) {
+    if (lay == LAY_SPLIT) {
         float ws = q_load_f32(wr->scales + wr->group[r] * 4);
         if (++wr->inb[r] == wr->bpg) {
             wr->inb[r] = 0;
@@ -248,7 +256,7 @@ QA_INLINE float q_wscale(qrows *wr, int r, size_t b, int split)
         return ws;
     }
     uint16_t h;
-    memcpy(&h, wr->row[r] + b * Q_Q8_0_BLOCK_BYTES, 2);
+    memcpy(&h, wr->row[r] + b * LAY_BLOCK_BYTES(lay), 2);
     return _cvtsh_ss(h);
 }
 
@@ -305,24 +313,34 @@ QA_INLINE __m256 q_split_scales8(qrows *wr, int r)
     }
     float ws[8];
     for (size_t k = 0; k < 8; k++)
-        ws[k] = q_wscale(wr, r, 0, 1);
+        ws[k] = q_wscale(wr, r, 0, LAY_SPLIT);
     return _mm256_loadu_ps(ws);
 }
 
-/* The 32 int8 weights of block b of row r */
-QA_INLINE const unsigned char *q_wblock(const qrows *wr, int r, size_t b, int split)
+/* The 32 int8 weights of block b of row r, in order: Q8_0 and split read them; Q4_0
+ * unpacks its 16 bytes (low nibbles are weights 0..15, high nibbles 16..31) and subtracts 8,
+ * giving codes in [-8, 7] */
+QA_INLINE __m256i q_wblock(const qrows *wr, int r, size_t b, int lay)
 {
-    return split ? wr->row[r] + b * Q_QBLOCK : wr->row[r] + b * Q_Q8_0_BLOCK_BYTES + 2;
+    if (lay == LAY_Q4_0) {
+        const __m128i low4 = _mm_set1_epi8(15);
+        __m128i qs = _mm_loadu_si128(
+            (const __m128i *)(const void *)(wr->row[r] + b * Q_Q4_0_BLOCK_BYTES + 2));
+        __m128i lo = _mm_and_si128(qs, low4), hi = _mm_and_si128(_mm_srli_epi16(qs, 4), low4);
+        return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+    }
+    const unsigned char *p = lay == LAY_SPLIT ? wr->row[r] + b * Q_QBLOCK
+                                              : wr->row[r] + b * Q_Q8_0_BLOCK_BYTES + 2;
+    return _mm256_loadu_si256((const __m256i *)(const void *)p);
 }
 
 /* 8 exact int32 partial sums of one 32-value block: sum of x[j] * w[j] = |w[j]| * (x[j] *
  * sign(w[j])) through maddubs (u8 x s8 -> pairs of s16, no saturation for x in
- * [-127, 127]) and madd with ones (-> s32). */
-QA_INLINE __m256i q_block_dot(__m256i aw, const unsigned char *wq, const int8_t *xq)
+ * [-127, 127]) and madd with ones (-> s32). aw = |wv|. */
+QA_INLINE __m256i q_block_dot(__m256i aw, __m256i wv, const int8_t *xq)
 {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xq);
-    __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)wq);
     return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones);
 }
 
@@ -331,26 +349,27 @@ QA_INLINE __m256i q_block_dot(__m256i aw, const unsigned char *wq, const int8_t 
  * nbc = 8 for the full chunks, so their per-block tests fold away.
  */
 QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
-                      const float *const *xd, size_t c, size_t nbc, int R, int T, int split)
+                      const float *const *xd, size_t c, size_t nbc, int R, int T, int lay)
 {
     __m256 wsv[MAX_R], xdv[MAX_T]; /* (R), (T) scales of the chunk's blocks */
-    __m256i aw[MAX_R][8];          /* (R, 8) |w| of the chunk (T > 1) */
+    __m256i wv[MAX_R][8], aw[MAX_R][8]; /* (R, 8) weights and |w| of the chunk (T > 1) */
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
-        if (split && nbc == 8) {
+        if (lay == LAY_SPLIT && nbc == 8) {
             wsv[r] = q_split_scales8(wr, r);
-        } else if (split) {
+        } else if (lay == LAY_SPLIT) {
             float ws[8] = {0};
             for (size_t k = 0; k < nbc; k++)
-                ws[k] = q_wscale(wr, r, c + k, split);
+                ws[k] = q_wscale(wr, r, c + k, lay);
             wsv[r] = _mm256_loadu_ps(ws);
-        } else { /* the 8 binary16 block scales (34 bytes apart) into one vector */
+        } else { /* the 8 binary16 block scales (a block apart) into one vector */
             __m128i h = _mm_setzero_si128();
-            const unsigned char *p0 = wr->row[r] + c * Q_Q8_0_BLOCK_BYTES;
+            const size_t bb = LAY_BLOCK_BYTES(lay);
+            const unsigned char *p0 = wr->row[r] + c * bb;
 #define Q_INS(k) /* (the lane index of pinsrw must be a constant) */                    \
     if ((k) < nbc) {                                                                     \
         uint16_t hk;                                                                     \
-        memcpy(&hk, p0 + (k) * Q_Q8_0_BLOCK_BYTES, 2);                                  \
+        memcpy(&hk, p0 + (k) * bb, 2);                                                   \
         h = _mm_insert_epi16(h, (short)hk, (k));                                         \
     }
             Q_INS(0)
@@ -366,11 +385,10 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
         }
         if (T > 1)
 #pragma GCC unroll 8
-            for (size_t k = 0; k < 8; k++)
-                aw[r][k] = k < nbc ? _mm256_abs_epi8(_mm256_loadu_si256(
-                                         (const __m256i *)(const void *)q_wblock(wr, r, c + k,
-                                                                                 split)))
-                                   : _mm256_setzero_si256();
+            for (size_t k = 0; k < 8; k++) {
+                wv[r][k] = k < nbc ? q_wblock(wr, r, c + k, lay) : _mm256_setzero_si256();
+                aw[r][k] = _mm256_abs_epi8(wv[r][k]);
+            }
     }
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
@@ -378,7 +396,7 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
             xdv[t] = _mm256_loadu_ps(xd[t] + c);
         } else {
             float f[8] = {0};
-            memcpy(f, xd[t] + c, nbc * sizeof(float));
+            memcpy(f, xd[t] + c, nbc % 8 * sizeof(float)); /* nbc < 8 here */
             xdv[t] = _mm256_loadu_ps(f);
         }
     }
@@ -390,11 +408,9 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
 #pragma GCC unroll 8
             for (size_t k = 0; k < 8; k++) {
                 if (k < nbc) {
-                    const unsigned char *wq = q_wblock(wr, r, c + k, split);
-                    __m256i a = T > 1 ? aw[r][k]
-                                      : _mm256_abs_epi8(_mm256_loadu_si256(
-                                            (const __m256i *)(const void *)wq));
-                    v[k] = q_block_dot(a, wq, xq[t] + (c + k) * Q_QBLOCK);
+                    __m256i w = T > 1 ? wv[r][k] : q_wblock(wr, r, c + k, lay);
+                    __m256i a = T > 1 ? aw[r][k] : _mm256_abs_epi8(w);
+                    v[k] = q_block_dot(a, w, xq[t] + (c + k) * Q_QBLOCK);
                 } else {
                     v[k] = _mm256_setzero_si256();
                 }
@@ -405,15 +421,15 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
 }
 
 /*
- * Int8 tile: R rows x T activation rows (xq[t]: n int8, xd[t]: n/32 scales), split selects
- * the Q8_SPLIT layout. The blocks go 8 at a time (a chunk): for each output, the 8 exact
+ * Int8 tile: R rows x T activation rows (xq[t]: n int8, xd[t]: n/32 scales), lay selects
+ * the weight layout (Q8_0, Q8_SPLIT, Q4_0). The blocks go 8 at a time (a chunk): for each output, the 8 exact
  * block sums become one int32 vector (lane k = block c+k), converted to float and FMA'd
  * with the 8 scale products ws*xd into the output's accumulator. A short last chunk has
  * zero sums and zero scales in its missing lanes. Per chunk, each row's 8 scales are
  * gathered once and (T > 1) its |w| blocks computed once for the T tokens.
  */
 QA_INLINE void qtile(float *const *outs, const qrows *wr_in, const int8_t *const *xq,
-                     const float *const *xd, size_t n, int R, int T, int split)
+                     const float *const *xd, size_t n, int R, int T, int lay)
 {
     qrows w = *wr_in, *wr = &w; /* a local copy: row pointers and counters in registers */
     __m256 acc[MAX_R][MAX_T]; /* (R, T) one accumulator chain per output */
@@ -428,7 +444,7 @@ QA_INLINE void qtile(float *const *outs, const qrows *wr_in, const int8_t *const
      * rows (816 bytes at 768 Q8_0 columns) are too short for the hardware prefetcher to
      * ramp up on each; a linear software stream one tile ahead is not (kernel_bench: cold
      * decode 7.5-9.4 -> 10-12.3 GB/s). Prefetches never fault, past the end included. */
-    size_t tile_bytes = (size_t)R * (split ? n : nb * Q_Q8_0_BLOCK_BYTES);
+    size_t tile_bytes = (size_t)R * (lay == LAY_SPLIT ? n : nb * LAY_BLOCK_BYTES(lay));
     size_t full_chunks = nb / 8 > 0 ? nb / 8 : 1;
     size_t pf_step = (tile_bytes + full_chunks - 1) / full_chunks; /* bytes per chunk */
     uintptr_t pf = (uintptr_t)wr->row[0] + tile_bytes; /* an address only: never read */
@@ -438,10 +454,10 @@ QA_INLINE void qtile(float *const *outs, const qrows *wr_in, const int8_t *const
                 _mm_prefetch((const char *)(pf + o), _MM_HINT_T0);
             pf += pf_step;
         }
-        qchunk(acc, wr, xq, xd, c, 8, R, T, split);
+        qchunk(acc, wr, xq, xd, c, 8, R, T, lay);
     }
     if (c < nb)
-        qchunk(acc, wr, xq, xd, c, nb - c, R, T, split);
+        qchunk(acc, wr, xq, xd, c, nb - c, R, T, lay);
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
@@ -449,23 +465,28 @@ QA_INLINE void qtile(float *const *outs, const qrows *wr_in, const int8_t *const
             outs[t][r] = q_hsum8(acc[r][t]);
 }
 
-#define QTILE(R, T, SPLIT, NAME)                                                        \
+#define QTILE(R, T, LAY, NAME)                                                          \
     static __attribute__((noinline)) void NAME(float *const *outs, const qrows *wr,         \
                                                const int8_t *const *xq,                 \
                                                const float *const *xd, size_t n)        \
     {                                                                                   \
-        qtile(outs, wr, xq, xd, n, R, T, SPLIT);                                        \
+        qtile(outs, wr, xq, xd, n, R, T, LAY);                                          \
     }
-QTILE(4, QT, 0, q80_4xT)
-QTILE(8, 1, 0, q80_8x1)
-QTILE(4, 1, 0, q80_4x1)
-QTILE(1, QT, 0, q80_1xT)
-QTILE(1, 1, 0, q80_1x1)
-QTILE(4, QT, 1, q8s_4xT)
-QTILE(8, 1, 1, q8s_8x1)
-QTILE(4, 1, 1, q8s_4x1)
-QTILE(1, QT, 1, q8s_1xT)
-QTILE(1, 1, 1, q8s_1x1)
+QTILE(4, QT, LAY_Q8_0, q80_4xT)
+QTILE(8, 1, LAY_Q8_0, q80_8x1)
+QTILE(4, 1, LAY_Q8_0, q80_4x1)
+QTILE(1, QT, LAY_Q8_0, q80_1xT)
+QTILE(1, 1, LAY_Q8_0, q80_1x1)
+QTILE(4, QT, LAY_SPLIT, q8s_4xT)
+QTILE(8, 1, LAY_SPLIT, q8s_8x1)
+QTILE(4, 1, LAY_SPLIT, q8s_4x1)
+QTILE(1, QT, LAY_SPLIT, q8s_1xT)
+QTILE(1, 1, LAY_SPLIT, q8s_1x1)
+QTILE(4, QT, LAY_Q4_0, q40_4xT)
+QTILE(8, 1, LAY_Q4_0, q40_8x1)
+QTILE(4, 1, LAY_Q4_0, q40_4x1)
+QTILE(1, QT, LAY_Q4_0, q40_1xT)
+QTILE(1, 1, LAY_Q4_0, q40_1x1)
 
 typedef void (*qtile_fn)(float *const *outs, const qrows *wr, const int8_t *const *xq,
                          const float *const *xd, size_t n);
@@ -479,6 +500,8 @@ static void qrows_at(qrows *wr, const q_tensor *w, size_t i, int R)
         size_t row = i + (size_t)r;
         if (w->type == Q_TENSOR_Q8_0) {
             wr->row[r] = base + row * (n / Q_QBLOCK) * Q_Q8_0_BLOCK_BYTES;
+        } else if (w->type == Q_TENSOR_Q4_0) {
+            wr->row[r] = base + row * (n / Q_QBLOCK) * Q_Q4_0_BLOCK_BYTES;
         } else {
             size_t e0 = row * n; /* flat index of the row's first value */
             wr->row[r] = base + e0;
@@ -505,10 +528,17 @@ static void matmul_int8(float *out, size_t out_stride, const q_tensor *w, size_t
                         const q_act *x)
 {
     size_t n = w->cols, nt = x->n_rows, nb = n / Q_QBLOCK;
-    int split = w->type == Q_TENSOR_Q8_SPLIT;
-    qtile_fn big = split ? q8s_4xT : q80_4xT, rows4 = split ? q8s_4x1 : q80_4x1,
-             toksT = split ? q8s_1xT : q80_1xT, one = split ? q8s_1x1 : q80_1x1,
-             rows8 = split ? q8s_8x1 : q80_8x1;
+    static const qtile_fn tiles[3][5] = {
+        /* 4 x QT, 4 x 1, 1 x QT, 1 x 1, 8 x 1 */
+        [LAY_Q8_0] = {q80_4xT, q80_4x1, q80_1xT, q80_1x1, q80_8x1},
+        [LAY_SPLIT] = {q8s_4xT, q8s_4x1, q8s_1xT, q8s_1x1, q8s_8x1},
+        [LAY_Q4_0] = {q40_4xT, q40_4x1, q40_1xT, q40_1x1, q40_8x1},
+    };
+    int lay = w->type == Q_TENSOR_Q8_SPLIT ? LAY_SPLIT
+              : w->type == Q_TENSOR_Q4_0   ? LAY_Q4_0
+                                           : LAY_Q8_0;
+    qtile_fn big = tiles[lay][0], rows4 = tiles[lay][1], toksT = tiles[lay][2],
+             one = tiles[lay][3], rows8 = tiles[lay][4];
     /* the activation rows the tiles take (at most 64 at a time), the others go to the
      * reference one row at a time */
     size_t good[64];
@@ -584,6 +614,7 @@ void q_avx2_matmul(float *out, size_t out_stride, const q_tensor *w, size_t r0, 
         matmul_float(out, out_stride, w, r0, r1, x, Q_FK_BF16);
         return;
     case Q_TENSOR_Q8_0:
+    case Q_TENSOR_Q4_0:
     case Q_TENSOR_Q8_SPLIT:
         if (x->q != NULL && q_kernels_wants_q8(w)) {
             matmul_int8(out, out_stride, w, r0, r1, x);

@@ -12,12 +12,16 @@
  *       (in order) acc = fma(w[j..j+16), x[j..j+16), acc); the last cols % 16 columns are
  *       one more step with masked (zero-filling) loads of w and x; then hsum16: (low 256
  *       bits + high 256 bits), then the AVX2 table's fixed 8-lane tree.
- *   int8 (Q8_0, Q8_SPLIT with x->q): one float per output, acc = 0; for each block b in
+ *   int8 (Q8_0, Q4_0, Q8_SPLIT with x->q): one float per output, acc = 0; for each block b in
  *       order: acc = fma((float)S_b, ws_b * xd_b, acc), S_b the exact int32 sum of the
  *       block's 32 products, ws_b the weight scale, xd_b the activation scale (one float
  *       product, as the reference). The block sums come from vpdpbusd (unsigned x signed
  *       bytes), with one operand offset by 128 and the offset's exact contribution taken
  *       back (below), so they are exact for EVERY int8 input, -128 included.
+ *   Q4_0: the 4-bit codes are nibbles n in 0..15 standing for n - 8. Prefill unpacks each
+ *       block's 16 bytes into its 32 int8 codes (the low nibbles are weights 0..15, the
+ *       high nibbles 16..31) and proceeds as Q8_0; decode feeds the nibbles themselves to
+ *       vpdpbusd as its unsigned operand (the offset is then 8, not 128).
  *
  * Tiles only choose which outputs are computed together:
  *   float: prefill (n_rows >= 4) 4 rows x 4 tokens (16 accumulators), edges 4x1, 1x4, 1x1,
@@ -34,8 +38,8 @@
  *   int8 decode (fewer rows): lanes are ROWS. For 8 rows and two blocks, each row gives
  *       vpdpbusd(0, w xor 0x80, x) on 512 bits = 8 partial sums of (w + 128) * x per block;
  *       three levels of 2-source permutes and adds turn those 8 vectors into 8 row sums
- *       per block, and 128 * sum(x_b) (one value per block, the same for every row) is
- *       subtracted. An odd last block goes through the AVX2 table's 256-bit hadd tree.
+ *       per block, and 128 * sum(x_b) (8 * sum(x_b) for Q4_0; one value per block, the
+ *       same for every row) is subtracted. An odd last block goes through the AVX2 table's 256-bit hadd tree.
  *       The 8 rows' scales of a block come in one gather. Rows past r1 repeat the last row
  *       (read, never stored), so there are no edge tiles.
  *   Decode prefetches the next tile's bytes, as the AVX2 table does (see matmul_avx2.c).
@@ -209,8 +213,9 @@ static void matmul_float(float *out, size_t out_stride, const q_tensor *w, size_
 /* one token group of the widest row must fit, or a pass would hold no group at all */
 _Static_assert(QXT_BLOCKS >= Q512_MAX_BLOCKS, "QXT_BLOCKS below Q512_MAX_BLOCKS");
 
-/* Row `row` of a Q8_0 or Q8_SPLIT tensor: where its blocks' 32 quants start (block b at
- * quants + b * step); its nb weight scales are written to ws[b], b < nb. */
+/* Row `row` of a Q8_0, Q4_0 or Q8_SPLIT tensor: where its blocks' quants start (block b at
+ * quants + b * step: 32 int8, or Q4_0's 16 bytes of 4-bit codes); its nb weight scales are
+ * written to ws[b], b < nb. */
 typedef struct qrow {
     const unsigned char *quants;
     size_t step; /* bytes from one block's quants to the next */
@@ -221,15 +226,16 @@ static qrow qrow_at(const q_tensor *w, size_t row, float *ws)
     size_t n = w->cols, nb = n / Q_QBLOCK;
     const unsigned char *base = (const unsigned char *)w->data;
     qrow q;
-    if (w->type == Q_TENSOR_Q8_0) {
-        const unsigned char *r = base + row * nb * Q_Q8_0_BLOCK_BYTES;
+    if (w->type == Q_TENSOR_Q8_0 || w->type == Q_TENSOR_Q4_0) {
+        size_t bb = w->type == Q_TENSOR_Q4_0 ? Q_Q4_0_BLOCK_BYTES : Q_Q8_0_BLOCK_BYTES;
+        const unsigned char *r = base + row * nb * bb;
         for (size_t b = 0; b < nb; b++) {
             uint16_t h;
-            memcpy(&h, r + b * Q_Q8_0_BLOCK_BYTES, 2);
+            memcpy(&h, r + b * bb, 2);
             ws[b] = _cvtsh_ss(h);
         }
         q.quants = r + 2;
-        q.step = Q_Q8_0_BLOCK_BYTES;
+        q.step = bb;
         return q;
     }
     /* Q8_SPLIT: group_size is a multiple of 32 (q_kernels_wants_q8), so each block lies in
@@ -247,6 +253,29 @@ static qrow qrow_at(const q_tensor *w, size_t row, float *ws)
     q.quants = base + e0;
     q.step = Q_QBLOCK;
     return q;
+}
+
+/* The 32 weights of a Q4_0 block (its 16 code bytes at qs) as int8 codes in [-8, 7], in
+ * weight order: low nibbles are weights 0..15, high nibbles 16..31. */
+QZ_INLINE __m256i q4_0_codes(const unsigned char *qs)
+{
+    const __m128i low4 = _mm_set1_epi8(15);
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)qs);
+    __m128i lo = _mm_and_si128(v, low4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), low4);
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+}
+
+/* The nibbles (codes + 8, unsigned 0..15) of Q4_0 blocks b and b + 1 of a row (code bytes
+ * at q0 and q0 + step), in weight order: block b in the low 256 bits, b + 1 in the high. */
+QZ_INLINE __m512i q4_0_nibbles2(const unsigned char *q0, size_t step)
+{
+    __m256i v = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)q0)),
+        _mm_loadu_si128((const __m128i *)(const void *)(q0 + step)), 1);
+    /* 128-bit lanes: [b low, b+1 low, b high, b+1 high] -> [b low, b high, b+1 low, ...] */
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+    z = _mm512_and_si512(z, _mm512_set1_epi8(15));
+    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
 }
 
 /* -128 * (sum of the 32 signed bytes at p), exact: the offset's share in a block sum. */
@@ -272,6 +301,7 @@ static void int8_prefill(float *out, size_t out_stride, const q_tensor *w, size_
                          size_t r1, const q_act *x, size_t t0, size_t nt)
 {
     size_t n = w->cols, nb = n / Q_QBLOCK, ngroups = (nt + QG - 1) / QG;
+    int q4 = w->type == Q_TENSOR_Q4_0; /* weights unpacked to int8 codes per block */
     /* (ngroups, nb, 8, QG) 4-byte groups: bytes 4p..4p+3 of block b of token t, + 128 */
     uint32_t xt[QXT_BLOCKS * 8 * QG];
     float xdt[QXT_BLOCKS * QG]; /* (ngroups, nb, QG) the tokens' block scales */
@@ -303,8 +333,15 @@ static void int8_prefill(float *out, size_t out_stride, const q_tensor *w, size_
         for (int r = 0; r < QPR; r++) {
             size_t row = i + (size_t)r < r1 ? i + (size_t)r : r1 - 1; /* edge: repeat */
             rows[r] = qrow_at(w, row, ws[r]);
-            for (size_t b = 0; b < nb; b++)
-                corr[r][b] = offset_term(rows[r].quants + b * rows[r].step);
+            for (size_t b = 0; b < nb; b++) {
+                const unsigned char *p = rows[r].quants + b * rows[r].step;
+                int8_t codes[Q_QBLOCK]; /* (32) Q4_0: the block's codes */
+                if (q4) {
+                    _mm256_storeu_si256((__m256i *)(void *)codes, q4_0_codes(p));
+                    p = (const unsigned char *)codes;
+                }
+                corr[r][b] = offset_term(p);
+            }
         }
         for (size_t g = 0; g < ngroups; g++) {
             __m512 acc[QPR]; /* (QPR) lane t: token g * QG + t */
@@ -316,9 +353,15 @@ static void int8_prefill(float *out, size_t out_stride, const q_tensor *w, size_
                 for (int p = 0; p < 8; p++)
                     xv[p] = _mm512_loadu_si512(xb + p * QG);
                 __m512 xd = _mm512_loadu_ps(xdt + (g * nb + b) * QG);
+                int8_t codes[QPR][Q_QBLOCK]; /* (QPR, 32) Q4_0: block b's codes per row */
+                if (q4)
+                    for (int r = 0; r < QPR; r++)
+                        _mm256_storeu_si256((__m256i *)(void *)codes[r],
+                                            q4_0_codes(rows[r].quants + b * rows[r].step));
 #pragma GCC unroll 4
                 for (int r = 0; r < QPR; r++) {
-                    const unsigned char *wq = rows[r].quants + b * rows[r].step;
+                    const unsigned char *wq = q4 ? (const unsigned char *)codes[r]
+                                                 : rows[r].quants + b * rows[r].step;
                     __m512i c0 = _mm512_set1_epi32(corr[r][b]), c1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
                     for (int p = 0; p < 4; p++) {
@@ -384,11 +427,14 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
                               const int8_t *xq, const float *xd)
 {
     size_t n = w->cols, nb = n / Q_QBLOCK;
-    int split = w->type == Q_TENSOR_Q8_SPLIT;
-    size_t step = split ? Q_QBLOCK : Q_Q8_0_BLOCK_BYTES, row_bytes = nb * step;
+    int split = w->type == Q_TENSOR_Q8_SPLIT, q4 = w->type == Q_TENSOR_Q4_0;
+    size_t step = split ? Q_QBLOCK : q4 ? Q_Q4_0_BLOCK_BYTES : Q_Q8_0_BLOCK_BYTES;
+    size_t row_bytes = nb * step;
     const unsigned char *base = (const unsigned char *)w->data;
     const __m256i bias = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi8(1);
-    /* 128 * sum(x) of each block: the offset's share in every row's block sum */
+    /* The unsigned operand of vpdpbusd is w + 128 (Q8) or the Q4_0 nibble = code + 8: its
+     * offset times sum(x) of each block is every row's excess in that block's sum */
+    const int32_t offset = q4 ? 8 : 128;
     int32_t xoff[Q512_MAX_BLOCKS];
     for (size_t b = 0; b < nb; b++) {
         __m256i sx = _mm256_dpbusd_epi32(
@@ -397,7 +443,7 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
         __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sx), _mm256_extracti128_si256(sx, 1));
         h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
         h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x55));
-        xoff[b] = 128 * _mm_cvtsi128_si32(h);
+        xoff[b] = offset * _mm_cvtsi128_si32(h);
     }
     /* Q8_SPLIT: the group of row r0's first block and the blocks of that group before it;
      * each next row is n values on (row_groups groups and row_blocks blocks), so the
@@ -471,11 +517,16 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
 #pragma GCC unroll 8
             for (int r = 0; r < QDR; r++) {
                 const unsigned char *q0 = quants[r] + b * step;
-                __m512i wv = _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)q0)),
-                    _mm256_loadu_si256((const __m256i *)(const void *)(q0 + step)), 1);
-                part[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                              _mm512_xor_si512(wv, bias2), xv);
+                __m512i wu; /* unsigned: w + 128, or the Q4_0 nibbles */
+                if (q4) {
+                    wu = q4_0_nibbles2(q0, step);
+                } else {
+                    __m512i wv = _mm512_inserti64x4(
+                        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)q0)),
+                        _mm256_loadu_si256((const __m256i *)(const void *)(q0 + step)), 1);
+                    wu = _mm512_xor_si512(wv, bias2);
+                }
+                part[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wu, xv);
             }
 #pragma GCC unroll 4
             for (int r = 0; r < QDR / 2; r++) /* rows (2r, 2r+1): 4 sums per row and block */
@@ -506,13 +557,14 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
             for (; pf < pf_end; pf += 64)
                 _mm_prefetch((const char *)pf, _MM_HINT_T0);
             __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xq + b * Q_QBLOCK));
-            __m256i part[QDR]; /* (QDR) 8 partial sums of (w + 128) * x per row */
+            __m256i part[QDR]; /* (QDR) 8 partial sums of (w + offset) * x per row */
 #pragma GCC unroll 8
             for (int r = 0; r < QDR; r++) {
-                __m256i wv = _mm256_loadu_si256(
-                    (const __m256i *)(const void *)(quants[r] + b * step));
-                part[r] = _mm256_dpbusd_epi32(_mm256_setzero_si256(),
-                                              _mm256_xor_si256(wv, bias), xv);
+                const unsigned char *q0 = quants[r] + b * step;
+                __m256i wu = q4 ? _mm256_add_epi8(q4_0_codes(q0), _mm256_set1_epi8(8)) /* nibbles */
+                                : _mm256_xor_si256(
+                                      _mm256_loadu_si256((const __m256i *)(const void *)q0), bias);
+                part[r] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wu, xv);
             }
             __m256i s = _mm256_sub_epi32(q_sum8x8(part), _mm256_set1_epi32(xoff[b])); /* S_b */
             __m256 wsv;
@@ -559,6 +611,7 @@ void q_avx512_matmul(float *out, size_t out_stride, const q_tensor *w, size_t r0
         matmul_float(out, out_stride, w, r0, r1, x, Q_FK_BF16);
         return;
     case Q_TENSOR_Q8_0:
+    case Q_TENSOR_Q4_0:
     case Q_TENSOR_Q8_SPLIT:
         if (x->q != NULL && q_kernels_wants_q8(w)) {
             if (w->cols / Q_QBLOCK <= Q512_MAX_BLOCKS) {

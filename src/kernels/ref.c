@@ -9,6 +9,9 @@
  *   F16       rows*cols binary16
  *   BF16      rows*cols bfloat16 (the high half of a float32)
  *   Q8_0      per row cols/32 blocks of {binary16 scale d; int8 q[32]} (34 bytes)
+ *   Q4_0      per row cols/32 blocks of {binary16 scale d; uint8 qs[16]} (18 bytes): weight
+ *             j is d * (code - 8), code = low nibble of qs[j] for j < 16, high nibble of
+ *             qs[j - 16] for j >= 16
  *   Q8_SPLIT  rows*cols int8 q, then rows*cols/group_size float32 scales; flat element e
  *             has scale[e / group_size]
  *
@@ -99,6 +102,33 @@ static float dot_q8_0_int(const unsigned char *blk, const int8_t *xq, const floa
     return val;
 }
 
+/* W row (n/32 Q4_0 blocks) . x (n float32), one block at a time */
+static float dot_q4_0_float(const unsigned char *blk, const float *x, size_t n)
+{
+    float val = 0.0f;
+    for (size_t b = 0; b < n / Q_QBLOCK; b++, blk += Q_Q4_0_BLOCK_BYTES) {
+        const float *xb = x + b * Q_QBLOCK;
+        float sum = 0.0f;
+        for (size_t j = 0; j < Q_QBLOCK; j++)
+            sum += (float)q_q4_0_code(blk, j) * xb[j];
+        val += sum * q_load_f16(blk);
+    }
+    return val;
+}
+
+/* W row (n/32 Q4_0 blocks) . x (n int8 in blocks with scales xd) */
+static float dot_q4_0_int(const unsigned char *blk, const int8_t *xq, const float *xd, size_t n)
+{
+    float val = 0.0f;
+    for (size_t b = 0; b < n / Q_QBLOCK; b++, blk += Q_Q4_0_BLOCK_BYTES) {
+        int32_t isum = 0;
+        for (size_t j = 0; j < Q_QBLOCK; j++)
+            isum += (int32_t)q_q4_0_code(blk, j) * (int32_t)xq[b * Q_QBLOCK + j];
+        val += (float)isum * (q_load_f16(blk) * xd[b]);
+    }
+    return val;
+}
+
 /* Row i of a Q8_SPLIT tensor . x (cols float32), one scale group (or the part of it in
  * this row) at a time */
 static float dot_q8_split_float(const q_tensor *t, size_t i, const float *x)
@@ -158,6 +188,12 @@ static float dot_row(const q_tensor *w, size_t i, const q_act *x, size_t t)
         if (use_int)
             return dot_q8_0_int(row, x->q + t * n, x->d + t * (n / Q_QBLOCK), n);
         return dot_q8_0_float(row, xf, n);
+    }
+    case Q_TENSOR_Q4_0: {
+        const unsigned char *row = base + i * (n / Q_QBLOCK) * Q_Q4_0_BLOCK_BYTES;
+        if (use_int)
+            return dot_q4_0_int(row, x->q + t * n, x->d + t * (n / Q_QBLOCK), n);
+        return dot_q4_0_float(row, xf, n);
     }
     case Q_TENSOR_Q8_SPLIT:
         if (use_int)

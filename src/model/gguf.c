@@ -17,7 +17,10 @@
  *      b. uint32 n_dims, 1..4
  *      c. n_dims x uint64 ne[i], each >= 1; ne[0] is the contiguous dimension
  *      d. uint32 ggml type: 0 F32, 1 F16, 8 Q8_0 (blocks of 32 along ne[0]: f16 scale then
- *         32 int8, 34 bytes), 30 BF16 (bfloat16, 2 bytes: the high half of a float32)
+ *         32 int8, 34 bytes), 2 Q4_0 (blocks of 32 along ne[0]: f16 scale d then 16 bytes,
+ *         byte j holding weight j in its low nibble and weight j + 16 in its high nibble,
+ *         each d * (nibble - 8); 18 bytes), 30 BF16 (bfloat16, 2 bytes: the high half of a
+ *         float32)
  *      e. uint64 offset of the data, relative to the data section, a multiple of the
  *         alignment
  *   7. padding to the alignment (general.alignment, uint32, a power of two up to
@@ -388,6 +391,13 @@ static q_error_code q_gguf_tensor_infos(q_gguf *g, uint64_t n_tensors)
             numel /= 32; /* blocks */
             bytes = 34;
             break;
+        case Q_TENSOR_Q4_0:
+            if (t->ne[0] % 32 != 0)
+                return q_fail_named(g->diag, Q_ERR_BAD_SHAPE, "Q4_0 row of ", t->name,
+                                    t->name_len, at, (int64_t)t->ne[0]);
+            numel /= 32; /* blocks */
+            bytes = 18;
+            break;
         default:
             return q_fail_named(g->diag, Q_ERR_UNSUPPORTED_TYPE, "type of ", t->name,
                                 t->name_len, at, t->type);
@@ -452,7 +462,7 @@ static q_error_code q_gguf_view(const q_gguf *g, const q_gguf_tensor *t, size_t 
     out->data = g->r.base + g->data_at + t->offset;
     out->rows = rows;
     out->cols = cols;
-    out->group_size = t->type == Q_TENSOR_Q8_0 ? 32 : 0;
+    out->group_size = t->type == Q_TENSOR_Q8_0 || t->type == Q_TENSOR_Q4_0 ? 32 : 0;
     return Q_OK;
 }
 

@@ -256,6 +256,19 @@ q_error_code q_tensor_read_row(const q_tensor *t, size_t row, float *out)
         }
         return Q_OK;
     }
+    case Q_TENSOR_Q4_0: {
+        /* blocks of 32 along the row: f16 scale, then 16 bytes of two 4-bit codes (low
+         * nibbles: values 0..15, high nibbles: 16..31), value = scale * (code - 8) */
+        const unsigned char *p = (const unsigned char *)t->data + row * (t->cols / 32) * 18;
+        for (i = 0; i < t->cols; i++) {
+            const unsigned char *blk = p + (i / 32) * 18;
+            float d = q_f16_to_f32((uint16_t)(blk[0] | (blk[1] << 8)));
+            unsigned char b = blk[2 + i % 16];
+            int code = (i % 32 < 16 ? b & 15 : b >> 4) - 8;
+            out[i] = d * (float)code;
+        }
+        return Q_OK;
+    }
     case Q_TENSOR_Q8_SPLIT: {
         const signed char *q = (const signed char *)t->data + row * t->cols;
         const unsigned char *s = t->scales;

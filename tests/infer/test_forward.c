@@ -184,6 +184,25 @@ static q_tensor convert(const q_tensor *t, q_tensor_type type, const float *floa
                 memcpy(buf + b * 34 + 2 + j, &q, 1);
             }
         }
+    } else if (type == Q_TENSOR_Q4_0) { /* blocks of 32: f16 d = max / -8, 4-bit codes */
+        buf = malloc(n / 32 * 18);
+        out.group_size = 32;
+        for (size_t b = 0; b < n / 32; b++) {
+            float big = 0.0f;
+            for (size_t j = 0; j < 32; j++)
+                if (fabsf(src[b * 32 + j]) > fabsf(big))
+                    big = src[b * 32 + j];
+            uint16_t dh = q_f32_to_f16(big / -8.0f);
+            float d = q_f16_to_f32(dh);
+            unsigned char *blk = buf + b * 18;
+            memcpy(blk, &dh, 2);
+            memset(blk + 2, 0, 16);
+            for (size_t j = 0; j < 32; j++) {
+                float c = d != 0.0f ? floorf(src[b * 32 + j] / d + 8.5f) : 8.0f;
+                unsigned code = c < 0.0f ? 0u : c > 15.0f ? 15u : (unsigned)c;
+                blk[2 + j % 16] |= (unsigned char)(j < 16 ? code : code << 4);
+            }
+        }
     } else { /* Q8_SPLIT, groups of 16 over the flat tensor */
         size_t gs = 16;
         buf = malloc(n + n / gs * 4);
@@ -357,10 +376,11 @@ static void test_config(q_config c, int shared)
     same_logits_any_threads_and_batch(&m);
 
     /* the same model in every other weight type */
-    const q_tensor_type types[4] = {Q_TENSOR_F16, Q_TENSOR_BF16, Q_TENSOR_Q8_0,
+    const q_tensor_type types[5] = {Q_TENSOR_F16, Q_TENSOR_BF16, Q_TENSOR_Q8_0, Q_TENSOR_Q4_0,
                                     Q_TENSOR_Q8_SPLIT};
-    for (int k = 0; k < 4; k++) {
-        if (types[k] == Q_TENSOR_Q8_0 && (c.dim % 32 != 0 || c.hidden_dim % 32 != 0))
+    for (int k = 0; k < 5; k++) {
+        int blocked = types[k] == Q_TENSOR_Q8_0 || types[k] == Q_TENSOR_Q4_0;
+        if (blocked && (c.dim % 32 != 0 || c.hidden_dim % 32 != 0))
             continue;
         float *deq = malloc(n * sizeof(float));
         memcpy(deq, w, n * sizeof(float));
@@ -381,9 +401,10 @@ static void test_config(q_config c, int shared)
             for (int j = 0; j < 7; j++)
                 *ts[j] = convert(ts[j], types[k], w, deq, &owned[n_owned++]);
         }
-        /* Q8_0 weights multiply int8-quantized activations (reference does the same) */
+        /* Q8_0 and Q4_0 weights multiply int8-quantized activations (the reference does
+         * the same) */
         for (size_t t = 0; t < n_tables; t++)
-            compare(&qm, tables[t], deq, shared, types[k] == Q_TENSOR_Q8_0, 1e-4);
+            compare(&qm, tables[t], deq, shared, blocked, 1e-4);
         same_logits_any_threads_and_batch(&qm);
         for (size_t i = 0; i < n_owned; i++)
             free(owned[i]);

@@ -1,6 +1,6 @@
 /*
  * Kernel unit tests: F16 and BF16 conversion (exhaustive round trip, rounding), and
- * q_matvec / q_tensor_row on F32, F16, BF16, Q8_0 and Q8_SPLIT weights stored at unaligned addresses,
+ * q_matvec / q_tensor_row on F32, F16, BF16, Q8_0, Q4_0 and Q8_SPLIT weights stored at unaligned addresses,
  * against a double-precision reference over the dequantized values.
  */
 #include <float.h>
@@ -87,7 +87,7 @@ static void test_bf16(void)
 typedef struct fixture {
     size_t rows, cols, gs;
     float *ref;            /* (rows, cols) the values the quantized layouts stand for */
-    unsigned char *f32, *f16, *bf16, *q80, *q8s, *q8s_scales;
+    unsigned char *f32, *f16, *bf16, *q80, *q40, *q8s, *q8s_scales;
 } fixture;
 
 static void make_fixture(fixture *fx, size_t rows, size_t cols, size_t gs)
@@ -101,6 +101,7 @@ static void make_fixture(fixture *fx, size_t rows, size_t cols, size_t gs)
     fx->f16 = malloc(n * 2 + 1);
     fx->bf16 = malloc(n * 2 + 1);
     fx->q80 = malloc(n / 32 * 34 + 1);
+    fx->q40 = malloc(n / 32 * 18 + 1);
     fx->q8s = malloc(n + 1);
     fx->q8s_scales = malloc(n / gs * 4 + 1);
     float *w = malloc(n * sizeof(float));
@@ -131,6 +132,26 @@ static void make_fixture(fixture *fx, size_t rows, size_t cols, size_t gs)
             memcpy(blk + 2 + j, &q, 1);
         }
     }
+    /* Q4_0: per row, blocks of 32: f16 scale d = (the value of largest magnitude) / -8,
+     * then weight j's 4-bit code (x / d + 8, clamped to 0..15) in the low nibble of byte j
+     * (j < 16) or the high nibble of byte j - 16 */
+    for (size_t b = 0; b < n / 32; b++) {
+        float big = 0.0f;
+        for (size_t j = 0; j < 32; j++)
+            if (fabsf(w[b * 32 + j]) > fabsf(big))
+                big = w[b * 32 + j];
+        uint16_t dh = q_f32_to_f16(big / -8.0f);
+        float d = q_f16_to_f32(dh);
+        unsigned char *blk = fx->q40 + 1 + b * 18;
+        blk[0] = (unsigned char)(dh & 0xff);
+        blk[1] = (unsigned char)(dh >> 8);
+        memset(blk + 2, 0, 16);
+        for (size_t j = 0; j < 32; j++) {
+            float c = d != 0.0f ? floorf(w[b * 32 + j] / d + 8.5f) : 8.0f;
+            unsigned code = c < 0.0f ? 0u : c > 15.0f ? 15u : (unsigned)c;
+            blk[2 + j % 16] |= (unsigned char)(j < 16 ? code : code << 4);
+        }
+    }
     /* Q8_SPLIT: int8 of the whole tensor, then one float scale per flat group */
     for (size_t g = 0; g < n / gs; g++) {
         float amax = 0.0f;
@@ -153,6 +174,7 @@ static void free_fixture(fixture *fx)
     free(fx->f16);
     free(fx->bf16);
     free(fx->q80);
+    free(fx->q40);
     free(fx->q8s);
     free(fx->q8s_scales);
 }
@@ -180,6 +202,14 @@ static void reference_values(const fixture *fx, q_tensor_type type, float *out)
             out[e] = q_f16_to_f32((uint16_t)(blk[0] | (blk[1] << 8))) * (float)q;
             break;
         }
+        case Q_TENSOR_Q4_0: {
+            size_t row = e / fx->cols, c = e % fx->cols;
+            const unsigned char *blk = fx->q40 + 1 + (row * (fx->cols / 32) + c / 32) * 18;
+            unsigned char byte = blk[2 + c % 16];
+            int code = (c % 32 < 16 ? byte & 15 : byte >> 4) - 8;
+            out[e] = q_f16_to_f32((uint16_t)(blk[0] | (blk[1] << 8))) * (float)code;
+            break;
+        }
         case Q_TENSOR_Q8_SPLIT: {
             int8_t q;
             float s;
@@ -200,6 +230,7 @@ static q_tensor view(const fixture *fx, q_tensor_type type)
     case Q_TENSOR_F16: t.data = fx->f16 + 1; break;
     case Q_TENSOR_BF16: t.data = fx->bf16 + 1; break;
     case Q_TENSOR_Q8_0: t.data = fx->q80 + 1; t.group_size = 32; break;
+    case Q_TENSOR_Q4_0: t.data = fx->q40 + 1; t.group_size = 32; break;
     case Q_TENSOR_Q8_SPLIT:
         t.data = fx->q8s + 1;
         t.scales = fx->q8s_scales + 1;
@@ -218,9 +249,9 @@ static void test_matvec(size_t rows, size_t cols, size_t gs)
     float *row = malloc(cols * sizeof(float));
     for (size_t j = 0; j < cols; j++)
         x[j] = frand();
-    const q_tensor_type types[5] = {Q_TENSOR_F32, Q_TENSOR_F16, Q_TENSOR_BF16, Q_TENSOR_Q8_0,
-                                    Q_TENSOR_Q8_SPLIT};
-    for (int k = 0; k < 5; k++) {
+    const q_tensor_type types[6] = {Q_TENSOR_F32,  Q_TENSOR_F16,  Q_TENSOR_BF16,
+                                    Q_TENSOR_Q8_0, Q_TENSOR_Q4_0, Q_TENSOR_Q8_SPLIT};
+    for (int k = 0; k < 6; k++) {
         q_tensor t = view(&fx, types[k]);
         reference_values(&fx, types[k], fx.ref);
         CHECK_EQ_INT(q_matvec(out, &t, x, cols), Q_OK);

@@ -51,8 +51,8 @@ static float next_f(void)
     return (float)next_u32() / 2147483648.0f - 1.0f;
 }
 
-static const q_tensor_type all_types[] = {Q_TENSOR_F32, Q_TENSOR_F16, Q_TENSOR_BF16,
-                                          Q_TENSOR_Q8_0, Q_TENSOR_Q8_SPLIT};
+static const q_tensor_type all_types[] = {Q_TENSOR_F32,  Q_TENSOR_F16,  Q_TENSOR_BF16,
+                                          Q_TENSOR_Q8_0, Q_TENSOR_Q4_0, Q_TENSOR_Q8_SPLIT};
 static const char *type_name(q_tensor_type t)
 {
     switch (t) {
@@ -64,6 +64,8 @@ static const char *type_name(q_tensor_type t)
         return "BF16";
     case Q_TENSOR_Q8_0:
         return "Q8_0";
+    case Q_TENSOR_Q4_0:
+        return "Q4_0";
     case Q_TENSOR_Q8_SPLIT:
         return "Q8_SPLIT";
     }
@@ -90,6 +92,10 @@ static void wbuf_make(wbuf *b, q_tensor_type type, size_t rows, size_t cols, siz
         break;
     case Q_TENSOR_Q8_0:
         data_bytes = count / 32 * Q_Q8_0_BLOCK_BYTES;
+        gs = 32;
+        break;
+    case Q_TENSOR_Q4_0:
+        data_bytes = count / 32 * Q_Q4_0_BLOCK_BYTES;
         gs = 32;
         break;
     case Q_TENSOR_Q8_SPLIT:
@@ -126,6 +132,15 @@ static void wbuf_make(wbuf *b, q_tensor_type type, size_t rows, size_t cols, siz
             memcpy(blk, &h, 2);
             for (size_t j = 0; j < 32; j++)
                 blk[2 + j] = (unsigned char)next_u32(); /* any byte, -128 included */
+        }
+        break;
+    case Q_TENSOR_Q4_0:
+        for (size_t k = 0; k < count / 32; k++) {
+            unsigned char *blk = data + k * Q_Q4_0_BLOCK_BYTES;
+            uint16_t h = q_f32_to_f16(next_f() * 0.3f);
+            memcpy(blk, &h, 2);
+            for (size_t j = 0; j < 16; j++)
+                blk[2 + j] = (unsigned char)next_u32(); /* any two codes, -8 and 7 included */
         }
         break;
     case Q_TENSOR_Q8_SPLIT:
@@ -191,6 +206,12 @@ static double weight_at(const q_tensor *w, size_t i, size_t j, int use_int, doub
         const unsigned char *blk = base + (i * (n / 32) + j / 32) * Q_Q8_0_BLOCK_BYTES;
         *scale = q_load_f16(blk);
         return (int8_t)blk[2 + j % 32];
+    }
+    case Q_TENSOR_Q4_0: {
+        const unsigned char *blk = base + (i * (n / 32) + j / 32) * Q_Q4_0_BLOCK_BYTES;
+        *scale = q_load_f16(blk);
+        unsigned char b = blk[2 + j % 16];
+        return (j % 32 < 16 ? b & 15 : b >> 4) - 8;
     }
     case Q_TENSOR_Q8_SPLIT:
         *scale = q_load_f32((const unsigned char *)w->scales + e / w->group_size * 4);
@@ -387,6 +408,8 @@ static void test_matmul_shapes(void)
     run_shape(Q_TENSOR_F16, 67, 768, 32, 4, 3, 1, 0);
     run_shape(Q_TENSOR_BF16, 67, 768, 32, 4, 21, 1, 0);
     run_shape(Q_TENSOR_Q8_0, 67, 768, 32, 5, 17, 1, 0);
+    run_shape(Q_TENSOR_Q4_0, 67, 768, 32, 5, 19, 1, 0);
+    run_shape(Q_TENSOR_Q4_0, 67, 2048, 32, 1, 23, 1, 0);
     run_shape(Q_TENSOR_Q8_SPLIT, 67, 768, 64, 3, 33, 1, 0);
     /* the AVX-512 table's own edges (matmul_avx512.c): int8 prefill keeps 16 tokens in the
      * lanes of a register and float prefill runs 4x4 tiles (15, 16, 17, 33 tokens: one
@@ -397,6 +420,7 @@ static void test_matmul_shapes(void)
         static const size_t lane_nts[] = {15, 16, 17, 33};
         for (size_t k = 0; k < sizeof lane_nts / sizeof lane_nts[0]; k++) {
             run_shape(Q_TENSOR_Q8_0, 5, 96, 32, lane_nts[k], (k * 5) % 64, 1, 0);
+            run_shape(Q_TENSOR_Q4_0, 7, 160, 32, lane_nts[k], (k * 3 + 1) % 64, 1, 1);
             run_shape(Q_TENSOR_Q8_SPLIT, 6, 64, 64, lane_nts[k], (k * 9 + 1) % 64, 1, 1);
             run_shape(Q_TENSOR_F32, 5, 33, 32, lane_nts[k], (k * 13 + 2) % 64, 1, 0);
             run_shape(Q_TENSOR_F16, 6, 17, 32, lane_nts[k], (k * 7 + 3) % 64, 1, 0);

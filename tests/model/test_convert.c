@@ -126,6 +126,10 @@ static int models_close(const q_model *a, const q_model *b, size_t group, float 
 #define Q8_REL (0.5f / 127.0f * 1.001f)
 /* F16: relative 2^-11 of each value (group of 1), plus half the smallest subnormal step */
 #define F16_REL (1.0f / 2048.0f * 1.001f)
+/* Q4_0: d = max / -8 (max: the block's value of largest magnitude), codes 0..15: rounding
+ * costs |d| / 2 = |max| / 16, but a value near -max needs code 16, clamped to 15: up to
+ * |max| / 8; plus the f16 rounding of d, times |code - 8| <= 8: |max| * 2^-11 */
+#define Q4_REL (1.0f / 8.0f * 1.001f + 1.0f / 2048.0f)
 /* BF16: 8 significant bits, relative 2^-8 (its subnormals are float32's, below any weight) */
 #define BF16_REL (1.0f / 256.0f * 1.001f)
 
@@ -165,6 +169,9 @@ static void test_random_round_trips(void)
     snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type bf16 -z '%s'", wpath("r0.bin"),
              wpath("rbf16.gguf"), wpath("r0.tok"));
     CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type q4_0 -z '%s'", wpath("r0.bin"),
+             wpath("rq4.gguf"), wpath("r0.tok"));
+    CHECK(run(args) == 0);
     /* a group size that does not divide hidden (96) is refused */
     snprintf(args, sizeof args, "convert '%s' '%s' --version 2 --group-size 64 2>/dev/null",
              wpath("r0.bin"), wpath("bad.bin"));
@@ -185,6 +192,11 @@ static void test_random_round_trips(void)
           b.m.classifier.type == Q_TENSOR_BF16);
     CHECK(b.rc == Q_OK && models_close(&a.m, &b.m, 1, BF16_REL));
     CHECK(b.rc == Q_OK && !models_close(&a.m, &b.m, 1, BF16_REL / 4)); /* really rounded */
+    unload(&b);
+    load(&b, wpath("rq4.gguf"));
+    CHECK(b.rc == Q_OK && b.m.layers && b.m.layers[1].wo.type == Q_TENSOR_Q4_0);
+    CHECK(b.rc == Q_OK && models_close(&a.m, &b.m, 32, Q4_REL));
+    CHECK(b.rc == Q_OK && !models_close(&a.m, &b.m, 32, Q8_REL)); /* coarser than Q8 */
     unload(&b);
     load(&b, wpath("rq8.gguf"));
     CHECK(b.rc == Q_OK && b.m.layers && b.m.layers[0].w1.type == Q_TENSOR_Q8_0);
