@@ -3,7 +3,7 @@
  *
  * For every model (the real stories260K files, and random-weight models of the TinyStories
  * 15M / 42M / 110M shapes in llama2.c v0 F32, ak42 v2 Q8, GGUF F32 / F16 / Q8_0 (and BF16,
- * Q4_0 at 110M), written by `qorus-model random` and cached), every thread count and both
+ * Q4_0, Q6_K at 110M), written by `qorus-model random` and cached), every thread count and both
  * kernel choices (auto, and the scalar reference forced with QORUS_KERNELS=scalar),
  * gen_bench runs `qorus run` as a child process twice:
  *
@@ -488,6 +488,7 @@ static const format formats[] = {
     {"gguf-bf16", "GGUF BF16", {"--gguf", "--type", "bf16"}, 1, "110M"},
     {"gguf-q8_0", "GGUF Q8_0", {"--gguf", "--type", "q8_0"}, 1, NULL},
     {"gguf-q4_0", "GGUF Q4_0", {"--gguf", "--type", "q4_0"}, 1, "110M"},
+    {"gguf-q6_k", "GGUF Q6_K", {"--gguf", "--type", "q6_k"}, 1, "110M"},
 };
 
 enum { GROUP_STORIES, GROUP_RANDOM, N_GROUPS };
@@ -523,7 +524,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: gen_bench [options]\n"
             "  Runs `qorus run` on the real 260K models and on random-weight 15M / 42M / 110M\n"
-            "  models (llama2.c v0, ak42 v2, GGUF F32/F16/Q8_0, BF16 and Q4_0 at 110M), 1 and\n"
+            "  models (llama2.c v0, ak42 v2, GGUF F32/F16/Q8_0; BF16, Q4_0, Q6_K at 110M), 1 and\n"
             "  2 threads, auto and scalar kernels, and prints a markdown table: decode and\n"
             "  prefill tok/s, time to first token of a 128-token prompt, peak RSS, and\n"
             "  efficiency against the read bandwidth measured in the same run.\n"
@@ -729,6 +730,8 @@ static double weight_bytes(const opts *o, const model *m)
             b = n / 32.0 * 34.0; /* 32 int8 + one f16 scale per block */
         } else if (strcmp(type, "Q4_0") == 0) {
             b = n / 32.0 * 18.0; /* 32 4-bit codes + one f16 scale per block */
+        } else if (strcmp(type, "Q6_K") == 0) {
+            b = n / 256.0 * 210.0; /* 256 6-bit codes, 16 int8 scales, one f16 d */
         } else if (strcmp(type, "Q8_SPLIT") == 0) {
             const char *g = strstr(line, "(group ");
             unsigned long group = g ? strtoul(g + 7, NULL, 10) : 0;

@@ -12,7 +12,7 @@
  * (docs/kernels.md derives the bounds, which hold for every table: none is per table):
  *
  *   quantize_q8   q bytes and d floats memcmp-identical, for every input;
- *   matmul        F32, F16, BF16, Q8_0, Q4_0 and Q8_SPLIT (group sizes 32, 64, multiples of 32, odd),
+ *   matmul        F32, F16, BF16, Q8_0, Q4_0, Q6_K and Q8_SPLIT (group sizes 32, 64, multiples of 32, odd),
  *                 float and integer (quantized activation) paths:
  *                 - "exact" values (small integers, power-of-two scales: every sum exact in
  *                   any order) give memcmp-identical outputs, so the integer block sums are
@@ -340,7 +340,7 @@ static void run_quantize(ctx *c)
 }
 
 /* ======================================================================================
- * matmul. Draws: type (0 F32, 1 F16, 2 Q8_0, 3 Q8_SPLIT, 4 BF16, 5 Q4_0), cols class (0: 32k, 1: 1..64,
+ * matmul. Draws: type (0 F32, 1 F16, 2 Q8_0, 3 Q8_SPLIT, 4 BF16, 5 Q4_0, 6 Q6_K), cols class (0: 32k, 1: 1..64,
  * 2: 1..2048 (2 bytes)), cols value (1 byte, or 2 for class 2), Q8_SPLIT group class
  * (0: 32, 1: 64, 2: 32k, 3: odd, 4: 1..200), group value, rows (1..64), tokens (1..8),
  * stride extra (0..3), activation form (0 float, 1 quantized by the reference, 2 drawn int8),
@@ -444,6 +444,16 @@ static double mm_weight(const q_tensor *w, size_t i, size_t j, int *code, double
         *code = (j % 32 < 16 ? b & 15 : b >> 4) - 8;
         return *code * *scale;
     }
+    case Q_TENSOR_Q6_K: { /* code: the integer scale * (6-bit code - 32); scale: d */
+        const unsigned char *blk = base + (i * (n / 256) + j / 256) * 210;
+        size_t jj = j % 256, h = jj / 128, q = jj % 128 / 32, l = jj % 32;
+        unsigned lo = blk[64 * h + 32 * (q % 2) + l];
+        lo = q < 2 ? lo & 15u : lo >> 4;
+        int c6 = (int)(lo | ((blk[128 + 32 * h + l] >> (2 * q)) & 3u) << 4) - 32;
+        *scale = q_f16_to_f32((uint16_t)(blk[208] | (blk[209] << 8)));
+        *code = (int8_t)blk[192 + jj / 16] * c6;
+        return *code * *scale;
+    }
     case Q_TENSOR_Q8_SPLIT: {
         float s;
         memcpy(&s, (const unsigned char *)w->scales + (i * n + j) / w->group_size * 4, 4);
@@ -508,7 +518,7 @@ static void mm_check_elem(const mm_case *m, size_t t, size_t i, float r, float g
             S += fabs(wv * xv);
             M = fmax(M, fmax(fabs(xv), fabs(sc)) * 256.0);
             if (m->w.type == Q_TENSOR_Q8_0 || m->w.type == Q_TENSOR_Q4_0 ||
-                m->w.type == Q_TENSOR_Q8_SPLIT) {
+                m->w.type == Q_TENSOR_Q6_K || m->w.type == Q_TENSOR_Q8_SPLIT) {
                 /* an implementation may sum code * x before scaling */
                 if (j % 32 == 0)
                     blocksum = 0.0;
@@ -538,7 +548,7 @@ static void mm_fill_pattern(float *out, size_t n)
 
 static void run_matmul(ctx *c)
 {
-    int type_sel = (int)draw(c, 0, 5);
+    int type_sel = (int)draw(c, 0, 6);
     size_t cols_class = draw(c, 0, 2);
     size_t cols = cols_class == 0 ? 32 * draw(c, 1, 32)
                   : cols_class == 1 ? draw(c, 1, 64)
@@ -557,9 +567,12 @@ static void run_matmul(ctx *c)
                          : type_sel == 2 ? Q_TENSOR_Q8_0
                          : type_sel == 3 ? Q_TENSOR_Q8_SPLIT
                          : type_sel == 4 ? Q_TENSOR_BF16
-                                         : Q_TENSOR_Q4_0;
+                         : type_sel == 5 ? Q_TENSOR_Q4_0
+                                         : Q_TENSOR_Q6_K;
     if ((type == Q_TENSOR_Q8_0 || type == Q_TENSOR_Q4_0) && cols % 32 != 0)
         cols = (cols + 31) / 32 * 32;
+    if (type == Q_TENSOR_Q6_K && cols % 256 != 0)
+        cols = (cols + 255) / 256 * 256;
     if (mode == M_EXACT && cols > 1024)
         cols = 1024; /* integer block sums of up to 32 blocks stay below 2^24 */
     if (cols > 2048)
@@ -595,7 +608,7 @@ static void run_matmul(ctx *c)
     m.w.type = type;
     m.w.rows = rows;
     m.w.cols = cols;
-    m.w.group_size = type == Q_TENSOR_Q8_SPLIT ? gs : 32;
+    m.w.group_size = type == Q_TENSOR_Q8_SPLIT ? gs : type == Q_TENSOR_Q6_K ? 256 : 32;
 
     int wexp = (int)(vs_byte(&c->vs) % 9) - 4; /* exact mode: the one weight scale 2^wexp */
     int xexp = (int)(vs_byte(&c->vs) % 9) - 4; /* and activation scale 2^xexp */
@@ -604,6 +617,7 @@ static void run_matmul(ctx *c)
                     : type == Q_TENSOR_F16 || type == Q_TENSOR_BF16 ? rows * cols * 2
                     : type == Q_TENSOR_Q8_0 ? rows * nb * 34
                     : type == Q_TENSOR_Q4_0 ? rows * nb * 18
+                    : type == Q_TENSOR_Q6_K ? rows * (cols / 256) * 210
                                             : rows * cols;
     unsigned char *wd = (unsigned char *)buf_new(&bw, wbytes, ow);
     switch (type) {
@@ -645,6 +659,20 @@ static void run_matmul(ctx *c)
             wd[b * 18 + 1] = (unsigned char)(h >> 8);
             for (size_t j = 0; j < 16; j++)
                 wd[b * 18 + 2 + j] = vs_byte(&c->vs);
+        }
+        break;
+    case Q_TENSOR_Q6_K: /* any code bits; any int8 scales (exact mode: -2..2, so the block
+                         * sums of up to 1024 columns stay below 2^24); d as Q8_0's scale */
+        for (size_t s = 0; s < rows * (cols / 256); s++) {
+            unsigned char *blk = wd + s * 210;
+            for (size_t j = 0; j < 192; j++)
+                blk[j] = vs_byte(&c->vs);
+            for (size_t j = 0; j < 16; j++)
+                blk[192 + j] = mode == M_EXACT ? (unsigned char)(int8_t)(vs_byte(&c->vs) % 5 - 2)
+                                               : vs_byte(&c->vs);
+            uint16_t h = vs_f16(&c->vs, wexp);
+            blk[208] = (unsigned char)(h & 0xff);
+            blk[209] = (unsigned char)(h >> 8);
         }
         break;
     case Q_TENSOR_Q8_SPLIT: {

@@ -71,6 +71,9 @@ static inline size_t fuzz_type_bytes(const q_tensor *t, size_t *scale_bytes)
     case Q_TENSOR_Q4_0:
         FUZZ_ASSERT(t->cols % 32 == 0);
         return n / 32 * 18;
+    case Q_TENSOR_Q6_K:
+        FUZZ_ASSERT(t->cols % 256 == 0);
+        return n / 256 * 210;
     case Q_TENSOR_Q8_SPLIT:
         FUZZ_ASSERT(t->group_size > 0 && n % t->group_size == 0);
         *scale_bytes = n / t->group_size * 4;

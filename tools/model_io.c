@@ -493,6 +493,8 @@ static size_t gg_bytes(uint32_t type, size_t rows, size_t cols)
         return xmul(n / 32, 34);
     if (type == Q_TENSOR_Q4_0)
         return xmul(n / 32, 18);
+    if (type == Q_TENSOR_Q6_K)
+        return xmul(n / 256, 210);
     return xmul(n, 4);
 }
 
@@ -538,6 +540,45 @@ static void gg_data(tbuf *b, const gg_tensor *t)
             }
             for (int i = 0; i < 16; i++)
                 tb_u8(b, qs[i]);
+        }
+    } else if (t->type == Q_TENSOR_Q6_K) {
+        /* per super-block of 256 (a reference quantizer, not ggml's search): each 16-weight
+         * half-block's scale s = (its value of largest magnitude) / -32; d = max |s| / 127
+         * (f16); int8 scales round(s / d); codes round(x / (d * scale)) + 32 clamped to
+         * 0..63; written as ggml's block_q6_K: ql[128] (low 4 bits: weight 128h + 32q + l
+         * in ql[64h + 32(q % 2) + l], low nibble for q < 2, high for q >= 2), qh[64] (high
+         * 2 bits at bits 2q of qh[32h + l]), scales[16], d */
+        for (size_t sb = 0; sb < n / 256; sb++) {
+            const float *x = t->data + sb * 256;
+            uint8_t blk[210] = {0};
+            float sub[16], smax = 0.0f, d;
+            uint16_t h;
+            for (int i = 0; i < 16; i++) {
+                float big = 0.0f;
+                for (int j = 0; j < 16; j++)
+                    if (fabsf(x[i * 16 + j]) > fabsf(big))
+                        big = x[i * 16 + j];
+                sub[i] = big / -32.0f;
+                smax = fmaxf(smax, fabsf(sub[i]));
+            }
+            d = smax / 127.0f;
+            h = tm_f32_to_f16(d);
+            for (int i = 0; i < 16; i++) {
+                long sc = d > 0.0f ? lrintf(sub[i] / d) : 0;
+                blk[192 + i] = (uint8_t)(int8_t)(sc < -128 ? -128 : sc > 127 ? 127 : sc);
+            }
+            for (int j = 0; j < 256; j++) {
+                float step = d * (float)(int8_t)blk[192 + j / 16];
+                long c = step != 0.0f ? lrintf(x[j] / step) : 0;
+                unsigned code = (unsigned)((c < -32 ? -32 : c > 31 ? 31 : c) + 32);
+                int hh = j / 128, q = j % 128 / 32, l = j % 32;
+                blk[64 * hh + 32 * (q % 2) + l] |= (uint8_t)(q < 2 ? code & 15u : (code & 15u) << 4);
+                blk[128 + 32 * hh + l] |= (uint8_t)((code >> 4) << (2 * q));
+            }
+            blk[208] = (uint8_t)h;
+            blk[209] = (uint8_t)(h >> 8);
+            for (int i = 0; i < 210; i++)
+                tb_u8(b, blk[i]);
         }
     } else {
         for (size_t blk = 0; blk < n / 32; blk++) {

@@ -38,7 +38,7 @@ static int usage_random(FILE *f)
             "  --version 0|1|2 (0)   llama2.c legacy, ak42 float32, ak42 Q8_0\n"
             "  --group-size N        Q8_0 group for version 2 (default: largest power of two\n"
             "                        <= 64 dividing dim and hidden)\n"
-            "  --gguf [--type f32|f16|bf16|q8_0|q4_0]\n"
+            "  --gguf [--type f32|f16|bf16|q8_0|q4_0|q6_k]\n"
             "                        write GGUF v3 instead (tokenizer in metadata)\n"
             "  --unshared            separate classifier weights\n"
             "  --seed N (1)          weights and tokenizer are a function of the seed\n");
@@ -52,7 +52,7 @@ static int usage_convert(FILE *f)
             "  IN is any model qorus reads (llama2.c v0/v1/v2, GGUF).\n"
             "  --version 0|1|2 (0)   write a llama2.c checkpoint of that version\n"
             "  --group-size N        Q8_0 group for version 2 (must divide dim and hidden)\n"
-            "  --gguf [--type f32|f16|bf16|q8_0|q4_0]\n"
+            "  --gguf [--type f32|f16|bf16|q8_0|q4_0|q6_k]\n"
             "                        write GGUF v3 (needs -z unless IN is GGUF)\n"
             "  -z TOKENIZER          llama2.c tokenizer of IN\n"
             "  --tokenizer-out PATH  also write the vocabulary as a llama2.c tokenizer.bin\n");
@@ -97,6 +97,8 @@ static int parse_type(const char *s, uint32_t *out)
         *out = Q_TENSOR_Q8_0;
     else if (strcmp(s, "q4_0") == 0)
         *out = Q_TENSOR_Q4_0;
+    else if (strcmp(s, "q6_k") == 0)
+        *out = Q_TENSOR_Q6_K;
     else
         return -1;
     return 0;
@@ -157,6 +159,10 @@ static int write_model(const tm_model *m, const tm_tok *tok, const char *out, in
         if ((type == Q_TENSOR_Q8_0 || type == Q_TENSOR_Q4_0) &&
             (m->cfg.dim % 32 != 0 || m->cfg.hidden_dim % 32 != 0)) {
             fprintf(stderr, "qorus-model: q8_0 and q4_0 need dim and hidden divisible by 32\n");
+            return 1;
+        }
+        if (type == Q_TENSOR_Q6_K && (m->cfg.dim % 256 != 0 || m->cfg.hidden_dim % 256 != 0)) {
+            fprintf(stderr, "qorus-model: q6_k needs dim and hidden divisible by 256\n");
             return 1;
         }
         tm_write_gguf(&b, m, tok, &o);

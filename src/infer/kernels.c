@@ -91,6 +91,10 @@ q_error_code q_tensor_check(const q_tensor *t)
         if ((t->cols & (Q_QBLOCK - 1)) != 0 || t->group_size != Q_QBLOCK)
             return Q_ERR_BAD_SHAPE;
         return Q_OK;
+    case Q_TENSOR_Q6_K:
+        if (t->cols % Q_QK_K != 0 || t->group_size != Q_QK_K)
+            return Q_ERR_BAD_SHAPE;
+        return Q_OK;
     case Q_TENSOR_Q8_SPLIT:
         if (t->scales == NULL || t->group_size == 0 || count % t->group_size != 0)
             return Q_ERR_BAD_SHAPE;
@@ -134,6 +138,17 @@ static void dequant_span(float *out, const q_tensor *t, size_t row, size_t col0,
             size_t c = col0 + j;
             const unsigned char *blk = r + c / Q_QBLOCK * Q_Q4_0_BLOCK_BYTES;
             out[j] = q_load_f16(blk) * (float)q_q4_0_code(blk, c % Q_QBLOCK);
+        }
+        break;
+    }
+    case Q_TENSOR_Q6_K: {
+        const unsigned char *r = base + row * (t->cols / Q_QK_K * Q_Q6_K_BLOCK_BYTES);
+        for (size_t j = 0; j < n; j++) {
+            size_t c = col0 + j;
+            const unsigned char *blk = r + c / Q_QK_K * Q_Q6_K_BLOCK_BYTES;
+            int w = (int)(int8_t)blk[Q_Q6_K_SCALES + c % Q_QK_K / 16] *
+                    (int)q_q6_k_code(blk, c % Q_QK_K);
+            out[j] = q_load_f16(blk + Q_Q6_K_D) * (float)w;
         }
         break;
     }

@@ -32,7 +32,10 @@
  *       (fewer than 4 usable activation rows): 8x1 (8 weight streams), edges 4x1, 1x1.
  *       Q8_SPLIT scales are read a chunk at a time (q_split_scales8), not one by one.
  *       Q4_0 blocks are unpacked into their 32 int8 codes in [-8, 7] (q_wblock) and then
- *       take the same path as Q8_0.
+ *       take the same path as Q8_0. Q6_K: a chunk of 8 blocks is one super-block (one d
+ *       for its 8 lanes); each block's codes are unpacked to int8 in [-32, 31] and its pair
+ *       sums multiplied by its two 16-weight halves' int8 scales instead of ones (q_wmul),
+ *       so a block sum is the exact sum of scale * code * x.
  *
  * Int8 precondition handled here: the sign trick (maddubs(|w|, sign(x, w))) is exact for any
  * weight byte and any activation in [-127, 127] (what quantize_q8 produces; pair sums stay
@@ -127,7 +130,7 @@ QA_INLINE __m256 load_w_tail(const unsigned char *row, size_t j, size_t rem, int
 #define QT 4 /* tokens per int8 prefill tile */
 
 /* Layouts of the int8 weights (the `lay` argument of the int8 helpers) */
-enum { LAY_Q8_0 = 0, LAY_SPLIT = 1, LAY_Q4_0 = 2 };
+enum { LAY_Q8_0 = 0, LAY_SPLIT = 1, LAY_Q4_0 = 2, LAY_Q6_K = 3 };
 
 /* Bytes per 32-value block of a blocked layout (Q8_0, Q4_0) */
 #define LAY_BLOCK_BYTES(lay) ((lay) == LAY_Q4_0 ? Q_Q4_0_BLOCK_BYTES : Q_Q8_0_BLOCK_BYTES)
@@ -256,7 +259,10 @@ QA_INLINE float q_wscale(qrows *wr, int r, size_t b, int lay)
         return ws;
     }
     uint16_t h;
-    memcpy(&h, wr->row[r] + b * LAY_BLOCK_BYTES(lay), 2);
+    if (lay == LAY_Q6_K) /* the super-block's d */
+        memcpy(&h, wr->row[r] + b / 8 * Q_Q6_K_BLOCK_BYTES + Q_Q6_K_D, 2);
+    else
+        memcpy(&h, wr->row[r] + b * LAY_BLOCK_BYTES(lay), 2);
     return _cvtsh_ss(h);
 }
 
@@ -329,19 +335,41 @@ QA_INLINE __m256i q_wblock(const qrows *wr, int r, size_t b, int lay)
         __m128i lo = _mm_and_si128(qs, low4), hi = _mm_and_si128(_mm_srli_epi16(qs, 4), low4);
         return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
     }
+    if (lay == LAY_Q6_K) { /* block k of its super-block: h = k / 4, q = k % 4 */
+        const unsigned char *sb = wr->row[r] + b / 8 * Q_Q6_K_BLOCK_BYTES;
+        size_t k = b % 8, h = k / 4, q = k % 4;
+        const __m256i low4 = _mm256_set1_epi8(15), low2 = _mm256_set1_epi8(3);
+        __m256i ql = _mm256_loadu_si256((const __m256i *)(const void *)(sb + 64 * h + 32 * (q % 2)));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(sb + 128 + 32 * h));
+        /* 16-bit shifts, then byte masks: no bit crosses into the kept ones */
+        __m256i lo = _mm256_and_si256(q < 2 ? ql : _mm256_srli_epi16(ql, 4), low4);
+        __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128((int)(2 * q))), low2);
+        return _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)),
+                               _mm256_set1_epi8(32));
+    }
     const unsigned char *p = lay == LAY_SPLIT ? wr->row[r] + b * Q_QBLOCK
                                               : wr->row[r] + b * Q_Q8_0_BLOCK_BYTES + 2;
     return _mm256_loadu_si256((const __m256i *)(const void *)p);
 }
 
-/* 8 exact int32 partial sums of one 32-value block: sum of x[j] * w[j] = |w[j]| * (x[j] *
- * sign(w[j])) through maddubs (u8 x s8 -> pairs of s16, no saturation for x in
- * [-127, 127]) and madd with ones (-> s32). aw = |wv|. */
-QA_INLINE __m256i q_block_dot(__m256i aw, __m256i wv, const int8_t *xq)
+/* The 16-bit multipliers of a block's pair sums (q_block_dot): ones, or for Q6_K the
+ * int8 scales of its two 16-weight halves (lanes 0-7: the first half's, 8-15: the second's) */
+QA_INLINE __m256i q_wmul(const qrows *wr, int r, size_t b, int lay)
 {
-    const __m256i ones = _mm256_set1_epi16(1);
+    if (lay != LAY_Q6_K)
+        return _mm256_set1_epi16(1);
+    const unsigned char *sc = wr->row[r] + b / 8 * Q_Q6_K_BLOCK_BYTES + Q_Q6_K_SCALES + b % 8 * 2;
+    return _mm256_set_m128i(_mm_set1_epi16((short)(int8_t)sc[1]), _mm_set1_epi16((short)(int8_t)sc[0]));
+}
+
+/* 8 exact int32 partial sums of one 32-value block: sum of x[j] * w[j] = |w[j]| * (x[j] *
+ * sign(w[j])) through maddubs (u8 x s8 -> pairs of s16, no saturation for x in [-127, 127]
+ * and |w| <= 128) and madd with the multipliers m (-> s32: ones, or Q6_K's half-block
+ * scales, |pair sum * scale| <= 2 * 32 * 127 * 128 < 2^21). aw = |wv|. */
+QA_INLINE __m256i q_block_dot(__m256i aw, __m256i wv, __m256i m, const int8_t *xq)
+{
     __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xq);
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), m);
 }
 
 /*
@@ -355,9 +383,11 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
     __m256i wv[MAX_R][8], aw[MAX_R][8]; /* (R, 8) weights and |w| of the chunk (T > 1) */
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
-        if (lay == LAY_SPLIT && nbc == 8) {
+        if (lay == LAY_Q6_K && nbc == 8) { /* a whole super-block: one d */
+            wsv[r] = _mm256_set1_ps(q_wscale(wr, r, c, lay));
+        } else if (lay == LAY_SPLIT && nbc == 8) {
             wsv[r] = q_split_scales8(wr, r);
-        } else if (lay == LAY_SPLIT) {
+        } else if (lay == LAY_SPLIT || lay == LAY_Q6_K) {
             float ws[8] = {0};
             for (size_t k = 0; k < nbc; k++)
                 ws[k] = q_wscale(wr, r, c + k, lay);
@@ -410,7 +440,8 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
                 if (k < nbc) {
                     __m256i w = T > 1 ? wv[r][k] : q_wblock(wr, r, c + k, lay);
                     __m256i a = T > 1 ? aw[r][k] : _mm256_abs_epi8(w);
-                    v[k] = q_block_dot(a, w, xq[t] + (c + k) * Q_QBLOCK);
+                    v[k] = q_block_dot(a, w, q_wmul(wr, r, c + k, lay),
+                                       xq[t] + (c + k) * Q_QBLOCK);
                 } else {
                     v[k] = _mm256_setzero_si256();
                 }
@@ -444,7 +475,9 @@ QA_INLINE void qtile(float *const *outs, const qrows *wr_in, const int8_t *const
      * rows (816 bytes at 768 Q8_0 columns) are too short for the hardware prefetcher to
      * ramp up on each; a linear software stream one tile ahead is not (kernel_bench: cold
      * decode 7.5-9.4 -> 10-12.3 GB/s). Prefetches never fault, past the end included. */
-    size_t tile_bytes = (size_t)R * (lay == LAY_SPLIT ? n : nb * LAY_BLOCK_BYTES(lay));
+    size_t tile_bytes = (size_t)R * (lay == LAY_SPLIT  ? n
+                                     : lay == LAY_Q6_K ? nb / 8 * Q_Q6_K_BLOCK_BYTES
+                                                       : nb * LAY_BLOCK_BYTES(lay));
     size_t full_chunks = nb / 8 > 0 ? nb / 8 : 1;
     size_t pf_step = (tile_bytes + full_chunks - 1) / full_chunks; /* bytes per chunk */
     uintptr_t pf = (uintptr_t)wr->row[0] + tile_bytes; /* an address only: never read */
@@ -487,6 +520,11 @@ QTILE(8, 1, LAY_Q4_0, q40_8x1)
 QTILE(4, 1, LAY_Q4_0, q40_4x1)
 QTILE(1, QT, LAY_Q4_0, q40_1xT)
 QTILE(1, 1, LAY_Q4_0, q40_1x1)
+QTILE(4, QT, LAY_Q6_K, q6k_4xT)
+QTILE(8, 1, LAY_Q6_K, q6k_8x1)
+QTILE(4, 1, LAY_Q6_K, q6k_4x1)
+QTILE(1, QT, LAY_Q6_K, q6k_1xT)
+QTILE(1, 1, LAY_Q6_K, q6k_1x1)
 
 typedef void (*qtile_fn)(float *const *outs, const qrows *wr, const int8_t *const *xq,
                          const float *const *xd, size_t n);
@@ -502,6 +540,8 @@ static void qrows_at(qrows *wr, const q_tensor *w, size_t i, int R)
             wr->row[r] = base + row * (n / Q_QBLOCK) * Q_Q8_0_BLOCK_BYTES;
         } else if (w->type == Q_TENSOR_Q4_0) {
             wr->row[r] = base + row * (n / Q_QBLOCK) * Q_Q4_0_BLOCK_BYTES;
+        } else if (w->type == Q_TENSOR_Q6_K) {
+            wr->row[r] = base + row * (n / Q_QK_K) * Q_Q6_K_BLOCK_BYTES;
         } else {
             size_t e0 = row * n; /* flat index of the row's first value */
             wr->row[r] = base + e0;
@@ -528,14 +568,16 @@ static void matmul_int8(float *out, size_t out_stride, const q_tensor *w, size_t
                         const q_act *x)
 {
     size_t n = w->cols, nt = x->n_rows, nb = n / Q_QBLOCK;
-    static const qtile_fn tiles[3][5] = {
+    static const qtile_fn tiles[4][5] = {
         /* 4 x QT, 4 x 1, 1 x QT, 1 x 1, 8 x 1 */
         [LAY_Q8_0] = {q80_4xT, q80_4x1, q80_1xT, q80_1x1, q80_8x1},
         [LAY_SPLIT] = {q8s_4xT, q8s_4x1, q8s_1xT, q8s_1x1, q8s_8x1},
         [LAY_Q4_0] = {q40_4xT, q40_4x1, q40_1xT, q40_1x1, q40_8x1},
+        [LAY_Q6_K] = {q6k_4xT, q6k_4x1, q6k_1xT, q6k_1x1, q6k_8x1},
     };
     int lay = w->type == Q_TENSOR_Q8_SPLIT ? LAY_SPLIT
               : w->type == Q_TENSOR_Q4_0   ? LAY_Q4_0
+              : w->type == Q_TENSOR_Q6_K   ? LAY_Q6_K
                                            : LAY_Q8_0;
     qtile_fn big = tiles[lay][0], rows4 = tiles[lay][1], toksT = tiles[lay][2],
              one = tiles[lay][3], rows8 = tiles[lay][4];
@@ -615,6 +657,7 @@ void q_avx2_matmul(float *out, size_t out_stride, const q_tensor *w, size_t r0, 
         return;
     case Q_TENSOR_Q8_0:
     case Q_TENSOR_Q4_0:
+    case Q_TENSOR_Q6_K:
     case Q_TENSOR_Q8_SPLIT:
         if (x->q != NULL && q_kernels_wants_q8(w)) {
             matmul_int8(out, out_stride, w, r0, r1, x);

@@ -12,6 +12,8 @@
  *   Q4_0      per row cols/32 blocks of {binary16 scale d; uint8 qs[16]} (18 bytes): weight
  *             j is d * (code - 8), code = low nibble of qs[j] for j < 16, high nibble of
  *             qs[j - 16] for j >= 16
+ *   Q6_K      per row cols/256 super-blocks (kernels_internal.h): weight j is
+ *             d * scales[j / 16] * (6-bit code - 32)
  *   Q8_SPLIT  rows*cols int8 q, then rows*cols/group_size float32 scales; flat element e
  *             has scale[e / group_size]
  *
@@ -129,6 +131,43 @@ static float dot_q4_0_int(const unsigned char *blk, const int8_t *xq, const floa
     return val;
 }
 
+/* W row (n/256 Q6_K super-blocks) . x (n float32): per 32 weights, sum of
+ * (scale * code) * x (exact integer weights), times d */
+static float dot_q6_k_float(const unsigned char *sb, const float *x, size_t n)
+{
+    float val = 0.0f;
+    for (size_t b = 0; b < n / Q_QBLOCK; b++) {
+        const unsigned char *blk = sb + b / 8 * Q_Q6_K_BLOCK_BYTES;
+        const float *xb = x + b * Q_QBLOCK;
+        float sum = 0.0f;
+        for (size_t k = 0; k < Q_QBLOCK; k++) {
+            size_t j = b % 8 * Q_QBLOCK + k; /* in the super-block */
+            int w = (int)(int8_t)blk[Q_Q6_K_SCALES + j / 16] * (int)q_q6_k_code(blk, j);
+            sum += (float)w * xb[k];
+        }
+        val += sum * q_load_f16(blk + Q_Q6_K_D);
+    }
+    return val;
+}
+
+/* W row (n/256 Q6_K super-blocks) . x (n int8 in blocks of 32 with scales xd): per block of
+ * 32, the exact sum of scale * code * x over its two 16-weight halves, times d * xd */
+static float dot_q6_k_int(const unsigned char *sb, const int8_t *xq, const float *xd, size_t n)
+{
+    float val = 0.0f;
+    for (size_t b = 0; b < n / Q_QBLOCK; b++) {
+        const unsigned char *blk = sb + b / 8 * Q_Q6_K_BLOCK_BYTES;
+        int32_t isum = 0;
+        for (size_t k = 0; k < Q_QBLOCK; k++) {
+            size_t j = b % 8 * Q_QBLOCK + k;
+            isum += (int32_t)(int8_t)blk[Q_Q6_K_SCALES + j / 16] * (int32_t)q_q6_k_code(blk, j) *
+                    (int32_t)xq[b * Q_QBLOCK + k];
+        }
+        val += (float)isum * (q_load_f16(blk + Q_Q6_K_D) * xd[b]);
+    }
+    return val;
+}
+
 /* Row i of a Q8_SPLIT tensor . x (cols float32), one scale group (or the part of it in
  * this row) at a time */
 static float dot_q8_split_float(const q_tensor *t, size_t i, const float *x)
@@ -194,6 +233,12 @@ static float dot_row(const q_tensor *w, size_t i, const q_act *x, size_t t)
         if (use_int)
             return dot_q4_0_int(row, x->q + t * n, x->d + t * (n / Q_QBLOCK), n);
         return dot_q4_0_float(row, xf, n);
+    }
+    case Q_TENSOR_Q6_K: {
+        const unsigned char *row = base + i * (n / Q_QK_K) * Q_Q6_K_BLOCK_BYTES;
+        if (use_int)
+            return dot_q6_k_int(row, x->q + t * n, x->d + t * (n / Q_QBLOCK), n);
+        return dot_q6_k_float(row, xf, n);
     }
     case Q_TENSOR_Q8_SPLIT:
         if (use_int)

@@ -19,7 +19,9 @@
  *      d. uint32 ggml type: 0 F32, 1 F16, 8 Q8_0 (blocks of 32 along ne[0]: f16 scale then
  *         32 int8, 34 bytes), 2 Q4_0 (blocks of 32 along ne[0]: f16 scale d then 16 bytes,
  *         byte j holding weight j in its low nibble and weight j + 16 in its high nibble,
- *         each d * (nibble - 8); 18 bytes), 30 BF16 (bfloat16, 2 bytes: the high half of a
+ *         each d * (nibble - 8); 18 bytes), 14 Q6_K (super-blocks of 256 along ne[0]:
+ *         ql[128] low 4 bits, qh[64] high 2 bits of the 6-bit codes, int8 scales[16], f16 d;
+ *         210 bytes; see src/kernels/kernels_internal.h for the bit order), 30 BF16 (bfloat16, 2 bytes: the high half of a
  *         float32)
  *      e. uint64 offset of the data, relative to the data section, a multiple of the
  *         alignment
@@ -398,6 +400,13 @@ static q_error_code q_gguf_tensor_infos(q_gguf *g, uint64_t n_tensors)
             numel /= 32; /* blocks */
             bytes = 18;
             break;
+        case Q_TENSOR_Q6_K:
+            if (t->ne[0] % 256 != 0)
+                return q_fail_named(g->diag, Q_ERR_BAD_SHAPE, "Q6_K row of ", t->name,
+                                    t->name_len, at, (int64_t)t->ne[0]);
+            numel /= 256; /* super-blocks */
+            bytes = 210;
+            break;
         default:
             return q_fail_named(g->diag, Q_ERR_UNSUPPORTED_TYPE, "type of ", t->name,
                                 t->name_len, at, t->type);
@@ -462,7 +471,9 @@ static q_error_code q_gguf_view(const q_gguf *g, const q_gguf_tensor *t, size_t 
     out->data = g->r.base + g->data_at + t->offset;
     out->rows = rows;
     out->cols = cols;
-    out->group_size = t->type == Q_TENSOR_Q8_0 || t->type == Q_TENSOR_Q4_0 ? 32 : 0;
+    out->group_size = t->type == Q_TENSOR_Q8_0 || t->type == Q_TENSOR_Q4_0 ? 32
+                      : t->type == Q_TENSOR_Q6_K                          ? 256
+                                                                          : 0;
     return Q_OK;
 }
 

@@ -269,6 +269,24 @@ q_error_code q_tensor_read_row(const q_tensor *t, size_t row, float *out)
         }
         return Q_OK;
     }
+    case Q_TENSOR_Q6_K: {
+        /* super-blocks of 256 (210 bytes): ql[128], qh[64], int8 scales[16], f16 d; weight
+         * j = 128h + 32q + l: low 4 bits from ql[64h + 32(q % 2) + l] (low nibble for
+         * q < 2, high for q >= 2), high 2 bits = bits 2q..2q+1 of qh[32h + l]; value =
+         * d * scales[j / 16] * (code - 32) */
+        const unsigned char *p = (const unsigned char *)t->data + row * (t->cols / 256) * 210;
+        for (i = 0; i < t->cols; i++) {
+            const unsigned char *blk = p + (i / 256) * 210;
+            size_t j = i % 256, h = j / 128, q = j % 128 / 32, l = j % 32;
+            unsigned lo = blk[64 * h + 32 * (q % 2) + l];
+            lo = q < 2 ? lo & 15u : lo >> 4;
+            unsigned hi = (blk[128 + 32 * h + l] >> (2 * q)) & 3u;
+            int code = (int)(lo | hi << 4) - 32;
+            float d = q_f16_to_f32((uint16_t)(blk[208] | (blk[209] << 8)));
+            out[i] = d * (float)((int)(signed char)blk[192 + j / 16] * code);
+        }
+        return Q_OK;
+    }
     case Q_TENSOR_Q8_SPLIT: {
         const signed char *q = (const signed char *)t->data + row * t->cols;
         const unsigned char *s = t->scales;

@@ -1,6 +1,6 @@
 /*
  * Kernel unit tests: F16 and BF16 conversion (exhaustive round trip, rounding), and
- * q_matvec / q_tensor_row on F32, F16, BF16, Q8_0, Q4_0 and Q8_SPLIT weights stored at unaligned addresses,
+ * q_matvec / q_tensor_row on F32, F16, BF16, Q8_0, Q4_0, Q6_K and Q8_SPLIT weights stored at unaligned addresses,
  * against a double-precision reference over the dequantized values.
  */
 #include <float.h>
@@ -87,7 +87,7 @@ static void test_bf16(void)
 typedef struct fixture {
     size_t rows, cols, gs;
     float *ref;            /* (rows, cols) the values the quantized layouts stand for */
-    unsigned char *f32, *f16, *bf16, *q80, *q40, *q8s, *q8s_scales;
+    unsigned char *f32, *f16, *bf16, *q80, *q40, *q6k, *q8s, *q8s_scales;
 } fixture;
 
 static void make_fixture(fixture *fx, size_t rows, size_t cols, size_t gs)
@@ -102,6 +102,7 @@ static void make_fixture(fixture *fx, size_t rows, size_t cols, size_t gs)
     fx->bf16 = malloc(n * 2 + 1);
     fx->q80 = malloc(n / 32 * 34 + 1);
     fx->q40 = malloc(n / 32 * 18 + 1);
+    fx->q6k = malloc(n / 256 * 210 + 1); /* used when cols % 256 == 0 */
     fx->q8s = malloc(n + 1);
     fx->q8s_scales = malloc(n / gs * 4 + 1);
     float *w = malloc(n * sizeof(float));
@@ -152,6 +153,43 @@ static void make_fixture(fixture *fx, size_t rows, size_t cols, size_t gs)
             blk[2 + j % 16] |= (unsigned char)(j < 16 ? code : code << 4);
         }
     }
+    /* Q6_K (when cols % 256 == 0): per super-block of 256, each 16-weight half-block's own
+     * scale s = (value of largest magnitude) / -32, d = max |s| / 127 in f16, the int8
+     * scales round(s / d), codes round(x / (d * scale)) + 32 in 0..63, packed as ggml's
+     * block_q6_K (ql: low 4 bits, qh: high 2 bits, then scales, then d) */
+    if (cols % 256 == 0) {
+        memset(fx->q6k, 0, n / 256 * 210 + 1);
+        for (size_t s = 0; s < n / 256; s++) {
+            const float *x = w + s * 256;
+            unsigned char *blk = fx->q6k + 1 + s * 210;
+            float sub[16], smax = 0.0f;
+            for (size_t i = 0; i < 16; i++) {
+                float big = 0.0f;
+                for (size_t j = 0; j < 16; j++)
+                    if (fabsf(x[i * 16 + j]) > fabsf(big))
+                        big = x[i * 16 + j];
+                sub[i] = big / -32.0f;
+                smax = fmaxf(smax, fabsf(sub[i]));
+            }
+            uint16_t dh = q_f32_to_f16(smax / 127.0f);
+            float d = q_f16_to_f32(dh);
+            blk[208] = (unsigned char)(dh & 0xff);
+            blk[209] = (unsigned char)(dh >> 8);
+            for (size_t i = 0; i < 16; i++) {
+                long sc = d != 0.0f ? lrintf(sub[i] / d) : 0;
+                sc = sc < -128 ? -128 : sc > 127 ? 127 : sc;
+                blk[192 + i] = (unsigned char)(int8_t)sc;
+            }
+            for (size_t j = 0; j < 256; j++) {
+                float step = d * (float)(int8_t)blk[192 + j / 16];
+                long c = step != 0.0f ? lrintf(x[j] / step) : 0;
+                unsigned code = (unsigned)((c < -32 ? -32 : c > 31 ? 31 : c) + 32);
+                size_t h = j / 128, q = j % 128 / 32, l = j % 32;
+                blk[64 * h + 32 * (q % 2) + l] |= (unsigned char)(q < 2 ? code & 15 : (code & 15) << 4);
+                blk[128 + 32 * h + l] |= (unsigned char)((code >> 4) << (2 * q));
+            }
+        }
+    }
     /* Q8_SPLIT: int8 of the whole tensor, then one float scale per flat group */
     for (size_t g = 0; g < n / gs; g++) {
         float amax = 0.0f;
@@ -175,6 +213,7 @@ static void free_fixture(fixture *fx)
     free(fx->bf16);
     free(fx->q80);
     free(fx->q40);
+    free(fx->q6k);
     free(fx->q8s);
     free(fx->q8s_scales);
 }
@@ -210,6 +249,17 @@ static void reference_values(const fixture *fx, q_tensor_type type, float *out)
             out[e] = q_f16_to_f32((uint16_t)(blk[0] | (blk[1] << 8))) * (float)code;
             break;
         }
+        case Q_TENSOR_Q6_K: { /* read back field by field, as the packing above wrote it */
+            size_t row = e / fx->cols, c = e % fx->cols;
+            const unsigned char *blk = fx->q6k + 1 + (row * (fx->cols / 256) + c / 256) * 210;
+            size_t j = c % 256, h = j / 128, q = j % 128 / 32, l = j % 32;
+            unsigned lo = blk[64 * h + 32 * (q % 2) + l];
+            lo = q < 2 ? lo & 15 : lo >> 4;
+            int code = (int)(lo | ((blk[128 + 32 * h + l] >> (2 * q)) & 3) << 4) - 32;
+            out[e] = q_f16_to_f32((uint16_t)(blk[208] | (blk[209] << 8))) *
+                     (float)((int8_t)blk[192 + j / 16] * code);
+            break;
+        }
         case Q_TENSOR_Q8_SPLIT: {
             int8_t q;
             float s;
@@ -231,6 +281,7 @@ static q_tensor view(const fixture *fx, q_tensor_type type)
     case Q_TENSOR_BF16: t.data = fx->bf16 + 1; break;
     case Q_TENSOR_Q8_0: t.data = fx->q80 + 1; t.group_size = 32; break;
     case Q_TENSOR_Q4_0: t.data = fx->q40 + 1; t.group_size = 32; break;
+    case Q_TENSOR_Q6_K: t.data = fx->q6k + 1; t.group_size = 256; break;
     case Q_TENSOR_Q8_SPLIT:
         t.data = fx->q8s + 1;
         t.scales = fx->q8s_scales + 1;
@@ -249,9 +300,11 @@ static void test_matvec(size_t rows, size_t cols, size_t gs)
     float *row = malloc(cols * sizeof(float));
     for (size_t j = 0; j < cols; j++)
         x[j] = frand();
-    const q_tensor_type types[6] = {Q_TENSOR_F32,  Q_TENSOR_F16,  Q_TENSOR_BF16,
-                                    Q_TENSOR_Q8_0, Q_TENSOR_Q4_0, Q_TENSOR_Q8_SPLIT};
-    for (int k = 0; k < 6; k++) {
+    const q_tensor_type types[7] = {Q_TENSOR_F32,  Q_TENSOR_F16,  Q_TENSOR_BF16, Q_TENSOR_Q8_0,
+                                    Q_TENSOR_Q4_0, Q_TENSOR_Q6_K, Q_TENSOR_Q8_SPLIT};
+    for (int k = 0; k < 7; k++) {
+        if (types[k] == Q_TENSOR_Q6_K && cols % 256 != 0)
+            continue;
         q_tensor t = view(&fx, types[k]);
         reference_values(&fx, types[k], fx.ref);
         CHECK_EQ_INT(q_matvec(out, &t, x, cols), Q_OK);
@@ -314,6 +367,7 @@ int main(void)
     test_matvec(5, 64, 32);   /* Q8_SPLIT groups align with rows */
     test_matvec(4, 96, 64);   /* Q8_SPLIT groups span rows (96 * 4 / 64 = 6 groups) */
     test_matvec(33, 160, 160);
+    test_matvec(3, 512, 64); /* Q6_K: two super-blocks per row */
     test_checks();
     return check_result("test_kernels");
 }

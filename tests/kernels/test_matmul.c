@@ -53,6 +53,7 @@ static float next_f(void)
 
 static const q_tensor_type all_types[] = {Q_TENSOR_F32,  Q_TENSOR_F16,  Q_TENSOR_BF16,
                                           Q_TENSOR_Q8_0, Q_TENSOR_Q4_0, Q_TENSOR_Q8_SPLIT};
+/* Q6_K needs rows of whole 256-weight super-blocks: its own shapes below */
 static const char *type_name(q_tensor_type t)
 {
     switch (t) {
@@ -66,6 +67,8 @@ static const char *type_name(q_tensor_type t)
         return "Q8_0";
     case Q_TENSOR_Q4_0:
         return "Q4_0";
+    case Q_TENSOR_Q6_K:
+        return "Q6_K";
     case Q_TENSOR_Q8_SPLIT:
         return "Q8_SPLIT";
     }
@@ -97,6 +100,10 @@ static void wbuf_make(wbuf *b, q_tensor_type type, size_t rows, size_t cols, siz
     case Q_TENSOR_Q4_0:
         data_bytes = count / 32 * Q_Q4_0_BLOCK_BYTES;
         gs = 32;
+        break;
+    case Q_TENSOR_Q6_K:
+        data_bytes = count / 256 * Q_Q6_K_BLOCK_BYTES;
+        gs = 256;
         break;
     case Q_TENSOR_Q8_SPLIT:
         data_bytes = count;
@@ -141,6 +148,15 @@ static void wbuf_make(wbuf *b, q_tensor_type type, size_t rows, size_t cols, siz
             memcpy(blk, &h, 2);
             for (size_t j = 0; j < 16; j++)
                 blk[2 + j] = (unsigned char)next_u32(); /* any two codes, -8 and 7 included */
+        }
+        break;
+    case Q_TENSOR_Q6_K: /* any code bits and any int8 scales (-128 included), a small d */
+        for (size_t k = 0; k < count / 256; k++) {
+            unsigned char *blk = data + k * Q_Q6_K_BLOCK_BYTES;
+            for (size_t j = 0; j < Q_Q6_K_D; j++)
+                blk[j] = (unsigned char)next_u32();
+            uint16_t h = q_f32_to_f16(next_f() * 0.002f);
+            memcpy(blk + Q_Q6_K_D, &h, 2);
         }
         break;
     case Q_TENSOR_Q8_SPLIT:
@@ -212,6 +228,15 @@ static double weight_at(const q_tensor *w, size_t i, size_t j, int use_int, doub
         *scale = q_load_f16(blk);
         unsigned char b = blk[2 + j % 16];
         return (j % 32 < 16 ? b & 15 : b >> 4) - 8;
+    }
+    case Q_TENSOR_Q6_K: { /* the integer scale * code; d is the scale */
+        const unsigned char *blk = base + (i * (n / 256) + j / 256) * Q_Q6_K_BLOCK_BYTES;
+        size_t jj = j % 256, h = jj / 128, q = jj % 128 / 32, l = jj % 32;
+        unsigned lo = blk[64 * h + 32 * (q % 2) + l];
+        lo = q < 2 ? lo & 15 : lo >> 4;
+        int code = (int)(lo | ((blk[128 + 32 * h + l] >> (2 * q)) & 3) << 4) - 32;
+        *scale = q_load_f16(blk + Q_Q6_K_D);
+        return (double)((int8_t)blk[Q_Q6_K_SCALES + jj / 16] * code);
     }
     case Q_TENSOR_Q8_SPLIT:
         *scale = q_load_f32((const unsigned char *)w->scales + e / w->group_size * 4);
@@ -410,6 +435,21 @@ static void test_matmul_shapes(void)
     run_shape(Q_TENSOR_Q8_0, 67, 768, 32, 5, 17, 1, 0);
     run_shape(Q_TENSOR_Q4_0, 67, 768, 32, 5, 19, 1, 0);
     run_shape(Q_TENSOR_Q4_0, 67, 2048, 32, 1, 23, 1, 0);
+    /* Q6_K: one to eight super-blocks per row; decode (8x1 tiles and edges), prefill
+     * (4xT and edges), float activations, raw int8 activations with -128 */
+    {
+        static const size_t q6_cols[] = {256, 512, 768, 2048};
+        static const size_t q6_nts[] = {1, 2, 3, 4, 5, 9, 17};
+        for (size_t ci = 0; ci < sizeof q6_cols / sizeof q6_cols[0]; ci++)
+            for (size_t ni = 0; ni < sizeof q6_nts / sizeof q6_nts[0]; ni++) {
+                size_t rows = 1 + (ci * 7 + ni * 3) % 13, off = (ci * 11 + ni * 5) % 64;
+                run_shape(Q_TENSOR_Q6_K, rows, q6_cols[ci], 256, q6_nts[ni], off, 1, 0);
+                if (q6_nts[ni] <= 3) {
+                    run_shape(Q_TENSOR_Q6_K, rows, q6_cols[ci], 256, q6_nts[ni], off, 0, 0);
+                    run_shape(Q_TENSOR_Q6_K, rows, q6_cols[ci], 256, q6_nts[ni], off, 1, 1);
+                }
+            }
+    }
     run_shape(Q_TENSOR_Q8_SPLIT, 67, 768, 64, 3, 33, 1, 0);
     /* the AVX-512 table's own edges (matmul_avx512.c): int8 prefill keeps 16 tokens in the
      * lanes of a register and float prefill runs 4x4 tiles (15, 16, 17, 33 tokens: one
