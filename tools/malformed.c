@@ -434,6 +434,8 @@ static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_mod
        .t_set_type = 1, .t_type = Q_TENSOR_Q8_0);
     GG("gguf_q4_0_row_not_multiple_of_32", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight",
        .t_set_type = 1, .t_type = Q_TENSOR_Q4_0);
+    GG("gguf_q6_k_row_not_multiple_of_256", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight",
+       .t_set_type = 1, .t_type = Q_TENSOR_Q6_K);
     GG("gguf_tensor_shape_mismatch", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight",
        .t_set_ne = 1, .t_ne = {8, 4, 1, 1});
     GG("gguf_tensor_3d", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight", .t_n_dims = 3,

@@ -133,6 +133,40 @@ static int models_close(const q_model *a, const q_model *b, size_t group, float 
 /* BF16: 8 significant bits, relative 2^-8 (its subnormals are float32's, below any weight) */
 #define BF16_REL (1.0f / 256.0f * 1.001f)
 
+/* Q6_K (super-blocks of 256): a 16-weight half-block's ideal step is s = big / -32 (big:
+ * its value of largest magnitude) and its real one d * scale, scale = round(s / d), within
+ * d / 2 of s (d = the largest ideal step of the super-block / 127). The value opposite big
+ * needs code 32 and gets 31: off by 32 s - 31 (s - d / 2) = s + 15.5 d <= (1 + 15.5 / 127)
+ * amax / 32 (amax: the super-block's largest magnitude); plus the f16 rounding of d */
+#define Q6K_REL ((1.0f + 15.5f / 127.0f) / 32.0f * 1.001f + 1.0f / 1024.0f)
+
+/* Q6_K needs rows of whole super-blocks: a model of width 256 */
+static void test_q6_k_round_trip(void)
+{
+    loaded a, b;
+    char args[8192];
+    snprintf(args, sizeof args,
+             "random -o '%s' -z '%s' --dim 256 --hidden 512 --layers 1 --heads 4 --vocab 64 "
+             "--seq 8 --seed 3 --unshared",
+             wpath("k0.bin"), wpath("k0.tok"));
+    CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type q6_k -z '%s'", wpath("k0.bin"),
+             wpath("k6.gguf"), wpath("k0.tok"));
+    CHECK(run(args) == 0);
+    /* a width that is not a multiple of 256 is refused with a message */
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type q6_k -z '%s' 2>/dev/null",
+             wpath("r0.bin"), wpath("bad6.gguf"), wpath("r0.tok"));
+    CHECK(run(args) != 0);
+    load(&a, wpath("k0.bin"));
+    load(&b, wpath("k6.gguf"));
+    CHECK(b.rc == Q_OK && b.m.layers && b.m.layers[0].w2.type == Q_TENSOR_Q6_K &&
+          b.m.classifier.type == Q_TENSOR_Q6_K);
+    CHECK(a.rc == Q_OK && b.rc == Q_OK && models_close(&a.m, &b.m, 256, Q6K_REL));
+    CHECK(a.rc == Q_OK && b.rc == Q_OK && !models_close(&a.m, &b.m, 256, Q6K_REL / 16));
+    unload(&b);
+    unload(&a);
+}
+
 static void test_random_round_trips(void)
 {
     loaded a, b;
@@ -327,6 +361,7 @@ int main(int argc, char **argv)
     RUN_TEST(test_free_and_args);
     RUN_TEST(test_model_load_refuses_used_context);
     RUN_TEST(test_random_round_trips);
+    RUN_TEST(test_q6_k_round_trip);
     RUN_TEST(test_real_round_trips);
     return check_failures ? 1 : 0;
 }
