@@ -49,6 +49,7 @@
 #include "kernels/avx2_sums.h"
 #include "kernels/float_tiles.h"
 #include "kernels/kernels_internal.h"
+#include "kernels/quant_unpack.h"
 
 #define QA_INLINE static inline __attribute__((always_inline))
 
@@ -328,25 +329,10 @@ QA_INLINE __m256 q_split_scales8(qrows *wr, int r)
  * giving codes in [-8, 7] */
 QA_INLINE __m256i q_wblock(const qrows *wr, int r, size_t b, int lay)
 {
-    if (lay == LAY_Q4_0) {
-        const __m128i low4 = _mm_set1_epi8(15);
-        __m128i qs = _mm_loadu_si128(
-            (const __m128i *)(const void *)(wr->row[r] + b * Q_Q4_0_BLOCK_BYTES + 2));
-        __m128i lo = _mm_and_si128(qs, low4), hi = _mm_and_si128(_mm_srli_epi16(qs, 4), low4);
-        return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
-    }
-    if (lay == LAY_Q6_K) { /* block k of its super-block: h = k / 4, q = k % 4 */
-        const unsigned char *sb = wr->row[r] + b / 8 * Q_Q6_K_BLOCK_BYTES;
-        size_t k = b % 8, h = k / 4, q = k % 4;
-        const __m256i low4 = _mm256_set1_epi8(15), low2 = _mm256_set1_epi8(3);
-        __m256i ql = _mm256_loadu_si256((const __m256i *)(const void *)(sb + 64 * h + 32 * (q % 2)));
-        __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(sb + 128 + 32 * h));
-        /* 16-bit shifts, then byte masks: no bit crosses into the kept ones */
-        __m256i lo = _mm256_and_si256(q < 2 ? ql : _mm256_srli_epi16(ql, 4), low4);
-        __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128((int)(2 * q))), low2);
-        return _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)),
-                               _mm256_set1_epi8(32));
-    }
+    if (lay == LAY_Q4_0)
+        return q_unpack_q4_0(wr->row[r] + b * Q_Q4_0_BLOCK_BYTES + 2);
+    if (lay == LAY_Q6_K) /* block b % 8 of its super-block */
+        return q_unpack_q6_k(wr->row[r] + b / 8 * Q_Q6_K_BLOCK_BYTES, b % 8);
     const unsigned char *p = lay == LAY_SPLIT ? wr->row[r] + b * Q_QBLOCK
                                               : wr->row[r] + b * Q_Q8_0_BLOCK_BYTES + 2;
     return _mm256_loadu_si256((const __m256i *)(const void *)p);

@@ -22,6 +22,13 @@
  *       block's 16 bytes into its 32 int8 codes (the low nibbles are weights 0..15, the
  *       high nibbles 16..31) and proceeds as Q8_0; decode feeds the nibbles themselves to
  *       vpdpbusd as its unsigned operand (the offset is then 8, not 128).
+ *   Q6_K: a block (32 weights) is two 16-weight halves with int8 scales s0, s1 under the
+ *       super-block's d (the block's weight scale), S_b = s0 * (sum over half 0) + s1 *
+ *       (sum over half 1), exact. Prefill unpacks the block's codes (code - 32, int8),
+ *       keeps one vpdpbusd chain per half (each with its own offset term) and multiplies
+ *       them by s0, s1; decode feeds the 6-bit codes (weight + 32) as the unsigned operand,
+ *       takes 32 * sum(x) off each dword lane (4 weights of one half) and multiplies the
+ *       lane by its half's scale before the lanes merge (q6k_decode_token).
  *
  * Tiles only choose which outputs are computed together:
  *   float: prefill (n_rows >= 4) 4 rows x 4 tokens (16 accumulators), edges 4x1, 1x4, 1x1,
@@ -60,6 +67,7 @@
 #include "kernels/avx2_sums.h"
 #include "kernels/float_tiles.h"
 #include "kernels/kernels_internal.h"
+#include "kernels/quant_unpack.h"
 
 #define QZ_INLINE static inline __attribute__((always_inline))
 
@@ -226,6 +234,17 @@ static qrow qrow_at(const q_tensor *w, size_t row, float *ws)
     size_t n = w->cols, nb = n / Q_QBLOCK;
     const unsigned char *base = (const unsigned char *)w->data;
     qrow q;
+    if (w->type == Q_TENSOR_Q6_K) { /* quants: the row's first super-block; step unused */
+        const unsigned char *r = base + row * (nb / 8) * Q_Q6_K_BLOCK_BYTES;
+        for (size_t b = 0; b < nb; b++) {
+            uint16_t h;
+            memcpy(&h, r + b / 8 * Q_Q6_K_BLOCK_BYTES + Q_Q6_K_D, 2);
+            ws[b] = _cvtsh_ss(h);
+        }
+        q.quants = r;
+        q.step = 0;
+        return q;
+    }
     if (w->type == Q_TENSOR_Q8_0 || w->type == Q_TENSOR_Q4_0) {
         size_t bb = w->type == Q_TENSOR_Q4_0 ? Q_Q4_0_BLOCK_BYTES : Q_Q8_0_BLOCK_BYTES;
         const unsigned char *r = base + row * nb * bb;
@@ -255,16 +274,6 @@ static qrow qrow_at(const q_tensor *w, size_t row, float *ws)
     return q;
 }
 
-/* The 32 weights of a Q4_0 block (its 16 code bytes at qs) as int8 codes in [-8, 7], in
- * weight order: low nibbles are weights 0..15, high nibbles 16..31. */
-QZ_INLINE __m256i q4_0_codes(const unsigned char *qs)
-{
-    const __m128i low4 = _mm_set1_epi8(15);
-    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)qs);
-    __m128i lo = _mm_and_si128(v, low4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), low4);
-    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
-}
-
 /* The nibbles (codes + 8, unsigned 0..15) of Q4_0 blocks b and b + 1 of a row (code bytes
  * at q0 and q0 + step), in weight order: block b in the low 256 bits, b + 1 in the high. */
 QZ_INLINE __m512i q4_0_nibbles2(const unsigned char *q0, size_t step)
@@ -276,6 +285,16 @@ QZ_INLINE __m512i q4_0_nibbles2(const unsigned char *q0, size_t step)
     __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
     z = _mm512_and_si512(z, _mm512_set1_epi8(15));
     return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+/* -128 * (sum of the 16 signed bytes at p), exact: Q6_K's half-block offset share. */
+QZ_INLINE int32_t offset_term16(const int8_t *p)
+{
+    __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)p),
+                              _mm_set1_epi8((char)0x80));
+    __m128i s = _mm_sad_epu8(v, _mm_setzero_si128()); /* two sums of 8 (w + 128) */
+    s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
+    return -128 * ((int32_t)_mm_cvtsi128_si32(s) - 16 * 128);
 }
 
 /* -128 * (sum of the 32 signed bytes at p), exact: the offset's share in a block sum. */
@@ -301,7 +320,7 @@ static void int8_prefill(float *out, size_t out_stride, const q_tensor *w, size_
                          size_t r1, const q_act *x, size_t t0, size_t nt)
 {
     size_t n = w->cols, nb = n / Q_QBLOCK, ngroups = (nt + QG - 1) / QG;
-    int q4 = w->type == Q_TENSOR_Q4_0; /* weights unpacked to int8 codes per block */
+    int q4 = w->type == Q_TENSOR_Q4_0, q6 = w->type == Q_TENSOR_Q6_K; /* unpacked per block */
     /* (ngroups, nb, 8, QG) 4-byte groups: bytes 4p..4p+3 of block b of token t, + 128 */
     uint32_t xt[QXT_BLOCKS * 8 * QG];
     float xdt[QXT_BLOCKS * QG]; /* (ngroups, nb, QG) the tokens' block scales */
@@ -333,11 +352,11 @@ static void int8_prefill(float *out, size_t out_stride, const q_tensor *w, size_
         for (int r = 0; r < QPR; r++) {
             size_t row = i + (size_t)r < r1 ? i + (size_t)r : r1 - 1; /* edge: repeat */
             rows[r] = qrow_at(w, row, ws[r]);
-            for (size_t b = 0; b < nb; b++) {
+            for (size_t b = 0; b < nb && !q6; b++) { /* Q6_K: per half-block, below */
                 const unsigned char *p = rows[r].quants + b * rows[r].step;
                 int8_t codes[Q_QBLOCK]; /* (32) Q4_0: the block's codes */
                 if (q4) {
-                    _mm256_storeu_si256((__m256i *)(void *)codes, q4_0_codes(p));
+                    _mm256_storeu_si256((__m256i *)(void *)codes, q_unpack_q4_0(p));
                     p = (const unsigned char *)codes;
                 }
                 corr[r][b] = offset_term(p);
@@ -353,16 +372,27 @@ static void int8_prefill(float *out, size_t out_stride, const q_tensor *w, size_
                 for (int p = 0; p < 8; p++)
                     xv[p] = _mm512_loadu_si512(xb + p * QG);
                 __m512 xd = _mm512_loadu_ps(xdt + (g * nb + b) * QG);
-                int8_t codes[QPR][Q_QBLOCK]; /* (QPR, 32) Q4_0: block b's codes per row */
+                int8_t codes[QPR][Q_QBLOCK]; /* (QPR, 32) Q4_0, Q6_K: block b's codes per row */
+                int32_t half0[QPR], half1[QPR];  /* (QPR) Q6_K: -128 * sum of each half */
                 if (q4)
                     for (int r = 0; r < QPR; r++)
                         _mm256_storeu_si256((__m256i *)(void *)codes[r],
-                                            q4_0_codes(rows[r].quants + b * rows[r].step));
+                                            q_unpack_q4_0(rows[r].quants + b * rows[r].step));
+                if (q6)
+                    for (int r = 0; r < QPR; r++) {
+                        _mm256_storeu_si256(
+                            (__m256i *)(void *)codes[r],
+                            q_unpack_q6_k(rows[r].quants + b / 8 * Q_Q6_K_BLOCK_BYTES, b % 8));
+                        half0[r] = offset_term16(codes[r]);
+                        half1[r] = offset_term16(codes[r] + 16);
+                    }
 #pragma GCC unroll 4
                 for (int r = 0; r < QPR; r++) {
-                    const unsigned char *wq = q4 ? (const unsigned char *)codes[r]
-                                                 : rows[r].quants + b * rows[r].step;
-                    __m512i c0 = _mm512_set1_epi32(corr[r][b]), c1 = _mm512_setzero_si512();
+                    const unsigned char *wq = q4 || q6 ? (const unsigned char *)codes[r]
+                                                       : rows[r].quants + b * rows[r].step;
+                    /* c0: weights 0..15 of the block, c1: 16..31 */
+                    __m512i c0 = _mm512_set1_epi32(q6 ? half0[r] : corr[r][b]);
+                    __m512i c1 = q6 ? _mm512_set1_epi32(half1[r]) : _mm512_setzero_si512();
 #pragma GCC unroll 4
                     for (int p = 0; p < 4; p++) {
                         int32_t w0, w1;
@@ -371,7 +401,17 @@ static void int8_prefill(float *out, size_t out_stride, const q_tensor *w, size_
                         c0 = _mm512_dpbusd_epi32(c0, xv[p], _mm512_set1_epi32(w0));
                         c1 = _mm512_dpbusd_epi32(c1, xv[4 + p], _mm512_set1_epi32(w1));
                     }
-                    __m512 sum = _mm512_cvtepi32_ps(_mm512_add_epi32(c0, c1)); /* S_b */
+                    __m512i isum; /* S_b: Q6_K weighs each half by its int8 scale */
+                    if (q6) {
+                        const unsigned char *sc = rows[r].quants + b / 8 * Q_Q6_K_BLOCK_BYTES +
+                                                  Q_Q6_K_SCALES + b % 8 * 2;
+                        isum = _mm512_add_epi32(
+                            _mm512_mullo_epi32(c0, _mm512_set1_epi32((int8_t)sc[0])),
+                            _mm512_mullo_epi32(c1, _mm512_set1_epi32((int8_t)sc[1])));
+                    } else {
+                        isum = _mm512_add_epi32(c0, c1);
+                    }
+                    __m512 sum = _mm512_cvtepi32_ps(isum);
                     __m512 sc = _mm512_mul_ps(_mm512_set1_ps(ws[r][b]), xd); /* ws * xd */
                     acc[r] = _mm512_fmadd_ps(sum, sc, acc[r]);
                 }
@@ -405,6 +445,15 @@ static inline __m256 gather_q80_scales(const unsigned char *hdr, __m256i idx)
     __m256i h = _mm256_i32gather_epi32((const int *)(const void *)hdr, idx, 1);
     return _mm256_cvtph_ps(_mm256_cvtepi32_epi16(h));
 }
+
+/* The binary16 d of 8 Q6_K super-blocks at at + idx[r] bytes, as float32: each gathered
+ * dword is bytes 206..209 of its super-block (the last two scales, then d), so nothing past
+ * the super-block is read. */
+static inline __m256 gather_q6k_d(const unsigned char *at, __m256i idx)
+{
+    __m256i h = _mm256_i32gather_epi32((const int *)(const void *)at, idx, 1);
+    return _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(h, 16)));
+}
 #pragma GCC diagnostic pop
 
 #if defined(Q_HAVE_ASAN) || defined(Q_HAVE_MSAN)
@@ -416,6 +465,29 @@ static inline size_t grp_now(__m512i g, int r)
     return (size_t)v[r];
 }
 #endif
+
+/*
+ * The 8 rows' partial sums of two blocks (part[r]: 8 dwords of block b in the low 256 bits,
+ * 8 of block b + 1 in the high) merged into block sums: lane r = S_b(row r), lane 8 + r =
+ * S_b+1(row r). Three levels of pairwise merges (two 2-source permutes and an add each), a
+ * fixed tree: half the shuffles per block of the 256-bit one. part is overwritten.
+ */
+QZ_INLINE __m512i merge_rows2(__m512i *part)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 16, 18, 20, 22, 8, 10, 12, 14, 24, 26,
+                                           28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+#pragma GCC unroll 4
+    for (int r = 0; r < QDR / 2; r++) /* rows (2r, 2r+1): 4 sums per row and block */
+        part[r] = _mm512_add_epi32(_mm512_permutex2var_epi32(part[2 * r], even, part[2 * r + 1]),
+                                   _mm512_permutex2var_epi32(part[2 * r], odd, part[2 * r + 1]));
+#pragma GCC unroll 2
+    for (int r = 0; r < QDR / 4; r++) /* 2 sums per row and block */
+        part[r] = _mm512_add_epi32(_mm512_permutex2var_epi32(part[2 * r], even, part[2 * r + 1]),
+                                   _mm512_permutex2var_epi32(part[2 * r], odd, part[2 * r + 1]));
+    return _mm512_add_epi32(_mm512_permutex2var_epi32(part[0], even, part[1]),
+                            _mm512_permutex2var_epi32(part[0], odd, part[1]));
+}
 
 /*
  * Decode: one token (xq: n int8, xd: n / 32 scales) against rows [r0, r1), 8 rows at a
@@ -500,13 +572,7 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
     } while (0)
         __m256 acc = _mm256_setzero_ps(); /* lane r: row i + r */
         size_t b = 0;
-        /* Two blocks at a time in 512-bit registers: per row, lanes 0-7 hold block b's
-         * partial sums and lanes 8-15 block b+1's; three levels of pairwise merges
-         * (two 2-source permutes and an add each) leave lane r = S_b(row r) and lane
-         * 8 + r = S_b+1(row r): half the shuffles per block of the 256-bit tree. */
-        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 16, 18, 20, 22, 8, 10, 12, 14, 24, 26,
-                                               28, 30);
-        const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        /* Two blocks at a time in 512-bit registers (merge_rows2) */
         const __m512i bias2 = _mm512_set1_epi8((char)0x80);
         for (; b + 2 <= nb; b += 2) {
             pf_end += 2 * pf_step;
@@ -528,18 +594,7 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
                 }
                 part[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wu, xv);
             }
-#pragma GCC unroll 4
-            for (int r = 0; r < QDR / 2; r++) /* rows (2r, 2r+1): 4 sums per row and block */
-                part[r] = _mm512_add_epi32(
-                    _mm512_permutex2var_epi32(part[2 * r], even, part[2 * r + 1]),
-                    _mm512_permutex2var_epi32(part[2 * r], odd, part[2 * r + 1]));
-#pragma GCC unroll 2
-            for (int r = 0; r < QDR / 4; r++) /* 2 sums per row and block */
-                part[r] = _mm512_add_epi32(
-                    _mm512_permutex2var_epi32(part[2 * r], even, part[2 * r + 1]),
-                    _mm512_permutex2var_epi32(part[2 * r], odd, part[2 * r + 1]));
-            __m512i sums = _mm512_add_epi32(_mm512_permutex2var_epi32(part[0], even, part[1]),
-                                            _mm512_permutex2var_epi32(part[0], odd, part[1]));
+            __m512i sums = merge_rows2(part);
             sums = _mm512_sub_epi32(sums, _mm512_inserti64x4(_mm512_set1_epi32(xoff[b]),
                                                              _mm256_set1_epi32(xoff[b + 1]), 1));
             __m512 sf = _mm512_cvtepi32_ps(sums); /* S_b per row | S_b+1 per row */
@@ -561,7 +616,7 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
 #pragma GCC unroll 8
             for (int r = 0; r < QDR; r++) {
                 const unsigned char *q0 = quants[r] + b * step;
-                __m256i wu = q4 ? _mm256_add_epi8(q4_0_codes(q0), _mm256_set1_epi8(8)) /* nibbles */
+                __m256i wu = q4 ? _mm256_add_epi8(q_unpack_q4_0(q0), _mm256_set1_epi8(8)) /* nibbles */
                                 : _mm256_xor_si256(
                                       _mm256_loadu_si256((const __m256i *)(const void *)q0), bias);
                 part[r] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wu, xv);
@@ -580,13 +635,96 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
     }
 }
 
+/*
+ * Q6_K decode: one token against rows [r0, r1), 8 rows in the lanes, two blocks (weights
+ * 32k .. 32k+63 of a super-block, k even) per step. The unsigned operand of vpdpbusd is
+ * the 6-bit code itself (weight + 32), so each dword lane (4 weights, inside one 16-weight
+ * half-block) loses 32 * (the sum of its 4 activations, the same for every row) and is
+ * multiplied by its half-block's int8 scale; merge_rows2 then gives the exact block sums,
+ * which go into the accumulator as in int8_decode_token (and as in the prefill).
+ */
+static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1,
+                             const int8_t *xq, const float *xd)
+{
+    size_t n = w->cols, nb = n / Q_QBLOCK, row_bytes = nb / 8 * Q_Q6_K_BLOCK_BYTES;
+    const unsigned char *base = (const unsigned char *)w->data;
+    const __m512i ones = _mm512_set1_epi8(1), low4 = _mm512_set1_epi8(15),
+                  low2 = _mm512_set1_epi8(3);
+    const __m512i rep4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i lo16 = _mm512_set1_epi32(0xffff);
+    for (size_t i = r0; i < r1; i += QDR) {
+        const unsigned char *rows[QDR]; /* (QDR) each row's first super-block */
+        int32_t row_off[QDR];           /* (QDR) row r's bytes from row 0's */
+        for (int r = 0; r < QDR; r++) {
+            size_t row = i + (size_t)r < r1 ? i + (size_t)r : r1 - 1; /* edge: repeat */
+            rows[r] = base + row * row_bytes;
+            row_off[r] = (int32_t)((row - i) * row_bytes);
+        }
+        __m256i hdr_idx = _mm256_loadu_si256((const __m256i *)(const void *)row_off);
+        size_t tile_bytes = (size_t)QDR * row_bytes, pf_step = (tile_bytes + nb - 1) / nb;
+        uintptr_t pf_end = (uintptr_t)(base + i * row_bytes) + tile_bytes; /* never read */
+        uintptr_t pf = pf_end & ~(uintptr_t)63;
+        __m256 acc = _mm256_setzero_ps(); /* lane r: row i + r */
+        for (size_t b = 0; b + 2 <= nb; b += 2) {
+            pf_end += 2 * pf_step;
+            for (; pf < pf_end; pf += 64)
+                _mm_prefetch((const char *)pf, _MM_HINT_T0);
+            __m512i xv = _mm512_loadu_si512(xq + b * Q_QBLOCK); /* blocks b, b+1 */
+            /* 32 * the sum of each dword lane's 4 activations */
+            __m512i xoff = _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, xv), 5);
+            size_t sbo = b / 8 * Q_Q6_K_BLOCK_BYTES, k = b % 8, h = k / 4, q = k % 4; /* q: 0, 2 */
+            /* the high 2 bits of block b's codes are bits 2q of qh, of block b+1's 2q + 2 */
+            const __m512i qh_shift = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * q)),
+                                                        _mm256_set1_epi16((short)(2 * q + 2)), 1);
+            __m512i part[QDR]; /* (QDR) per row: 8 scaled lane sums of block b, then b+1 */
+#pragma GCC unroll 8
+            for (int r = 0; r < QDR; r++) {
+                const unsigned char *sb = rows[r] + sbo;
+                /* low 4 bits of both blocks: 64 contiguous ql bytes, low or high nibbles */
+                __m512i ql = _mm512_loadu_si512(sb + 64 * h);
+                __m512i lo = _mm512_and_si512(q == 0 ? ql : _mm512_srli_epi16(ql, 4), low4);
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(sb + 128 + 32 * h));
+                __m512i hi = _mm512_and_si512(
+                    _mm512_srlv_epi16(_mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1),
+                                      qh_shift),
+                    low2);
+                __m512i code = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4)); /* 0..63 */
+                __m512i lanes = _mm512_sub_epi32(
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), code, xv), xoff);
+                int32_t s4; /* the int8 scales of the 4 half-blocks */
+                memcpy(&s4, sb + Q_Q6_K_SCALES + 2 * k, 4);
+                /* each lane times its half-block's scale: a lane is 4 products of at most
+                 * 32 * 128, so it fits the low 16 bits, and vpmaddwd with the scale in the
+                 * low and 0 in the high 16 bits of each dword multiplies it exactly */
+                __m512i scv = _mm512_permutexvar_epi32(
+                    rep4, _mm512_cvtepi8_epi32(_mm_cvtsi32_si128(s4)));
+                part[r] = _mm512_madd_epi16(lanes, _mm512_and_si512(scv, lo16));
+            }
+            __m512 sf = _mm512_cvtepi32_ps(merge_rows2(part)); /* S_b per row | S_b+1 */
+            for (int r_ = 0; r_ < QDR; r_++)
+                Q_GATHER_CHECK(rows[0] + sbo + Q_Q6_K_D - 2 + row_off[r_], 4);
+            __m256 d = gather_q6k_d(rows[0] + sbo + Q_Q6_K_D - 2, hdr_idx); /* both blocks' */
+            __m256 sc0 = _mm256_mul_ps(d, _mm256_set1_ps(xd[b])); /* ws * xd */
+            __m256 sc1 = _mm256_mul_ps(d, _mm256_set1_ps(xd[b + 1]));
+            acc = _mm256_fmadd_ps(_mm512_castps512_ps256(sf), sc0, acc);
+            acc = _mm256_fmadd_ps(
+                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sf), 1)), sc1, acc);
+        }
+        float res[QDR];
+        _mm256_storeu_ps(res, acc);
+        for (int r = 0; r < QDR && i + (size_t)r < r1; r++)
+            out[i + (size_t)r] = res[r];
+    }
+}
+
 static void matmul_int8(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
                         const q_act *x)
 {
     size_t n = w->cols, nt = x->n_rows, nb = n / Q_QBLOCK;
     if (nt < 4) {
         for (size_t t = 0; t < nt; t++)
-            int8_decode_token(out + t * out_stride, w, r0, r1, x->q + t * n, x->d + t * nb);
+            (w->type == Q_TENSOR_Q6_K ? q6k_decode_token : int8_decode_token)(
+                out + t * out_stride, w, r0, r1, x->q + t * n, x->d + t * nb);
         return;
     }
     /* as many token groups per pass as the transposed-activation buffer holds */
@@ -610,14 +748,9 @@ void q_avx512_matmul(float *out, size_t out_stride, const q_tensor *w, size_t r0
     case Q_TENSOR_BF16:
         matmul_float(out, out_stride, w, r0, r1, x, Q_FK_BF16);
         return;
-    case Q_TENSOR_Q6_K: /* the AVX2 table's tiles, prefill and decode alike */
-        if (x->q != NULL && q_kernels_wants_q8(w)) {
-            q_avx2_matmul(out, out_stride, w, r0, r1, x);
-            return;
-        }
-        break;
     case Q_TENSOR_Q8_0:
     case Q_TENSOR_Q4_0:
+    case Q_TENSOR_Q6_K:
     case Q_TENSOR_Q8_SPLIT:
         if (x->q != NULL && q_kernels_wants_q8(w)) {
             if (w->cols / Q_QBLOCK <= Q512_MAX_BLOCKS) {
