@@ -255,7 +255,7 @@ static void reference_values(const fixture *fx, q_tensor_type type, float *out)
             size_t j = c % 256, h = j / 128, q = j % 128 / 32, l = j % 32;
             unsigned lo = blk[64 * h + 32 * (q % 2) + l];
             lo = q < 2 ? lo & 15 : lo >> 4;
-            int code = (int)(lo | ((blk[128 + 32 * h + l] >> (2 * q)) & 3) << 4) - 32;
+            int code = (int)(lo | ((blk[128 + 32 * h + l] >> (2 * q)) & 3u) << 4) - 32;
             out[e] = q_f16_to_f32((uint16_t)(blk[208] | (blk[209] << 8))) *
                      (float)((int8_t)blk[192 + j / 16] * code);
             break;

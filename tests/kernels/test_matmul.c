@@ -234,7 +234,7 @@ static double weight_at(const q_tensor *w, size_t i, size_t j, int use_int, doub
         size_t jj = j % 256, h = jj / 128, q = jj % 128 / 32, l = jj % 32;
         unsigned lo = blk[64 * h + 32 * (q % 2) + l];
         lo = q < 2 ? lo & 15 : lo >> 4;
-        int code = (int)(lo | ((blk[128 + 32 * h + l] >> (2 * q)) & 3) << 4) - 32;
+        int code = (int)(lo | ((blk[128 + 32 * h + l] >> (2 * q)) & 3u) << 4) - 32;
         *scale = q_load_f16(blk + Q_Q6_K_D);
         return (double)((int8_t)blk[Q_Q6_K_SCALES + jj / 16] * code);
     }
