@@ -1,6 +1,6 @@
 /*
  * kernel_bench: matmul speed of each kernel table, single thread, at the shapes of the 110M
- * TinyStories model (dim 768, hidden 2048, vocabulary 32000), for F32, F16, BF16, Q8_0, Q4_0, Q6_K and
+ * TinyStories model (dim 768, hidden 2048, vocabulary 32000), for F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K and
  * Q8_SPLIT (group size 64) weights. Every optimized table this CPU runs
  * (q_kernels_optimized, best first: avx512, avx2) gets its own set of columns (dec-T, hot-T,
  * ratio-T, p32-T, p64-T, x-T), so one run compares them side by side with the reference
@@ -23,7 +23,7 @@
  *
  * For instruction counts (valgrind --tool=callgrind, repeatable where time is not):
  *   kernel_bench --count TYPE ROWS COLS NROWS CALLS [TABLE]
- * runs only CALLS matmuls of one shape (TYPE: f32, f16, bf16, q8_0, q4_0, q6_k, q8_split) on TABLE (scalar,
+ * runs only CALLS matmuls of one shape (TYPE: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k, q8_split) on TABLE (scalar,
  * avx2, avx512; default: the best this CPU runs); divide the table's matmul's inclusive Ir
  * (q_avx2_matmul, q_avx512_matmul...) by CALLS * weight bytes. Valgrind's CPU has no
  * AVX-512 (its cpuid says so), so under callgrind the best table is avx2.
@@ -107,6 +107,10 @@ static size_t data_bytes(q_tensor_type type, size_t count)
         return count / 32 * 34;
     case Q_TENSOR_Q4_0:
         return count / 32 * 18;
+    case Q_TENSOR_Q4_K:
+        return count / 256 * 144;
+    case Q_TENSOR_Q5_K:
+        return count / 256 * 176;
     case Q_TENSOR_Q6_K:
         return count / 256 * 210;
     case Q_TENSOR_Q8_SPLIT:
@@ -124,7 +128,10 @@ static q_tensor tensor_at(q_tensor_type type, size_t rows, size_t cols, size_t k
         slots = 1;
     unsigned char *base = pool + (k % slots) * bytes;
     q_tensor t = {.type = type, .data = base, .scales = NULL, .rows = rows, .cols = cols,
-                  .group_size = type == Q_TENSOR_Q8_SPLIT ? 64 : type == Q_TENSOR_Q6_K ? 256 : 32};
+                  .group_size = type == Q_TENSOR_Q8_SPLIT ? 64 : type == Q_TENSOR_Q6_K || type == Q_TENSOR_Q4_K ||
+                                          type == Q_TENSOR_Q5_K
+                                      ? 256
+                                      : 32};
     if (type == Q_TENSOR_Q8_SPLIT)
         t.scales = base + rows * cols;
     return t;
@@ -178,18 +185,20 @@ static int count_mode(int argc, char **argv)
 {
     if (argc < 7)
         return 2;
-    static const char *names[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q6_k", "q8_split"};
+    static const char *names[] = {"f32",  "f16",  "bf16", "q8_0",    "q4_0",
+                                  "q4_k", "q5_k", "q6_k", "q8_split"};
     static const q_tensor_type tys[] = {Q_TENSOR_F32,  Q_TENSOR_F16,  Q_TENSOR_BF16,
-                                        Q_TENSOR_Q8_0, Q_TENSOR_Q4_0, Q_TENSOR_Q6_K,
-                                        Q_TENSOR_Q8_SPLIT};
+                                        Q_TENSOR_Q8_0, Q_TENSOR_Q4_0, Q_TENSOR_Q4_K,
+                                        Q_TENSOR_Q5_K, Q_TENSOR_Q6_K, Q_TENSOR_Q8_SPLIT};
     int ti = -1;
-    for (int k = 0; k < 7; k++)
+    for (int k = 0; k < 9; k++)
         if (strcmp(argv[2], names[k]) == 0)
             ti = k;
     size_t rows = (size_t)atol(argv[3]), cols = (size_t)atol(argv[4]),
            nt = (size_t)atol(argv[5]), calls = (size_t)atol(argv[6]);
     if (ti < 0 || rows == 0 || cols == 0 || cols % 32 != 0 || nt == 0 ||
-        (tys[ti] == Q_TENSOR_Q6_K && cols % 256 != 0))
+        ((tys[ti] == Q_TENSOR_Q6_K || tys[ti] == Q_TENSOR_Q4_K || tys[ti] == Q_TENSOR_Q5_K) &&
+         cols % 256 != 0))
         return 2;
     const q_kernels *k = q_kernels_select(); /* the best, unless QORUS_KERNELS says */
     if (argc > 7) {
@@ -234,7 +243,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--count") == 0) {
         int rc = count_mode(argc, argv);
         if (rc == 2)
-            fprintf(stderr, "usage: kernel_bench --count f32|f16|bf16|q8_0|q4_0|q6_k|q8_split ROWS COLS NROWS CALLS "
+            fprintf(stderr, "usage: kernel_bench --count f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k|q8_split ROWS COLS NROWS CALLS "
                             "[scalar|avx2|avx512]\n");
         return rc;
     }
@@ -290,9 +299,10 @@ int main(int argc, char **argv)
         {"32000x768 (cls)", 32000, 768},
     };
     static const q_tensor_type types[] = {Q_TENSOR_F32,  Q_TENSOR_F16,  Q_TENSOR_BF16,
-                                          Q_TENSOR_Q8_0, Q_TENSOR_Q4_0, Q_TENSOR_Q6_K,
-                                          Q_TENSOR_Q8_SPLIT};
-    static const char *type_names[] = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q6_K", "Q8_SPLIT"};
+                                          Q_TENSOR_Q8_0, Q_TENSOR_Q4_0, Q_TENSOR_Q4_K,
+                                          Q_TENSOR_Q5_K, Q_TENSOR_Q6_K, Q_TENSOR_Q8_SPLIT};
+    static const char *type_names[] = {"F32",  "F16",  "BF16", "Q8_0",    "Q4_0",
+                                       "Q4_K", "Q5_K", "Q6_K", "Q8_SPLIT"};
 
     size_t max_cols = 2048, max_nt = 64, max_rows = 32000;
     float *xf = malloc(max_nt * max_cols * sizeof(float));      /* (64, 2048) */

@@ -361,6 +361,8 @@ static const char *type_name(q_tensor_type t)
     case Q_TENSOR_BF16: return "BF16";
     case Q_TENSOR_Q8_0: return "Q8_0";
     case Q_TENSOR_Q4_0: return "Q4_0";
+    case Q_TENSOR_Q4_K: return "Q4_K";
+    case Q_TENSOR_Q5_K: return "Q5_K";
     case Q_TENSOR_Q6_K: return "Q6_K";
     case Q_TENSOR_Q8_SPLIT: return "Q8_SPLIT";
     }

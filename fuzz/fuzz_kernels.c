@@ -12,7 +12,8 @@
  * (docs/kernels.md derives the bounds, which hold for every table: none is per table):
  *
  *   quantize_q8   q bytes and d floats memcmp-identical, for every input;
- *   matmul        F32, F16, BF16, Q8_0, Q4_0, Q6_K and Q8_SPLIT (group sizes 32, 64, multiples of 32, odd),
+ *   matmul        F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K and Q8_SPLIT (group sizes 32, 64,
+ *                 multiples of 32, odd),
  *                 float and integer (quantized activation) paths:
  *                 - "exact" values (small integers, power-of-two scales: every sum exact in
  *                   any order) give memcmp-identical outputs, so the integer block sums are
@@ -340,7 +341,8 @@ static void run_quantize(ctx *c)
 }
 
 /* ======================================================================================
- * matmul. Draws: type (0 F32, 1 F16, 2 Q8_0, 3 Q8_SPLIT, 4 BF16, 5 Q4_0, 6 Q6_K), cols class (0: 32k, 1: 1..64,
+ * matmul. Draws: type (0 F32, 1 F16, 2 Q8_0, 3 Q8_SPLIT, 4 BF16, 5 Q4_0, 6 Q6_K, 7 Q4_K,
+ * 8 Q5_K), cols class (0: 32k, 1: 1..64,
  * 2: 1..2048 (2 bytes)), cols value (1 byte, or 2 for class 2), Q8_SPLIT group class
  * (0: 32, 1: 64, 2: 32k, 3: odd, 4: 1..200), group value, rows (1..64), tokens (1..8),
  * stride extra (0..3), activation form (0 float, 1 quantized by the reference, 2 drawn int8),
@@ -414,6 +416,22 @@ typedef struct mm_case {
     int use_int;
 } mm_case;
 
+/* The min part of a Q4_K / Q5_K weight (i, j): returns the 6-bit min m of its sub-block,
+ * *scale = dmin (the weight is code * d - m * dmin); 0 and 0.0 for the other types. */
+static int mm_kmin(const q_tensor *w, size_t i, size_t j, double *scale)
+{
+    *scale = 0.0;
+    if (w->type != Q_TENSOR_Q4_K && w->type != Q_TENSOR_Q5_K)
+        return 0;
+    size_t n = w->cols, bb = w->type == Q_TENSOR_Q5_K ? 176 : 144;
+    const unsigned char *blk = (const unsigned char *)w->data + (i * (n / 256) + j / 256) * bb;
+    size_t sub = j % 256 / 32;
+    unsigned m = sub < 4 ? blk[8 + sub] & 63u
+                         : (unsigned)(blk[8 + sub] >> 4) | (unsigned)(blk[4 + sub] >> 6) << 4;
+    *scale = q_f16_to_f32((uint16_t)(blk[2] | (blk[3] << 8)));
+    return (int)m;
+}
+
 /* dequantized weight (i, j) as double, its int8 code (Q8 types) and its scale */
 static double mm_weight(const q_tensor *w, size_t i, size_t j, int *code, double *scale)
 {
@@ -454,6 +472,22 @@ static double mm_weight(const q_tensor *w, size_t i, size_t j, int *code, double
         *code = (int8_t)blk[192 + jj / 16] * c6;
         return *code * *scale;
     }
+    case Q_TENSOR_Q4_K:
+    case Q_TENSOR_Q5_K: { /* code: the integer scale * code; scale: d (the min: mm_kmin) */
+        int q5 = w->type == Q_TENSOR_Q5_K;
+        const unsigned char *blk = base + (i * (n / 256) + j / 256) * (q5 ? 176 : 144);
+        size_t jj = j % 256, sub = jj / 32, l = jj % 32;
+        unsigned sc = sub < 4 ? blk[4 + sub] & 63u
+                              : (blk[8 + sub] & 15u) | (unsigned)(blk[sub] >> 6) << 4;
+        unsigned byte = blk[(q5 ? 48 : 16) + 32 * (sub / 2) + l];
+        unsigned cd = (sub % 2 == 0 ? byte & 15u : byte >> 4) |
+                      (q5 ? ((blk[16 + l] >> sub) & 1u) << 4 : 0u);
+        double mscale;
+        int mcode = mm_kmin(w, i, j, &mscale);
+        *scale = q_f16_to_f32((uint16_t)(blk[0] | (blk[1] << 8)));
+        *code = (int)(sc * cd);
+        return *code * *scale - mcode * mscale;
+    }
     case Q_TENSOR_Q8_SPLIT: {
         float s;
         memcpy(&s, (const unsigned char *)w->scales + (i * n + j) / w->group_size * 4, 4);
@@ -483,31 +517,51 @@ static void mm_check_elem(const mm_case *m, size_t t, size_t i, float r, float g
             double ws;
             (void)mm_weight(&m->w, i, b * 32, &code, &ws);
             double xd = m->x.d[t * m->nb + b];
-            long isum = 0, iabs = 0;
+            double ms; /* Q4_K / Q5_K: the block's min m and dmin (a second term) */
+            long mc = mm_kmin(&m->w, i, b * 32, &ms);
+            long isum = 0, iabs = 0, xsum = 0;
             for (size_t j = 0; j < 32; j++) {
                 double dummy;
                 (void)mm_weight(&m->w, i, b * 32 + j, &code, &dummy);
                 long p = (long)code * m->x.q[t * n + b * 32 + j];
                 isum += p;
                 iabs += p < 0 ? -p : p;
+                xsum += m->x.q[t * n + b * 32 + j];
             }
-            if (isnan(ws) || isnan(xd))
+            long mabs = mc * (xsum < 0 ? -xsum : xsum);
+            if (isnan(ws) || isnan(xd) || isnan(ms))
                 has_nan = 1;
-            if (isinf(ws) || isinf(xd))
+            if (isinf(ws) || isinf(xd) || isinf(ms))
                 has_inf = 1;
             double sc = fabs(ws * xd);
-            S += (double)iabs * sc;
-            Sblock = fmax(Sblock, fmax(fabs(ws), fabs(xd)) * (double)iabs);
-            isum_abs += (double)(isum < 0 ? -isum : isum);
-            M = fmax(M, fmax(fabs(ws), fabs(xd)) * (1.0 + (double)iabs));
+            S += (double)iabs * sc + (double)mabs * fabs(ms * xd);
+            Sblock = fmax(Sblock, fmax(fmax(fabs(ws), fabs(ms)), fabs(xd)) *
+                                      (double)(iabs > mabs ? iabs : mabs));
+            isum_abs += (double)(isum < 0 ? -isum : isum) + (double)mabs;
+            M = fmax(M, fmax(fmax(fabs(ws), fabs(ms)), fabs(xd)) * (1.0 + (double)iabs));
         }
     } else {
-        double blocksum = 0.0;
+        double blocksum = 0.0, msum = 0.0;
         for (size_t j = 0; j < n; j++) {
             int code;
             double sc;
             double wv = mm_weight(&m->w, i, j, &code, &sc);
             double xv = m->x.f[t * n + j];
+            double ms;
+            int mc = mm_kmin(&m->w, i, j, &ms);
+            if (mc != 0 || ms != 0.0) { /* Q4_K / Q5_K: the min term on its own */
+                if (isnan(ms))
+                    has_nan = 1;
+                if (isinf(ms))
+                    has_inf = 1;
+                S += fabs((double)mc * ms * xv);
+                M = fmax(M, fabs(ms) * 256.0);
+                wv = (double)code * sc; /* the scale part below */
+                if (j % 32 == 0)
+                    msum = 0.0;
+                msum += fabs((double)mc * xv);
+                Sblock = fmax(Sblock, fmax(msum, fabs((double)mc * ms)));
+            }
             /* wv = code * scale for Q8 types: 0 * inf is a NaN of this check's own
              * making (the kernels multiply sums of code * x by the scale, giving inf or
              * NaN by order): an infinite scale is "inf", not "NaN" */
@@ -518,6 +572,7 @@ static void mm_check_elem(const mm_case *m, size_t t, size_t i, float r, float g
             S += fabs(wv * xv);
             M = fmax(M, fmax(fabs(xv), fabs(sc)) * 256.0);
             if (m->w.type == Q_TENSOR_Q8_0 || m->w.type == Q_TENSOR_Q4_0 ||
+                m->w.type == Q_TENSOR_Q4_K || m->w.type == Q_TENSOR_Q5_K ||
                 m->w.type == Q_TENSOR_Q6_K || m->w.type == Q_TENSOR_Q8_SPLIT) {
                 /* an implementation may sum code * x before scaling */
                 if (j % 32 == 0)
@@ -548,7 +603,7 @@ static void mm_fill_pattern(float *out, size_t n)
 
 static void run_matmul(ctx *c)
 {
-    int type_sel = (int)draw(c, 0, 6);
+    int type_sel = (int)draw(c, 0, 8);
     size_t cols_class = draw(c, 0, 2);
     size_t cols = cols_class == 0 ? 32 * draw(c, 1, 32)
                   : cols_class == 1 ? draw(c, 1, 64)
@@ -568,10 +623,13 @@ static void run_matmul(ctx *c)
                          : type_sel == 3 ? Q_TENSOR_Q8_SPLIT
                          : type_sel == 4 ? Q_TENSOR_BF16
                          : type_sel == 5 ? Q_TENSOR_Q4_0
-                                         : Q_TENSOR_Q6_K;
+                         : type_sel == 6 ? Q_TENSOR_Q6_K
+                         : type_sel == 7 ? Q_TENSOR_Q4_K
+                                         : Q_TENSOR_Q5_K;
+    int k_super = type == Q_TENSOR_Q4_K || type == Q_TENSOR_Q5_K || type == Q_TENSOR_Q6_K;
     if ((type == Q_TENSOR_Q8_0 || type == Q_TENSOR_Q4_0) && cols % 32 != 0)
         cols = (cols + 31) / 32 * 32;
-    if (type == Q_TENSOR_Q6_K && cols % 256 != 0)
+    if (k_super && cols % 256 != 0)
         cols = (cols + 255) / 256 * 256;
     if (mode == M_EXACT && cols > 1024)
         cols = 1024; /* integer block sums of up to 32 blocks stay below 2^24 */
@@ -608,7 +666,7 @@ static void run_matmul(ctx *c)
     m.w.type = type;
     m.w.rows = rows;
     m.w.cols = cols;
-    m.w.group_size = type == Q_TENSOR_Q8_SPLIT ? gs : type == Q_TENSOR_Q6_K ? 256 : 32;
+    m.w.group_size = type == Q_TENSOR_Q8_SPLIT ? gs : k_super ? 256 : 32;
 
     int wexp = (int)(vs_byte(&c->vs) % 9) - 4; /* exact mode: the one weight scale 2^wexp */
     int xexp = (int)(vs_byte(&c->vs) % 9) - 4; /* and activation scale 2^xexp */
@@ -618,6 +676,8 @@ static void run_matmul(ctx *c)
                     : type == Q_TENSOR_Q8_0 ? rows * nb * 34
                     : type == Q_TENSOR_Q4_0 ? rows * nb * 18
                     : type == Q_TENSOR_Q6_K ? rows * (cols / 256) * 210
+                    : type == Q_TENSOR_Q4_K ? rows * (cols / 256) * 144
+                    : type == Q_TENSOR_Q5_K ? rows * (cols / 256) * 176
                                             : rows * cols;
     unsigned char *wd = (unsigned char *)buf_new(&bw, wbytes, ow);
     switch (type) {
@@ -675,6 +735,29 @@ static void run_matmul(ctx *c)
             blk[209] = (unsigned char)(h >> 8);
         }
         break;
+    case Q_TENSOR_Q4_K:
+    case Q_TENSOR_Q5_K: { /* any code bits; any 6-bit scales and mins (exact mode: 0..2,
+                           * so the block sums stay below 2^24); d and dmin as Q8_0's scale */
+        size_t bb = type == Q_TENSOR_Q4_K ? 144 : 176;
+        for (size_t s = 0; s < rows * (cols / 256); s++) {
+            unsigned char *blk = wd + s * bb;
+            for (size_t k = 0; k < 2; k++) {
+                uint16_t h = vs_f16(&c->vs, wexp);
+                blk[2 * k] = (unsigned char)(h & 0xff);
+                blk[2 * k + 1] = (unsigned char)(h >> 8);
+            }
+            for (size_t j = 0; j < 12; j++) {
+                unsigned char b = vs_byte(&c->vs);
+                if (mode == M_EXACT) /* every 6-bit field in 0..2 */
+                    b = j < 8 ? (unsigned char)(b % 3)
+                              : (unsigned char)(b % 3 | (b / 3 % 3) << 4);
+                blk[4 + j] = b;
+            }
+            for (size_t j = 16; j < bb; j++)
+                blk[j] = vs_byte(&c->vs);
+        }
+        break;
+    }
     case Q_TENSOR_Q8_SPLIT: {
         for (size_t e = 0; e < rows * cols; e++)
             wd[e] = vs_byte(&c->vs);

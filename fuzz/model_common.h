@@ -71,6 +71,12 @@ static inline size_t fuzz_type_bytes(const q_tensor *t, size_t *scale_bytes)
     case Q_TENSOR_Q4_0:
         FUZZ_ASSERT(t->cols % 32 == 0);
         return n / 32 * 18;
+    case Q_TENSOR_Q4_K:
+        FUZZ_ASSERT(t->cols % 256 == 0);
+        return n / 256 * 144;
+    case Q_TENSOR_Q5_K:
+        FUZZ_ASSERT(t->cols % 256 == 0);
+        return n / 256 * 176;
     case Q_TENSOR_Q6_K:
         FUZZ_ASSERT(t->cols % 256 == 0);
         return n / 256 * 210;

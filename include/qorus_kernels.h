@@ -55,7 +55,7 @@ typedef struct q_act {
 } q_act;
 
 /** True when matmul on `w` can use int8 activations: cols a multiple of Q_QBLOCK, and
- *  Q8_0, Q4_0, Q6_K, or Q8_SPLIT whose group_size is a multiple of Q_QBLOCK. */
+ *  Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, or Q8_SPLIT whose group_size is a multiple of Q_QBLOCK. */
 int q_kernels_wants_q8(const q_tensor *w);
 
 typedef struct q_kernels {

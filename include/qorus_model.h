@@ -51,6 +51,8 @@ typedef enum q_tensor_type {
     Q_TENSOR_F16 = 1,
     Q_TENSOR_Q4_0 = 2,      /* ggml blocks of 32: f16 scale then 16 bytes of 4-bit codes (18 bytes) */
     Q_TENSOR_Q8_0 = 8,      /* ggml blocks of 32: f16 scale then 32 int8 (34 bytes) */
+    Q_TENSOR_Q4_K = 12,     /* ggml super-blocks of 256 4-bit codes, 8 6-bit scales and mins (144 bytes) */
+    Q_TENSOR_Q5_K = 13,     /* ggml super-blocks of 256 5-bit codes, 8 6-bit scales and mins (176 bytes) */
     Q_TENSOR_Q6_K = 14,     /* ggml super-blocks of 256 6-bit codes, 16 int8 scales (210 bytes) */
     Q_TENSOR_BF16 = 30,     /* bfloat16: the high 16 bits of a float32 (ggml type 30) */
     Q_TENSOR_Q8_SPLIT = 64, /* llama2.c v2: rows*cols int8, then one float32 scale per group */

@@ -91,6 +91,8 @@ q_error_code q_tensor_check(const q_tensor *t)
         if ((t->cols & (Q_QBLOCK - 1)) != 0 || t->group_size != Q_QBLOCK)
             return Q_ERR_BAD_SHAPE;
         return Q_OK;
+    case Q_TENSOR_Q4_K:
+    case Q_TENSOR_Q5_K:
     case Q_TENSOR_Q6_K:
         if (t->cols % Q_QK_K != 0 || t->group_size != Q_QK_K)
             return Q_ERR_BAD_SHAPE;
@@ -149,6 +151,21 @@ static void dequant_span(float *out, const q_tensor *t, size_t row, size_t col0,
             int w = (int)(int8_t)blk[Q_Q6_K_SCALES + c % Q_QK_K / 16] *
                     (int)q_q6_k_code(blk, c % Q_QK_K);
             out[j] = q_load_f16(blk + Q_Q6_K_D) * (float)w;
+        }
+        break;
+    }
+    case Q_TENSOR_Q4_K:
+    case Q_TENSOR_Q5_K: {
+        int q4 = t->type == Q_TENSOR_Q4_K;
+        size_t bb = q4 ? Q_Q4_K_BLOCK_BYTES : Q_Q5_K_BLOCK_BYTES;
+        const unsigned char *r = base + row * (t->cols / Q_QK_K * bb);
+        for (size_t j = 0; j < n; j++) {
+            size_t c = col0 + j;
+            const unsigned char *blk = r + c / Q_QK_K * bb;
+            unsigned sc, m;
+            q_k_scale_min(blk + Q_QK_SCALES, c % Q_QK_K / 32, &sc, &m);
+            unsigned code = q4 ? q_q4_k_code(blk, c % Q_QK_K) : q_q5_k_code(blk, c % Q_QK_K);
+            out[j] = q_load_f16(blk) * (float)(sc * code) - q_load_f16(blk + 2) * (float)m;
         }
         break;
     }

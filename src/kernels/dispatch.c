@@ -115,7 +115,8 @@ int q_kernels_wants_q8(const q_tensor *w)
     if (w->cols % Q_QBLOCK != 0)
         return 0;
     /* every 32-value block of a row then lies inside one Q8_SPLIT scale group */
-    return w->type == Q_TENSOR_Q8_0 || w->type == Q_TENSOR_Q4_0 || w->type == Q_TENSOR_Q6_K ||
+    return w->type == Q_TENSOR_Q8_0 || w->type == Q_TENSOR_Q4_0 || w->type == Q_TENSOR_Q4_K ||
+           w->type == Q_TENSOR_Q5_K || w->type == Q_TENSOR_Q6_K ||
            (w->type == Q_TENSOR_Q8_SPLIT && w->group_size != 0 && w->group_size % Q_QBLOCK == 0);
 }
 

@@ -1,7 +1,7 @@
 /*
  * Helpers shared by the kernel tables (reference and per-instruction-set files): unaligned
  * little-endian loads and the one-value quantizer whose result every table must reproduce
- * bit for bit.
+ * bit for bit; the quantized block layouts are in quant_layout.h.
  */
 #ifndef QORUS_KERNELS_INTERNAL_H
 #define QORUS_KERNELS_INTERNAL_H
@@ -12,16 +12,7 @@
 
 #include "qorus_kernels.h"
 
-#define Q_Q8_0_BLOCK_BYTES 34u /* binary16 scale + 32 int8 */
-#define Q_Q4_0_BLOCK_BYTES 18u /* binary16 scale + 16 bytes of two 4-bit codes */
-
-/* Weight j (0..31) of a Q4_0 block as its int8 code in [-8, 7]: j < 16 is the low nibble
- * of byte j, j >= 16 the high nibble of byte j - 16 (ggml's order), minus 8. */
-static inline int8_t q_q4_0_code(const unsigned char *blk, size_t j)
-{
-    unsigned char b = blk[2 + (j & 15u)];
-    return (int8_t)((j < 16 ? b & 15u : b >> 4) - 8);
-}
+#include "kernels/quant_layout.h"
 
 static inline float q_load_f32(const unsigned char *p)
 {
@@ -38,28 +29,6 @@ static inline float q_load_f16(const unsigned char *p)
 static inline float q_load_bf16(const unsigned char *p)
 {
     return q_bf16_to_f32((uint16_t)(p[0] | (p[1] << 8)));
-}
-
-/*
- * Q6_K super-block of 256 weights (210 bytes, ggml's block_q6_K): ql[128] (low 4 bits of
- * the codes), qh[64] (their high 2 bits), int8 scales[16] (one per 16 weights), binary16 d
- * at byte 208. Weight j is d * scales[j / 16] * (code_j - 32), where for j = 128h + 32q + l
- * (h < 2, q < 4, l < 32) the code's low 4 bits are the low (q < 2) or high (q >= 2) nibble
- * of ql[64h + 32(q % 2) + l] and its high 2 bits are bits 2q, 2q + 1 of qh[32h + l].
- */
-#define Q_QK_K 256u
-#define Q_Q6_K_BLOCK_BYTES 210u
-#define Q_Q6_K_SCALES 192u /* byte offset of scales[16] */
-#define Q_Q6_K_D 208u      /* byte offset of d */
-
-/* Weight j (0..255) of a Q6_K super-block as its code minus 32, in [-32, 31] */
-static inline int8_t q_q6_k_code(const unsigned char *blk, size_t j)
-{
-    size_t h = j / 128, q = j % 128 / 32, l = j % 32;
-    unsigned lo = blk[64 * h + 32 * (q % 2) + l];
-    lo = q < 2 ? lo & 15u : lo >> 4;
-    unsigned hi = (blk[128 + 32 * h + l] >> (2 * q)) & 3u;
-    return (int8_t)((int)(lo | hi << 4) - 32);
 }
 
 /* x * inv rounded to nearest (ties to even), clamped to [-127, 127]; NaN gives 0. */

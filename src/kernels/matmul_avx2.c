@@ -35,7 +35,11 @@
  *       take the same path as Q8_0. Q6_K: a chunk of 8 blocks is one super-block (one d
  *       for its 8 lanes); each block's codes are unpacked to int8 in [-32, 31] and its pair
  *       sums multiplied by its two 16-weight halves' int8 scales instead of ones (q_wmul),
- *       so a block sum is the exact sum of scale * code * x.
+ *       so a block sum is the exact sum of scale * code * x. Q4_K, Q5_K: a chunk is one
+ *       super-block; each block's unsigned codes (unpacked to [0, 15] / [0, 31]) go
+ *       straight into maddubs (no sign trick), the 8 exact sums are multiplied by the 8
+ *       6-bit scales in int32 and FMA'd with d * xd; then the mins times the exact
+ *       activation block sums are FNMA'd with dmin * xd (qchunk_kmin): two steps per chunk.
  *
  * Int8 precondition handled here: the sign trick (maddubs(|w|, sign(x, w))) is exact for any
  * weight byte and any activation in [-127, 127] (what quantize_q8 produces; pair sums stay
@@ -131,7 +135,15 @@ QA_INLINE __m256 load_w_tail(const unsigned char *row, size_t j, size_t rem, int
 #define QT 4 /* tokens per int8 prefill tile */
 
 /* Layouts of the int8 weights (the `lay` argument of the int8 helpers) */
-enum { LAY_Q8_0 = 0, LAY_SPLIT = 1, LAY_Q4_0 = 2, LAY_Q6_K = 3 };
+enum { LAY_Q8_0 = 0, LAY_SPLIT = 1, LAY_Q4_0 = 2, LAY_Q6_K = 3, LAY_Q4_K = 4, LAY_Q5_K = 5 };
+
+/* The K layouts with a min per sub-block (unsigned codes) */
+#define LAY_IS_KMIN(lay) ((lay) == LAY_Q4_K || (lay) == LAY_Q5_K)
+/* Bytes per 256-value super-block of a K layout */
+#define LAY_SB_BYTES(lay)                                                                \
+    ((lay) == LAY_Q4_K ? Q_Q4_K_BLOCK_BYTES                                              \
+     : (lay) == LAY_Q5_K ? Q_Q5_K_BLOCK_BYTES                                            \
+                         : Q_Q6_K_BLOCK_BYTES)
 
 /* Bytes per 32-value block of a blocked layout (Q8_0, Q4_0) */
 #define LAY_BLOCK_BYTES(lay) ((lay) == LAY_Q4_0 ? Q_Q4_0_BLOCK_BYTES : Q_Q8_0_BLOCK_BYTES)
@@ -262,6 +274,8 @@ QA_INLINE float q_wscale(qrows *wr, int r, size_t b, int lay)
     uint16_t h;
     if (lay == LAY_Q6_K) /* the super-block's d */
         memcpy(&h, wr->row[r] + b / 8 * Q_Q6_K_BLOCK_BYTES + Q_Q6_K_D, 2);
+    else if (LAY_IS_KMIN(lay)) /* the super-block's d (its dmin: q_kmins) */
+        memcpy(&h, wr->row[r] + b / 8 * LAY_SB_BYTES(lay), 2);
     else
         memcpy(&h, wr->row[r] + b * LAY_BLOCK_BYTES(lay), 2);
     return _cvtsh_ss(h);
@@ -333,6 +347,10 @@ QA_INLINE __m256i q_wblock(const qrows *wr, int r, size_t b, int lay)
         return q_unpack_q4_0(wr->row[r] + b * Q_Q4_0_BLOCK_BYTES + 2);
     if (lay == LAY_Q6_K) /* block b % 8 of its super-block */
         return q_unpack_q6_k(wr->row[r] + b / 8 * Q_Q6_K_BLOCK_BYTES, b % 8);
+    if (lay == LAY_Q4_K) /* sub-block b % 8, codes in [0, 15] */
+        return q_unpack_q4_k(wr->row[r] + b / 8 * Q_Q4_K_BLOCK_BYTES, b % 8);
+    if (lay == LAY_Q5_K) /* sub-block b % 8, codes in [0, 31] */
+        return q_unpack_q5_k(wr->row[r] + b / 8 * Q_Q5_K_BLOCK_BYTES, b % 8);
     const unsigned char *p = lay == LAY_SPLIT ? wr->row[r] + b * Q_QBLOCK
                                               : wr->row[r] + b * Q_Q8_0_BLOCK_BYTES + 2;
     return _mm256_loadu_si256((const __m256i *)(const void *)p);
@@ -356,6 +374,73 @@ QA_INLINE __m256i q_block_dot(__m256i aw, __m256i wv, __m256i m, const int8_t *x
 {
     __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xq);
     return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), m);
+}
+
+/* 8 exact int32 partial sums of the unsigned codes w (Q4_K, Q5_K: <= 31) times a 32-value
+ * activation block: maddubs (u8 x s8, |pair| <= 2 * 31 * 128) then madd with ones. */
+QA_INLINE __m256i q_block_dot_u(__m256i w, const int8_t *xq)
+{
+    __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xq);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, xv), _mm256_set1_epi16(1));
+}
+
+/* The 8 block sums of a chunk's activations (lane k: sum of block c+k's 32 int8), exact,
+ * as float (|sum| <= 32 * 128) */
+QA_INLINE __m256 q_xsums8(const int8_t *xq)
+{
+    __m256i v[8];
+#pragma GCC unroll 8
+    for (size_t k = 0; k < 8; k++)
+        v[k] = q_block_dot_u(_mm256_set1_epi8(1), xq + k * Q_QBLOCK);
+    return _mm256_cvtepi32_ps(q_sum8x8(v));
+}
+
+/*
+ * One chunk of a Q4_K / Q5_K tile: a whole super-block (8 blocks c .. c+8, one d and one
+ * dmin). For each output: the 8 exact code sums sum(code * x) (lane k: block c+k) times
+ * the 8 6-bit scales (exact int32), as float, FMA'd with d * xd; then the 8 mins times the
+ * 8 exact activation block sums (exact in float), FNMA'd with dmin * xd: the reference's
+ * two terms, in the same order for every output.
+ */
+QA_INLINE void qchunk_kmin(__m256 (*acc)[MAX_T], const qrows *wr, const int8_t *const *xq,
+                           const float *const *xd, size_t c, int R, int T, int lay)
+{
+    __m256 dv[MAX_R], dminv[MAX_R], minv[MAX_R], xdv[MAX_T], xsv[MAX_T];
+    __m256i scv[MAX_R], wv[MAX_R][8];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        const unsigned char *sb = wr->row[r] + c / 8 * LAY_SB_BYTES(lay);
+        uint16_t h[2];
+        memcpy(h, sb, 4);
+        dv[r] = _mm256_set1_ps(_cvtsh_ss(h[0]));
+        dminv[r] = _mm256_set1_ps(_cvtsh_ss(h[1]));
+        __m128i sm = q_k_scales_mins(sb + Q_QK_SCALES);
+        scv[r] = _mm256_cvtepu8_epi32(sm);
+        minv[r] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
+        if (T > 1)
+#pragma GCC unroll 8
+            for (size_t k = 0; k < 8; k++)
+                wv[r][k] = q_wblock(wr, r, c + k, lay);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        xdv[t] = _mm256_loadu_ps(xd[t] + c);
+        xsv[t] = q_xsums8(xq[t] + c * Q_QBLOCK);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            __m256i v[8]; /* (8) the chunk's block partial sums */
+#pragma GCC unroll 8
+            for (size_t k = 0; k < 8; k++)
+                v[k] = q_block_dot_u(T > 1 ? wv[r][k] : q_wblock(wr, r, c + k, lay),
+                                     xq[t] + (c + k) * Q_QBLOCK);
+            __m256 qs = _mm256_cvtepi32_ps(_mm256_mullo_epi32(q_sum8x8(v), scv[r]));
+            acc[r][t] = _mm256_fmadd_ps(qs, _mm256_mul_ps(dv[r], xdv[t]), acc[r][t]);
+            acc[r][t] = _mm256_fnmadd_ps(_mm256_mul_ps(minv[r], xsv[t]),
+                                         _mm256_mul_ps(dminv[r], xdv[t]), acc[r][t]);
+        }
 }
 
 /*
@@ -461,9 +546,9 @@ QA_INLINE void qtile(float *const *outs, const qrows *wr_in, const int8_t *const
      * rows (816 bytes at 768 Q8_0 columns) are too short for the hardware prefetcher to
      * ramp up on each; a linear software stream one tile ahead is not (kernel_bench: cold
      * decode 7.5-9.4 -> 10-12.3 GB/s). Prefetches never fault, past the end included. */
-    size_t tile_bytes = (size_t)R * (lay == LAY_SPLIT  ? n
-                                     : lay == LAY_Q6_K ? nb / 8 * Q_Q6_K_BLOCK_BYTES
-                                                       : nb * LAY_BLOCK_BYTES(lay));
+    size_t tile_bytes = (size_t)R * (lay == LAY_SPLIT                       ? n
+                                     : lay == LAY_Q6_K || LAY_IS_KMIN(lay) ? nb / 8 * LAY_SB_BYTES(lay)
+                                                                           : nb * LAY_BLOCK_BYTES(lay));
     size_t full_chunks = nb / 8 > 0 ? nb / 8 : 1;
     size_t pf_step = (tile_bytes + full_chunks - 1) / full_chunks; /* bytes per chunk */
     uintptr_t pf = (uintptr_t)wr->row[0] + tile_bytes; /* an address only: never read */
@@ -473,9 +558,12 @@ QA_INLINE void qtile(float *const *outs, const qrows *wr_in, const int8_t *const
                 _mm_prefetch((const char *)(pf + o), _MM_HINT_T0);
             pf += pf_step;
         }
-        qchunk(acc, wr, xq, xd, c, 8, R, T, lay);
+        if (LAY_IS_KMIN(lay)) /* rows of whole super-blocks: every chunk is full */
+            qchunk_kmin(acc, wr, xq, xd, c, R, T, lay);
+        else
+            qchunk(acc, wr, xq, xd, c, 8, R, T, lay);
     }
-    if (c < nb)
+    if (c < nb && !LAY_IS_KMIN(lay))
         qchunk(acc, wr, xq, xd, c, nb - c, R, T, lay);
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
@@ -511,6 +599,16 @@ QTILE(8, 1, LAY_Q6_K, q6k_8x1)
 QTILE(4, 1, LAY_Q6_K, q6k_4x1)
 QTILE(1, QT, LAY_Q6_K, q6k_1xT)
 QTILE(1, 1, LAY_Q6_K, q6k_1x1)
+QTILE(4, QT, LAY_Q4_K, q4k_4xT)
+QTILE(8, 1, LAY_Q4_K, q4k_8x1)
+QTILE(4, 1, LAY_Q4_K, q4k_4x1)
+QTILE(1, QT, LAY_Q4_K, q4k_1xT)
+QTILE(1, 1, LAY_Q4_K, q4k_1x1)
+QTILE(4, QT, LAY_Q5_K, q5k_4xT)
+QTILE(8, 1, LAY_Q5_K, q5k_8x1)
+QTILE(4, 1, LAY_Q5_K, q5k_4x1)
+QTILE(1, QT, LAY_Q5_K, q5k_1xT)
+QTILE(1, 1, LAY_Q5_K, q5k_1x1)
 
 typedef void (*qtile_fn)(float *const *outs, const qrows *wr, const int8_t *const *xq,
                          const float *const *xd, size_t n);
@@ -528,6 +626,10 @@ static void qrows_at(qrows *wr, const q_tensor *w, size_t i, int R)
             wr->row[r] = base + row * (n / Q_QBLOCK) * Q_Q4_0_BLOCK_BYTES;
         } else if (w->type == Q_TENSOR_Q6_K) {
             wr->row[r] = base + row * (n / Q_QK_K) * Q_Q6_K_BLOCK_BYTES;
+        } else if (w->type == Q_TENSOR_Q4_K) {
+            wr->row[r] = base + row * (n / Q_QK_K) * Q_Q4_K_BLOCK_BYTES;
+        } else if (w->type == Q_TENSOR_Q5_K) {
+            wr->row[r] = base + row * (n / Q_QK_K) * Q_Q5_K_BLOCK_BYTES;
         } else {
             size_t e0 = row * n; /* flat index of the row's first value */
             wr->row[r] = base + e0;
@@ -554,16 +656,20 @@ static void matmul_int8(float *out, size_t out_stride, const q_tensor *w, size_t
                         const q_act *x)
 {
     size_t n = w->cols, nt = x->n_rows, nb = n / Q_QBLOCK;
-    static const qtile_fn tiles[4][5] = {
+    static const qtile_fn tiles[6][5] = {
         /* 4 x QT, 4 x 1, 1 x QT, 1 x 1, 8 x 1 */
         [LAY_Q8_0] = {q80_4xT, q80_4x1, q80_1xT, q80_1x1, q80_8x1},
         [LAY_SPLIT] = {q8s_4xT, q8s_4x1, q8s_1xT, q8s_1x1, q8s_8x1},
         [LAY_Q4_0] = {q40_4xT, q40_4x1, q40_1xT, q40_1x1, q40_8x1},
         [LAY_Q6_K] = {q6k_4xT, q6k_4x1, q6k_1xT, q6k_1x1, q6k_8x1},
+        [LAY_Q4_K] = {q4k_4xT, q4k_4x1, q4k_1xT, q4k_1x1, q4k_8x1},
+        [LAY_Q5_K] = {q5k_4xT, q5k_4x1, q5k_1xT, q5k_1x1, q5k_8x1},
     };
     int lay = w->type == Q_TENSOR_Q8_SPLIT ? LAY_SPLIT
               : w->type == Q_TENSOR_Q4_0   ? LAY_Q4_0
               : w->type == Q_TENSOR_Q6_K   ? LAY_Q6_K
+              : w->type == Q_TENSOR_Q4_K   ? LAY_Q4_K
+              : w->type == Q_TENSOR_Q5_K   ? LAY_Q5_K
                                            : LAY_Q8_0;
     qtile_fn big = tiles[lay][0], rows4 = tiles[lay][1], toksT = tiles[lay][2],
              one = tiles[lay][3], rows8 = tiles[lay][4];
@@ -643,6 +749,8 @@ void q_avx2_matmul(float *out, size_t out_stride, const q_tensor *w, size_t r0, 
         return;
     case Q_TENSOR_Q8_0:
     case Q_TENSOR_Q4_0:
+    case Q_TENSOR_Q4_K:
+    case Q_TENSOR_Q5_K:
     case Q_TENSOR_Q6_K:
     case Q_TENSOR_Q8_SPLIT:
         if (x->q != NULL && q_kernels_wants_q8(w)) {

@@ -748,6 +748,10 @@ void q_avx512_matmul(float *out, size_t out_stride, const q_tensor *w, size_t r0
     case Q_TENSOR_BF16:
         matmul_float(out, out_stride, w, r0, r1, x, Q_FK_BF16);
         return;
+    case Q_TENSOR_Q4_K:
+    case Q_TENSOR_Q5_K: /* the AVX2 tiles */
+        q_avx2_matmul(out, out_stride, w, r0, r1, x);
+        return;
     case Q_TENSOR_Q8_0:
     case Q_TENSOR_Q4_0:
     case Q_TENSOR_Q6_K:

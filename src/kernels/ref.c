@@ -12,6 +12,9 @@
  *   Q4_0      per row cols/32 blocks of {binary16 scale d; uint8 qs[16]} (18 bytes): weight
  *             j is d * (code - 8), code = low nibble of qs[j] for j < 16, high nibble of
  *             qs[j - 16] for j >= 16
+ *   Q4_K,     per row cols/256 super-blocks (kernels_internal.h): weight l of 32-weight
+ *   Q5_K      sub-block s is d * sc_s * code - dmin * m_s, 6-bit sc_s and m_s, 4-bit
+ *             (Q4_K) or 5-bit (Q5_K) unsigned code
  *   Q6_K      per row cols/256 super-blocks (kernels_internal.h): weight j is
  *             d * scales[j / 16] * (6-bit code - 32)
  *   Q8_SPLIT  rows*cols int8 q, then rows*cols/group_size float32 scales; flat element e
@@ -19,7 +22,9 @@
  *
  * Sums run in float, in index order (as llama2.c's matmul). The integer path (quantized
  * activations, q_kernels_wants_q8) sums each 32-value block exactly in int32, then adds
- * (float)isum * (weight scale * activation scale) block by block in order.
+ * (float)isum * (weight scale * activation scale) block by block in order. Q4_K / Q5_K
+ * blocks (one sub-block each) have two exact sums, sc * sum(code * x) and m * sum(x), and
+ * add (float)(sc * isum) * (d * xd) - (float)(m * xsum) * (dmin * xd).
  */
 #include "qorus_kernels.h"
 
@@ -168,6 +173,55 @@ static float dot_q6_k_int(const unsigned char *sb, const int8_t *xq, const float
     return val;
 }
 
+/* Code j (0..255) of a Q4_K (q5 == 0) or Q5_K super-block */
+static unsigned k_code(const unsigned char *blk, size_t j, int q5)
+{
+    return q5 ? q_q5_k_code(blk, j) : q_q4_k_code(blk, j);
+}
+
+/* W row (n/256 Q4_K or Q5_K super-blocks of bb bytes) . x (n float32): per 32-weight
+ * sub-block, d * sum((sc * code) * x) - dmin * (m * sum(x)) */
+static float dot_k_float(const unsigned char *sb, size_t bb, int q5, const float *x, size_t n)
+{
+    float val = 0.0f;
+    for (size_t b = 0; b < n / Q_QBLOCK; b++) {
+        const unsigned char *blk = sb + b / 8 * bb;
+        const float *xb = x + b * Q_QBLOCK;
+        unsigned sc, m;
+        q_k_scale_min(blk + Q_QK_SCALES, b % 8, &sc, &m);
+        float sum_q = 0.0f, sum_x = 0.0f;
+        for (size_t k = 0; k < Q_QBLOCK; k++) {
+            sum_q += (float)(sc * k_code(blk, b % 8 * Q_QBLOCK + k, q5)) * xb[k];
+            sum_x += xb[k];
+        }
+        val += sum_q * q_load_f16(blk) - ((float)m * sum_x) * q_load_f16(blk + 2);
+    }
+    return val;
+}
+
+/* W row (n/256 Q4_K or Q5_K super-blocks) . x (n int8 in blocks of 32 with scales xd): per
+ * block (= sub-block), the exact isum = sum(code * x) and xsum = sum(x), then
+ * (float)(sc * isum) * (d * xd) - (float)(m * xsum) * (dmin * xd) */
+static float dot_k_int(const unsigned char *sb, size_t bb, int q5, const int8_t *xq,
+                       const float *xd, size_t n)
+{
+    float val = 0.0f;
+    for (size_t b = 0; b < n / Q_QBLOCK; b++) {
+        const unsigned char *blk = sb + b / 8 * bb;
+        unsigned sc, m;
+        q_k_scale_min(blk + Q_QK_SCALES, b % 8, &sc, &m);
+        int32_t isum = 0, xsum = 0;
+        for (size_t k = 0; k < Q_QBLOCK; k++) {
+            int32_t xk = xq[b * Q_QBLOCK + k];
+            isum += (int32_t)k_code(blk, b % 8 * Q_QBLOCK + k, q5) * xk;
+            xsum += xk;
+        }
+        val += (float)((int32_t)sc * isum) * (q_load_f16(blk) * xd[b]) -
+               (float)((int32_t)m * xsum) * (q_load_f16(blk + 2) * xd[b]);
+    }
+    return val;
+}
+
 /* Row i of a Q8_SPLIT tensor . x (cols float32), one scale group (or the part of it in
  * this row) at a time */
 static float dot_q8_split_float(const q_tensor *t, size_t i, const float *x)
@@ -239,6 +293,15 @@ static float dot_row(const q_tensor *w, size_t i, const q_act *x, size_t t)
         if (use_int)
             return dot_q6_k_int(row, x->q + t * n, x->d + t * (n / Q_QBLOCK), n);
         return dot_q6_k_float(row, xf, n);
+    }
+    case Q_TENSOR_Q4_K:
+    case Q_TENSOR_Q5_K: {
+        int q5 = w->type == Q_TENSOR_Q5_K;
+        size_t bb = q5 ? Q_Q5_K_BLOCK_BYTES : Q_Q4_K_BLOCK_BYTES;
+        const unsigned char *row = base + i * (n / Q_QK_K) * bb;
+        if (use_int)
+            return dot_k_int(row, bb, q5, x->q + t * n, x->d + t * (n / Q_QBLOCK), n);
+        return dot_k_float(row, bb, q5, xf, n);
     }
     case Q_TENSOR_Q8_SPLIT:
         if (use_int)

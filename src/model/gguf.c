@@ -19,10 +19,16 @@
  *      d. uint32 ggml type: 0 F32, 1 F16, 8 Q8_0 (blocks of 32 along ne[0]: f16 scale then
  *         32 int8, 34 bytes), 2 Q4_0 (blocks of 32 along ne[0]: f16 scale d then 16 bytes,
  *         byte j holding weight j in its low nibble and weight j + 16 in its high nibble,
- *         each d * (nibble - 8); 18 bytes), 14 Q6_K (super-blocks of 256 along ne[0]:
- *         ql[128] low 4 bits, qh[64] high 2 bits of the 6-bit codes, int8 scales[16], f16 d;
- *         210 bytes; see src/kernels/kernels_internal.h for the bit order), 30 BF16 (bfloat16, 2 bytes: the high half of a
- *         float32)
+ *         each d * (nibble - 8); 18 bytes), 12 Q4_K (super-blocks of 256 along ne[0]:
+ *         f16 d, f16 dmin, scales[12] holding eight 6-bit scales and eight 6-bit mins,
+ *         qs[128] 4-bit codes; weight = d * scale * code - dmin * min per 32-weight
+ *         sub-block; 144 bytes), 13 Q5_K (as Q4_K with qh[32], the fifth code bit, before
+ *         qs; 176 bytes), 14 Q6_K (super-blocks of 256 along ne[0]: ql[128] low 4 bits,
+ *         qh[64] high 2 bits of the 6-bit codes, int8 scales[16], f16 d; 210 bytes), 30 BF16
+ *         (bfloat16, 2 bytes: the high half of a float32). The K-quant bit orders are in
+ *         src/kernels/kernels_internal.h. Scales are IEEE binary16 as stored: a NaN or
+ *         infinite scale is allowed by the format and reaches the logits as NaN or Inf,
+ *         which the sampler handles (it never indexes with them).
  *      e. uint64 offset of the data, relative to the data section, a multiple of the
  *         alignment
  *   7. padding to the alignment (general.alignment, uint32, a power of two up to
@@ -400,6 +406,15 @@ static q_error_code q_gguf_tensor_infos(q_gguf *g, uint64_t n_tensors)
             numel /= 32; /* blocks */
             bytes = 18;
             break;
+        case Q_TENSOR_Q4_K:
+        case Q_TENSOR_Q5_K:
+            if (t->ne[0] % 256 != 0)
+                return q_fail_named(g->diag, Q_ERR_BAD_SHAPE,
+                                    t->type == Q_TENSOR_Q4_K ? "Q4_K row of " : "Q5_K row of ",
+                                    t->name, t->name_len, at, (int64_t)t->ne[0]);
+            numel /= 256; /* super-blocks */
+            bytes = t->type == Q_TENSOR_Q4_K ? 144 : 176;
+            break;
         case Q_TENSOR_Q6_K:
             if (t->ne[0] % 256 != 0)
                 return q_fail_named(g->diag, Q_ERR_BAD_SHAPE, "Q6_K row of ", t->name,
@@ -472,7 +487,9 @@ static q_error_code q_gguf_view(const q_gguf *g, const q_gguf_tensor *t, size_t 
     out->rows = rows;
     out->cols = cols;
     out->group_size = t->type == Q_TENSOR_Q8_0 || t->type == Q_TENSOR_Q4_0 ? 32
-                      : t->type == Q_TENSOR_Q6_K                          ? 256
+                      : t->type == Q_TENSOR_Q6_K || t->type == Q_TENSOR_Q4_K ||
+                              t->type == Q_TENSOR_Q5_K
+                          ? 256
                                                                           : 0;
     return Q_OK;
 }

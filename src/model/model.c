@@ -13,6 +13,7 @@
 
 #include "core/checked.h"
 #include "core/os.h"
+#include "kernels/quant_layout.h"
 #include "model/model_internal.h"
 
 q_error_code q_fail(q_diag *diag, q_error_code code, const char *field, uint64_t offset,
@@ -257,33 +258,44 @@ q_error_code q_tensor_read_row(const q_tensor *t, size_t row, float *out)
         return Q_OK;
     }
     case Q_TENSOR_Q4_0: {
-        /* blocks of 32 along the row: f16 scale, then 16 bytes of two 4-bit codes (low
-         * nibbles: values 0..15, high nibbles: 16..31), value = scale * (code - 8) */
+        /* blocks of 32 (18 bytes): f16 scale d, 16 bytes of 4-bit codes; d * (code - 8)
+         * (layout: src/kernels/quant_layout.h) */
         const unsigned char *p = (const unsigned char *)t->data + row * (t->cols / 32) * 18;
         for (i = 0; i < t->cols; i++) {
             const unsigned char *blk = p + (i / 32) * 18;
             float d = q_f16_to_f32((uint16_t)(blk[0] | (blk[1] << 8)));
-            unsigned char b = blk[2 + i % 16];
-            int code = (i % 32 < 16 ? b & 15 : b >> 4) - 8;
-            out[i] = d * (float)code;
+            out[i] = d * (float)q_q4_0_code(blk, i % 32);
         }
         return Q_OK;
     }
     case Q_TENSOR_Q6_K: {
-        /* super-blocks of 256 (210 bytes): ql[128], qh[64], int8 scales[16], f16 d; weight
-         * j = 128h + 32q + l: low 4 bits from ql[64h + 32(q % 2) + l] (low nibble for
-         * q < 2, high for q >= 2), high 2 bits = bits 2q..2q+1 of qh[32h + l]; value =
+        /* super-blocks of 256 (210 bytes): 6-bit codes, int8 scales per 16, f16 d; value =
          * d * scales[j / 16] * (code - 32) */
         const unsigned char *p = (const unsigned char *)t->data + row * (t->cols / 256) * 210;
         for (i = 0; i < t->cols; i++) {
             const unsigned char *blk = p + (i / 256) * 210;
-            size_t j = i % 256, h = j / 128, q = j % 128 / 32, l = j % 32;
-            unsigned lo = blk[64 * h + 32 * (q % 2) + l];
-            lo = q < 2 ? lo & 15u : lo >> 4;
-            unsigned hi = (blk[128 + 32 * h + l] >> (2 * q)) & 3u;
-            int code = (int)(lo | hi << 4) - 32;
-            float d = q_f16_to_f32((uint16_t)(blk[208] | (blk[209] << 8)));
-            out[i] = d * (float)((int)(signed char)blk[192 + j / 16] * code);
+            size_t j = i % 256;
+            float d = q_f16_to_f32((uint16_t)(blk[Q_Q6_K_D] | (blk[Q_Q6_K_D + 1] << 8)));
+            out[i] = d * (float)((int)(int8_t)blk[Q_Q6_K_SCALES + j / 16] * q_q6_k_code(blk, j));
+        }
+        return Q_OK;
+    }
+    case Q_TENSOR_Q4_K:
+    case Q_TENSOR_Q5_K: {
+        /* super-blocks of 256 (144 / 176 bytes): f16 d, f16 dmin, scales[12] (a 6-bit
+         * scale and min per 32-weight sub-block), Q5_K: qh[32], then qs[128]; value =
+         * d * scale * code - dmin * min */
+        size_t bb = t->type == Q_TENSOR_Q4_K ? Q_Q4_K_BLOCK_BYTES : Q_Q5_K_BLOCK_BYTES;
+        const unsigned char *p = (const unsigned char *)t->data + row * (t->cols / 256) * bb;
+        for (i = 0; i < t->cols; i++) {
+            const unsigned char *blk = p + (i / 256) * bb;
+            size_t j = i % 256;
+            unsigned sc, mn;
+            q_k_scale_min(blk + Q_QK_SCALES, j / 32, &sc, &mn);
+            unsigned code = t->type == Q_TENSOR_Q4_K ? q_q4_k_code(blk, j) : q_q5_k_code(blk, j);
+            float d = q_f16_to_f32((uint16_t)(blk[0] | (blk[1] << 8)));
+            float dmin = q_f16_to_f32((uint16_t)(blk[2] | (blk[3] << 8)));
+            out[i] = d * (float)(sc * code) - dmin * (float)mn;
         }
         return Q_OK;
     }

@@ -1,6 +1,7 @@
 /*
  * Kernel unit tests: F16 and BF16 conversion (exhaustive round trip, rounding), and
- * q_matvec / q_tensor_row on F32, F16, BF16, Q8_0, Q4_0, Q6_K and Q8_SPLIT weights stored at unaligned addresses,
+ * q_matvec / q_tensor_row on F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K and Q8_SPLIT weights
+ * stored at unaligned addresses,
  * against a double-precision reference over the dequantized values.
  */
 #include <float.h>
@@ -87,7 +88,7 @@ static void test_bf16(void)
 typedef struct fixture {
     size_t rows, cols, gs;
     float *ref;            /* (rows, cols) the values the quantized layouts stand for */
-    unsigned char *f32, *f16, *bf16, *q80, *q40, *q6k, *q8s, *q8s_scales;
+    unsigned char *f32, *f16, *bf16, *q80, *q40, *q4k, *q5k, *q6k, *q8s, *q8s_scales;
 } fixture;
 
 static void make_fixture(fixture *fx, size_t rows, size_t cols, size_t gs)
@@ -102,7 +103,9 @@ static void make_fixture(fixture *fx, size_t rows, size_t cols, size_t gs)
     fx->bf16 = malloc(n * 2 + 1);
     fx->q80 = malloc(n / 32 * 34 + 1);
     fx->q40 = malloc(n / 32 * 18 + 1);
-    fx->q6k = malloc(n / 256 * 210 + 1); /* used when cols % 256 == 0 */
+    fx->q4k = malloc(n / 256 * 144 + 1); /* the K layouts: used when cols % 256 == 0 */
+    fx->q5k = malloc(n / 256 * 176 + 1);
+    fx->q6k = malloc(n / 256 * 210 + 1);
     fx->q8s = malloc(n + 1);
     fx->q8s_scales = malloc(n / gs * 4 + 1);
     float *w = malloc(n * sizeof(float));
@@ -190,6 +193,22 @@ static void make_fixture(fixture *fx, size_t rows, size_t cols, size_t gs)
             }
         }
     }
+    /* Q4_K, Q5_K (when cols % 256 == 0): random bytes (any scale, min and code) with a
+     * small f16 d and dmin; ref holds what they stand for only for the type being tested,
+     * read back field by field in reference_values */
+    if (cols % 256 == 0) {
+        for (size_t s = 0; s < n / 256; s++) {
+            unsigned char *b4 = fx->q4k + 1 + s * 144, *b5 = fx->q5k + 1 + s * 176;
+            for (size_t j = 0; j < 176; j++) {
+                if (j < 144)
+                    b4[j] = (unsigned char)(q_random_u32(&rng) >> 24);
+                b5[j] = (unsigned char)(q_random_u32(&rng) >> 24);
+            }
+            uint16_t h[2] = {q_f32_to_f16(frand() * 0.004f), q_f32_to_f16(frand() * 0.02f)};
+            memcpy(b4, h, 4);
+            memcpy(b5, h, 4);
+        }
+    }
     /* Q8_SPLIT: int8 of the whole tensor, then one float scale per flat group */
     for (size_t g = 0; g < n / gs; g++) {
         float amax = 0.0f;
@@ -213,6 +232,8 @@ static void free_fixture(fixture *fx)
     free(fx->bf16);
     free(fx->q80);
     free(fx->q40);
+    free(fx->q4k);
+    free(fx->q5k);
     free(fx->q6k);
     free(fx->q8s);
     free(fx->q8s_scales);
@@ -260,6 +281,26 @@ static void reference_values(const fixture *fx, q_tensor_type type, float *out)
                      (float)((int8_t)blk[192 + j / 16] * code);
             break;
         }
+        case Q_TENSOR_Q4_K:
+        case Q_TENSOR_Q5_K: { /* d * sc * code - dmin * m, fields read one by one */
+            int q5 = type == Q_TENSOR_Q5_K;
+            size_t row = e / fx->cols, c = e % fx->cols, bb = q5 ? 176 : 144;
+            const unsigned char *blk = (q5 ? fx->q5k : fx->q4k) + 1 +
+                                       (row * (fx->cols / 256) + c / 256) * bb;
+            size_t j = c % 256, sub = j / 32, l = j % 32;
+            const unsigned char *sc6 = blk + 4;
+            unsigned sc = sub < 4 ? sc6[sub] & 63u
+                                  : (sc6[sub + 4] & 15u) | (unsigned)(sc6[sub - 4] >> 6) << 4;
+            unsigned mn = sub < 4 ? sc6[sub + 4] & 63u
+                                  : (unsigned)(sc6[sub + 4] >> 4) | (unsigned)(sc6[sub] >> 6) << 4;
+            unsigned byte = blk[(q5 ? 48 : 16) + 32 * (sub / 2) + l];
+            unsigned code = (sub % 2 == 0 ? byte & 15u : byte >> 4) |
+                            (q5 ? ((blk[16 + l] >> sub) & 1u) << 4 : 0u);
+            float d = q_f16_to_f32((uint16_t)(blk[0] | (blk[1] << 8)));
+            float dmin = q_f16_to_f32((uint16_t)(blk[2] | (blk[3] << 8)));
+            out[e] = d * (float)(sc * code) - dmin * (float)mn;
+            break;
+        }
         case Q_TENSOR_Q8_SPLIT: {
             int8_t q;
             float s;
@@ -281,6 +322,8 @@ static q_tensor view(const fixture *fx, q_tensor_type type)
     case Q_TENSOR_BF16: t.data = fx->bf16 + 1; break;
     case Q_TENSOR_Q8_0: t.data = fx->q80 + 1; t.group_size = 32; break;
     case Q_TENSOR_Q4_0: t.data = fx->q40 + 1; t.group_size = 32; break;
+    case Q_TENSOR_Q4_K: t.data = fx->q4k + 1; t.group_size = 256; break;
+    case Q_TENSOR_Q5_K: t.data = fx->q5k + 1; t.group_size = 256; break;
     case Q_TENSOR_Q6_K: t.data = fx->q6k + 1; t.group_size = 256; break;
     case Q_TENSOR_Q8_SPLIT:
         t.data = fx->q8s + 1;
@@ -300,10 +343,12 @@ static void test_matvec(size_t rows, size_t cols, size_t gs)
     float *row = malloc(cols * sizeof(float));
     for (size_t j = 0; j < cols; j++)
         x[j] = frand();
-    const q_tensor_type types[7] = {Q_TENSOR_F32,  Q_TENSOR_F16,  Q_TENSOR_BF16, Q_TENSOR_Q8_0,
-                                    Q_TENSOR_Q4_0, Q_TENSOR_Q6_K, Q_TENSOR_Q8_SPLIT};
-    for (int k = 0; k < 7; k++) {
-        if (types[k] == Q_TENSOR_Q6_K && cols % 256 != 0)
+    const q_tensor_type types[9] = {Q_TENSOR_F32,  Q_TENSOR_F16,  Q_TENSOR_BF16,
+                                    Q_TENSOR_Q8_0, Q_TENSOR_Q4_0, Q_TENSOR_Q4_K,
+                                    Q_TENSOR_Q5_K, Q_TENSOR_Q6_K, Q_TENSOR_Q8_SPLIT};
+    for (int k = 0; k < 9; k++) {
+        if ((types[k] == Q_TENSOR_Q4_K || types[k] == Q_TENSOR_Q5_K ||
+             types[k] == Q_TENSOR_Q6_K) && cols % 256 != 0)
             continue;
         q_tensor t = view(&fx, types[k]);
         reference_values(&fx, types[k], fx.ref);
@@ -367,7 +412,7 @@ int main(void)
     test_matvec(5, 64, 32);   /* Q8_SPLIT groups align with rows */
     test_matvec(4, 96, 64);   /* Q8_SPLIT groups span rows (96 * 4 / 64 = 6 groups) */
     test_matvec(33, 160, 160);
-    test_matvec(3, 512, 64); /* Q6_K: two super-blocks per row */
+    test_matvec(3, 512, 64); /* Q4_K, Q5_K, Q6_K: two super-blocks per row */
     test_checks();
     return check_result("test_kernels");
 }

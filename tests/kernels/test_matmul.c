@@ -53,7 +53,7 @@ static float next_f(void)
 
 static const q_tensor_type all_types[] = {Q_TENSOR_F32,  Q_TENSOR_F16,  Q_TENSOR_BF16,
                                           Q_TENSOR_Q8_0, Q_TENSOR_Q4_0, Q_TENSOR_Q8_SPLIT};
-/* Q6_K needs rows of whole 256-weight super-blocks: its own shapes below */
+/* Q4_K, Q5_K and Q6_K need rows of whole 256-weight super-blocks: their own shapes below */
 static const char *type_name(q_tensor_type t)
 {
     switch (t) {
@@ -67,6 +67,10 @@ static const char *type_name(q_tensor_type t)
         return "Q8_0";
     case Q_TENSOR_Q4_0:
         return "Q4_0";
+    case Q_TENSOR_Q4_K:
+        return "Q4_K";
+    case Q_TENSOR_Q5_K:
+        return "Q5_K";
     case Q_TENSOR_Q6_K:
         return "Q6_K";
     case Q_TENSOR_Q8_SPLIT:
@@ -100,6 +104,14 @@ static void wbuf_make(wbuf *b, q_tensor_type type, size_t rows, size_t cols, siz
     case Q_TENSOR_Q4_0:
         data_bytes = count / 32 * Q_Q4_0_BLOCK_BYTES;
         gs = 32;
+        break;
+    case Q_TENSOR_Q4_K:
+        data_bytes = count / 256 * Q_Q4_K_BLOCK_BYTES;
+        gs = 256;
+        break;
+    case Q_TENSOR_Q5_K:
+        data_bytes = count / 256 * Q_Q5_K_BLOCK_BYTES;
+        gs = 256;
         break;
     case Q_TENSOR_Q6_K:
         data_bytes = count / 256 * Q_Q6_K_BLOCK_BYTES;
@@ -159,6 +171,18 @@ static void wbuf_make(wbuf *b, q_tensor_type type, size_t rows, size_t cols, siz
             memcpy(blk + Q_Q6_K_D, &h, 2);
         }
         break;
+    case Q_TENSOR_Q4_K:
+    case Q_TENSOR_Q5_K: { /* any scale, min and code bits; small d and dmin of either sign */
+        size_t bb = type == Q_TENSOR_Q4_K ? Q_Q4_K_BLOCK_BYTES : Q_Q5_K_BLOCK_BYTES;
+        for (size_t k = 0; k < count / 256; k++) {
+            unsigned char *blk = data + k * bb;
+            for (size_t j = 4; j < bb; j++)
+                blk[j] = (unsigned char)next_u32();
+            uint16_t h[2] = {q_f32_to_f16(next_f() * 0.004f), q_f32_to_f16(next_f() * 0.02f)};
+            memcpy(blk, h, 4);
+        }
+        break;
+    }
     case Q_TENSOR_Q8_SPLIT:
         for (size_t e = 0; e < count; e++)
             data[e] = (unsigned char)next_u32();
@@ -238,6 +262,9 @@ static double weight_at(const q_tensor *w, size_t i, size_t j, int use_int, doub
         *scale = q_load_f16(blk + Q_Q6_K_D);
         return (double)((int8_t)blk[Q_Q6_K_SCALES + jj / 16] * code);
     }
+    case Q_TENSOR_Q4_K:
+    case Q_TENSOR_Q5_K: /* two terms: k_terms */
+        return 0.0;
     case Q_TENSOR_Q8_SPLIT:
         *scale = q_load_f32((const unsigned char *)w->scales + e / w->group_size * 4);
         return (int8_t)base[e];
@@ -246,13 +273,63 @@ static double weight_at(const q_tensor *w, size_t i, size_t j, int use_int, doub
     return 0.0;
 }
 
+/* Weight (i, j) of a Q4_K / Q5_K tensor as its two terms, read field by field here:
+ * value = a * a_scale - b * b_scale with a = scale * code (integer), a_scale = d,
+ * b = min (integer), b_scale = dmin. */
+static void k_terms(const q_tensor *w, size_t i, size_t j, double *a, double *a_scale,
+                    double *b, double *b_scale)
+{
+    int q5 = w->type == Q_TENSOR_Q5_K;
+    size_t bb = q5 ? Q_Q5_K_BLOCK_BYTES : Q_Q4_K_BLOCK_BYTES, n = w->cols;
+    const unsigned char *blk =
+        (const unsigned char *)w->data + (i * (n / 256) + j / 256) * bb;
+    size_t jj = j % 256, s = jj / 32, l = jj % 32;
+    const unsigned char *scales = blk + 4;
+    unsigned sc, m;
+    if (s < 4) {
+        sc = scales[s] & 63u;
+        m = scales[s + 4] & 63u;
+    } else {
+        sc = (scales[s + 4] & 15u) | (unsigned)(scales[s - 4] >> 6) << 4;
+        m = (unsigned)(scales[s + 4] >> 4) | (unsigned)(scales[s] >> 6) << 4;
+    }
+    unsigned byte = blk[(q5 ? 48 : 16) + 32 * (s / 2) + l];
+    unsigned code = s % 2 == 0 ? byte & 15u : byte >> 4;
+    if (q5)
+        code |= ((blk[16 + l] >> s) & 1u) << 4;
+    *a = (double)(sc * code);
+    *a_scale = q_load_f16(blk);
+    *b = (double)m;
+    *b_scale = q_load_f16(blk + 2);
+}
+
 /* Oracle (double) for out[t][i] and the bound's S. */
 static double oracle(const q_tensor *w, size_t i, const q_act *x, size_t t, double *s_abs)
 {
     int use_int = x->q != NULL && q_kernels_wants_q8(w);
     size_t n = w->cols;
     double sum = 0.0, sabs = 0.0;
+    int kmin = w->type == Q_TENSOR_Q4_K || w->type == Q_TENSOR_Q5_K;
     for (size_t j = 0; j < n; j++) {
+        if (kmin) { /* a term per part: a * d * x and -b * dmin * x */
+            double a, as, b, bs, xv;
+            float sa, sb;
+            k_terms(w, i, j, &a, &as, &b, &bs);
+            if (use_int) {
+                float xd = x->d[t * (n / 32) + j / 32];
+                sa = (float)as * xd;
+                sb = (float)bs * xd;
+                xv = x->q[t * n + j];
+            } else {
+                sa = (float)as;
+                sb = (float)bs;
+                xv = x->f[t * n + j];
+            }
+            double ta = a * xv * (double)sa, tb = -b * xv * (double)sb;
+            sum += ta + tb;
+            sabs += fabs(ta) + fabs(tb);
+            continue;
+        }
         double ws, wv = weight_at(w, i, j, use_int, &ws), term;
         if (use_int) {
             /* (float)isum * (float)(ws * xd): the scale product is a float in every table */
@@ -435,20 +512,24 @@ static void test_matmul_shapes(void)
     run_shape(Q_TENSOR_Q8_0, 67, 768, 32, 5, 17, 1, 0);
     run_shape(Q_TENSOR_Q4_0, 67, 768, 32, 5, 19, 1, 0);
     run_shape(Q_TENSOR_Q4_0, 67, 2048, 32, 1, 23, 1, 0);
-    /* Q6_K: one to eight super-blocks per row; decode (8x1 tiles and edges), prefill
-     * (4xT and edges), float activations, raw int8 activations with -128 */
+    /* Q4_K, Q5_K, Q6_K: one to eight super-blocks per row; decode (8x1 tiles and edges),
+     * prefill (4xT and edges), float activations, raw int8 activations with -128 */
     {
+        static const q_tensor_type k_types[] = {Q_TENSOR_Q4_K, Q_TENSOR_Q5_K, Q_TENSOR_Q6_K};
         static const size_t q6_cols[] = {256, 512, 768, 2048};
         static const size_t q6_nts[] = {1, 2, 3, 4, 5, 9, 17};
-        for (size_t ci = 0; ci < sizeof q6_cols / sizeof q6_cols[0]; ci++)
-            for (size_t ni = 0; ni < sizeof q6_nts / sizeof q6_nts[0]; ni++) {
-                size_t rows = 1 + (ci * 7 + ni * 3) % 13, off = (ci * 11 + ni * 5) % 64;
-                run_shape(Q_TENSOR_Q6_K, rows, q6_cols[ci], 256, q6_nts[ni], off, 1, 0);
-                if (q6_nts[ni] <= 3) {
-                    run_shape(Q_TENSOR_Q6_K, rows, q6_cols[ci], 256, q6_nts[ni], off, 0, 0);
-                    run_shape(Q_TENSOR_Q6_K, rows, q6_cols[ci], 256, q6_nts[ni], off, 1, 1);
+        for (size_t ki = 0; ki < sizeof k_types / sizeof k_types[0]; ki++)
+            for (size_t ci = 0; ci < sizeof q6_cols / sizeof q6_cols[0]; ci++)
+                for (size_t ni = 0; ni < sizeof q6_nts / sizeof q6_nts[0]; ni++) {
+                    q_tensor_type ty = k_types[ki];
+                    size_t rows = 1 + (ci * 7 + ni * 3 + ki) % 13,
+                           off = (ci * 11 + ni * 5 + ki * 3) % 64;
+                    run_shape(ty, rows, q6_cols[ci], 256, q6_nts[ni], off, 1, 0);
+                    if (q6_nts[ni] <= 3) {
+                        run_shape(ty, rows, q6_cols[ci], 256, q6_nts[ni], off, 0, 0);
+                        run_shape(ty, rows, q6_cols[ci], 256, q6_nts[ni], off, 1, 1);
+                    }
                 }
-            }
     }
     run_shape(Q_TENSOR_Q8_SPLIT, 67, 768, 64, 3, 33, 1, 0);
     /* the AVX-512 table's own edges (matmul_avx512.c): int8 prefill keeps 16 tokens in the
