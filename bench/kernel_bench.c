@@ -119,6 +119,13 @@ static size_t data_bytes(q_tensor_type type, size_t count)
     return 0;
 }
 
+/* True for the types whose matmul takes int8 activations (q_kernels_wants_q8 at these
+ * shapes): the forward pass quantizes its activations for them, so the bench does too */
+static int int8_type(q_tensor_type type)
+{
+    return type != Q_TENSOR_F32 && type != Q_TENSOR_F16 && type != Q_TENSOR_BF16;
+}
+
 /* The k-th copy of the weights in the pool (k wraps around). */
 static q_tensor tensor_at(q_tensor_type type, size_t rows, size_t cols, size_t k)
 {
@@ -222,7 +229,7 @@ static int count_mode(int argc, char **argv)
     for (size_t e = 0; e < nt * cols; e++)
         xf[e] = (float)next_u32() / 4294967296.0f - 0.5f;
     q_kernels_scalar()->quantize_q8(xq, xd, xf, nt * cols);
-    int q8 = tys[ti] == Q_TENSOR_Q8_0 || tys[ti] == Q_TENSOR_Q8_SPLIT;
+    int q8 = int8_type(tys[ti]);
     q_act x = {.f = xf, .q = q8 ? xq : NULL, .d = q8 ? xd : NULL, .cols = cols, .n_rows = nt};
     q_tensor w = tensor_at(tys[ti], rows, cols, 0);
     for (size_t c = 0; c < calls; c++)
@@ -346,7 +353,7 @@ int main(int argc, char **argv)
             q_tensor_type type = types[ti];
             size_t rows = shapes[si].rows, cols = shapes[si].cols;
             size_t bytes = data_bytes(type, rows * cols);
-            int q8 = type == Q_TENSOR_Q8_0 || type == Q_TENSOR_Q8_SPLIT;
+            int q8 = int8_type(type);
             if (q8) /* bitwise the same in every table: the reference's will do */
                 q_kernels_scalar()->quantize_q8(xq, xd, xf, max_nt * cols);
             q_act x1 = {.f = xf, .q = q8 ? xq : NULL, .d = q8 ? xd : NULL, .cols = cols,
