@@ -29,6 +29,9 @@
  *       them by s0, s1; decode feeds the 6-bit codes (weight + 32) as the unsigned operand,
  *       takes 32 * sum(x) off each dword lane (4 weights of one half) and multiplies the
  *       lane by its half's scale before the lanes merge (q6k_decode_token).
+ *   Q4_K, Q5_K: the AVX2 table's float sequence exactly (qk_decode_token), so the prefill
+ *       runs on the AVX2 tiles; decode computes the exact block sums with vpdpbusd on the
+ *       unsigned codes and merges them with merge_rows2.
  *
  * Tiles only choose which outputs are computed together:
  *   float: prefill (n_rows >= 4) 4 rows x 4 tokens (16 accumulators), edges 4x1, 1x4, 1x1,
@@ -717,6 +720,169 @@ static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1
     }
 }
 
+/* [lo | hi] and [v | v] as one 512-bit register (AVX512F only: no DQ insert / broadcast) */
+QZ_INLINE __m512 f32x8_pair(__m256 lo, __m256 hi)
+{
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)),
+                                               _mm256_castps_pd(hi), 1));
+}
+
+QZ_INLINE __m512 f32x8_twice(__m256 v)
+{
+    return f32x8_pair(v, v);
+}
+
+/*
+ * Q4_K / Q5_K decode: one token against rows [r0, r1), 8 rows at a time, a super-block (8
+ * blocks) per step. The codes are unsigned (0..15, 0..31), so they are vpdpbusd's unsigned
+ * operand as they are: no offset. A 512-bit register holds a pair of blocks (2p, 2p+1):
+ * one 32-byte load of qs gives block 2p's codes in its low nibbles and 2p+1's in its high
+ * ones (Q5_K: plus 16 where the block's bit of qh is set). For two rows, the 8 pair vectors
+ * go through merge_rows2 and one permute into the 8 exact block sums of each row (lanes
+ * 0-7: row a, 8-15: row b); from there every float step is the AVX2 table's (qchunk_kmin,
+ * two rows per register, lane for lane): sums times the 6-bit scales in int32, as float,
+ * FMA'd with d * xd, then mins times the exact activation block sums FNMA'd with
+ * dmin * xd, and q_hsum8 per row at the end. So these outputs equal the AVX2 table's
+ * bitwise, and the prefill can stay on its tiles (q_avx2_matmul) without breaking the
+ * batch = one token at a time rule. xs: the token's exact block sums as float (nb).
+ */
+static void qk_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1,
+                            const int8_t *xq, const float *xd, const float *xs)
+{
+    int q5 = w->type == Q_TENSOR_Q5_K;
+    size_t n = w->cols, nb = n / Q_QBLOCK, nsb = nb / 8;
+    size_t sb_bytes = q5 ? Q_Q5_K_BLOCK_BYTES : Q_Q4_K_BLOCK_BYTES, row_bytes = nsb * sb_bytes;
+    size_t qs_at = q5 ? Q_Q5_K_QS : Q_Q4_K_QS;
+    const unsigned char *base = (const unsigned char *)w->data;
+    const __m512i low4 = _mm512_set1_epi8(15), sixteen = _mm512_set1_epi8(16);
+    const __m512i nib_shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    /* merge_rows2's lanes for rows (a, b): [a: 0 2 4 6 | b: 0 2 4 6 | a: 1 3 5 7 | b: 1 3 5 7]
+     * -> [a: 0..7 | b: 0..7] */
+    const __m512i to_rows = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+    for (size_t i = r0; i < r1; i += QDR) {
+        const unsigned char *rows[QDR]; /* (QDR) each row's first super-block */
+        for (int r = 0; r < QDR; r++) {
+            size_t row = i + (size_t)r < r1 ? i + (size_t)r : r1 - 1; /* edge: repeat */
+            rows[r] = base + row * row_bytes;
+        }
+        size_t tile_bytes = (size_t)QDR * row_bytes, pf_step = (tile_bytes + nsb - 1) / nsb;
+        uintptr_t pf_end = (uintptr_t)(base + i * row_bytes) + tile_bytes; /* never read */
+        uintptr_t pf = pf_end & ~(uintptr_t)63;
+        __m512 acc[QDR / 2]; /* (QDR / 2) lanes 0-7: row 2a's 8 block lanes, 8-15: 2a+1's */
+        for (int a = 0; a < QDR / 2; a++)
+            acc[a] = _mm512_setzero_ps();
+        for (size_t c = 0; c < nb; c += 8) {
+            pf_end += pf_step;
+            for (; pf < pf_end; pf += 64)
+                _mm_prefetch((const char *)pf, _MM_HINT_T0);
+            __m512i xv[4]; /* (4) activation blocks c+2p, c+2p+1 */
+            for (int p = 0; p < 4; p++)
+                xv[p] = _mm512_loadu_si512(xq + (c + 2 * (size_t)p) * Q_QBLOCK);
+            __m512 xdv = f32x8_twice(_mm256_loadu_ps(xd + c));
+            __m512 xsv = f32x8_twice(_mm256_loadu_ps(xs + c));
+            size_t sbo = c / 8 * sb_bytes;
+#pragma GCC unroll 4
+            for (int a = 0; a < QDR / 2; a++) {
+                __m512i part[8]; /* (2 rows, 4 pairs) 8 partial sums of each pair's 2 blocks */
+                __m128i sm[2];   /* (2) each row's 8 scales, then 8 mins (bytes) */
+                float dd[2][2];  /* (2 rows) d, dmin */
+#pragma GCC unroll 2
+                for (int rr = 0; rr < 2; rr++) {
+                    const unsigned char *sb = rows[2 * a + rr] + sbo;
+                    uint16_t h[2];
+                    memcpy(h, sb, 4);
+                    dd[rr][0] = _cvtsh_ss(h[0]);
+                    dd[rr][1] = _cvtsh_ss(h[1]);
+                    sm[rr] = q_k_scales_mins(sb + Q_QK_SCALES);
+                    __m512i qh = _mm512_setzero_si512();
+                    if (q5)
+                        qh = _mm512_broadcast_i64x4(
+                            _mm256_loadu_si256((const __m256i *)(const void *)(sb + Q_Q5_K_QH)));
+#pragma GCC unroll 4
+                    for (int p = 0; p < 4; p++) {
+                        /* the 32 bytes in both halves (a load, no shuffle), the high half
+                         * shifted down a nibble */
+                        __m512i v = _mm512_broadcast_i64x4(
+                            _mm256_loadu_si256((const __m256i *)(const void *)(sb + qs_at + 32 * p)));
+                        __m512i code = _mm512_and_si512(_mm512_srlv_epi16(v, nib_shift), low4);
+                        if (q5) { /* + 16 where bit 2p (low half) or 2p + 1 (high half) is set */
+                            const __m512i bits = _mm512_inserti64x4(
+                                _mm512_set1_epi8((char)(1u << (2 * p))),
+                                _mm256_set1_epi8((char)(1u << (2 * p + 1))), 1);
+                            code = _mm512_mask_add_epi8(code, _mm512_test_epi8_mask(qh, bits), code,
+                                                        sixteen);
+                        }
+                        part[rr * 4 + p] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), code, xv[p]);
+                    }
+                }
+                __m512i sums = _mm512_permutexvar_epi32(to_rows, merge_rows2(part));
+                __m512i scv = _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(sm[0], sm[1]));
+                __m512 minv = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi64(sm[0], sm[1])));
+                __m512 dv = f32x8_pair(_mm256_set1_ps(dd[0][0]), _mm256_set1_ps(dd[1][0]));
+                __m512 dminv = f32x8_pair(_mm256_set1_ps(dd[0][1]), _mm256_set1_ps(dd[1][1]));
+                __m512 qsum = _mm512_cvtepi32_ps(_mm512_mullo_epi32(sums, scv));
+                acc[a] = _mm512_fmadd_ps(qsum, _mm512_mul_ps(dv, xdv), acc[a]);
+                acc[a] = _mm512_fnmadd_ps(_mm512_mul_ps(minv, xsv), _mm512_mul_ps(dminv, xdv), acc[a]);
+            }
+        }
+        for (int a = 0; a < QDR / 2; a++) {
+            size_t ra = i + 2 * (size_t)a;
+            if (ra < r1)
+                out[ra] = q_hsum8(_mm512_castps512_ps256(acc[a]));
+            if (ra + 1 < r1)
+                out[ra + 1] = q_hsum8(
+                    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[a]), 1)));
+        }
+    }
+}
+
+/* True when the activation row xq (n values, n % 32 == 0) holds a -128. */
+static int has_min_int8_512(const int8_t *xq, size_t n)
+{
+    __mmask64 any = 0;
+    for (size_t j = 0; j < n; j += 64)
+        any |= _mm512_cmpeq_epi8_mask(_mm512_maskz_loadu_epi8(n - j >= 64 ? ~(__mmask64)0 : (__mmask64)0xffffffffu,
+                                                              xq + j),
+                                      _mm512_set1_epi8(-128));
+    return any != 0;
+}
+
+/*
+ * Q4_K / Q5_K: prefill (4 tokens or more) on the AVX2 table's tiles; decode on
+ * qk_decode_token, whose outputs equal those tiles' bitwise. A token with a -128 activation
+ * goes to the AVX2 matmul too (which hands such rows to the reference), as it would there.
+ */
+static void matmul_kmin(float *out, size_t out_stride, const q_tensor *w, size_t r0,
+                        size_t r1, const q_act *x)
+{
+    size_t n = w->cols, nt = x->n_rows, nb = n / Q_QBLOCK;
+    if (nt >= 4) {
+        q_avx2_matmul(out, out_stride, w, r0, r1, x);
+        return;
+    }
+    for (size_t t = 0; t < nt; t++) {
+        const int8_t *xq = x->q + t * n;
+        const float *xd = x->d + t * nb;
+        if (has_min_int8_512(xq, n)) {
+            q_act one = {.f = x->f != NULL ? x->f + t * n : NULL, .q = xq, .d = xd, .cols = n,
+                         .n_rows = 1};
+            q_avx2_matmul(out + t * out_stride, out_stride, w, r0, r1, &one);
+            continue;
+        }
+        float xs[Q512_MAX_BLOCKS]; /* (nb) the exact sum of each activation block, as float */
+        for (size_t b = 0; b < nb; b++) {
+            __m256i v = _mm256_dpbusd_epi32(
+                _mm256_setzero_si256(), _mm256_set1_epi8(1),
+                _mm256_loadu_si256((const __m256i *)(const void *)(xq + b * Q_QBLOCK)));
+            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+            h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x55));
+            xs[b] = (float)_mm_cvtsi128_si32(h);
+        }
+        qk_decode_token(out + t * out_stride, w, r0, r1, xq, xd, xs);
+    }
+}
+
 static void matmul_int8(float *out, size_t out_stride, const q_tensor *w, size_t r0, size_t r1,
                         const q_act *x)
 {
@@ -749,8 +915,12 @@ void q_avx512_matmul(float *out, size_t out_stride, const q_tensor *w, size_t r0
         matmul_float(out, out_stride, w, r0, r1, x, Q_FK_BF16);
         return;
     case Q_TENSOR_Q4_K:
-    case Q_TENSOR_Q5_K: /* the AVX2 tiles */
-        q_avx2_matmul(out, out_stride, w, r0, r1, x);
+    case Q_TENSOR_Q5_K:
+        if (x->q != NULL && q_kernels_wants_q8(w) && w->cols / Q_QBLOCK <= Q512_MAX_BLOCKS) {
+            matmul_kmin(out, out_stride, w, r0, r1, x);
+            return;
+        }
+        q_avx2_matmul(out, out_stride, w, r0, r1, x); /* the reference for float activations */
         return;
     case Q_TENSOR_Q8_0:
     case Q_TENSOR_Q4_0:
