@@ -404,12 +404,20 @@ static int cmd_inspect(int argc, char **argv)
                : m->version == 1 ? "ak42, float32" : "ak42, Q8 groups");
     printf("config: dim=%zu hidden_dim=%zu n_layers=%zu n_heads=%zu n_kv_heads=%zu "
            "vocab_size=%zu seq_len=%zu head_size=%zu rope_theta=%g norm_eps=%g "
-           "classifier=%s\n",
+           "classifier=%s arch=%s rope_pairs=%s rope_linear_factor=%g rope_factors=%s\n",
            c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size,
            c->seq_len, c->dim / c->n_heads, (double)c->rope_theta, (double)c->norm_eps,
-           m->shared_classifier ? "shared" : "separate");
+           m->shared_classifier ? "shared" : "separate",
+           c->arch == Q_ARCH_QWEN2 ? "qwen2" : "llama", c->rope_neox ? "neox" : "interleaved",
+           (double)(c->rope_linear_factor != 0.0f ? c->rope_linear_factor : 1.0f),
+           m->rope_factors.data != NULL ? "yes" : "no");
 
-    size_t n_tensors = 2 + 9 * c->n_layers + (m->shared_classifier ? 0 : 1);
+    size_t n_biases = 0;
+    for (size_t l = 0; l < c->n_layers; l++)
+        n_biases += (m->layers[l].bq.data != NULL ? 1u : 0u) +
+                    (m->layers[l].bk.data != NULL ? 1u : 0u) + (m->layers[l].bv.data != NULL ? 1u : 0u);
+    size_t n_tensors = 2 + 9 * c->n_layers + (m->shared_classifier ? 0 : 1) + n_biases +
+                       (m->rope_factors.data != NULL ? 1u : 0u);
     printf("tensors: %zu\n", n_tensors);
     print_tensor(&L, gguf ? "token_embd.weight" : "tok_embeddings", &m->token_embedding);
     static const char *const gguf_names[9] = {"attn_norm", "attn_q", "attn_k",
@@ -432,7 +440,16 @@ static int cmd_inspect(int argc, char **argv)
                 snprintf(name, sizeof name, "layers.%zu.%s", l, l2c_names[k]);
             print_tensor(&L, name, ts[k]);
         }
+        const q_tensor *bias[3] = {&ly->bq, &ly->bk, &ly->bv};
+        for (int k = 0; k < 3; k++)
+            if (bias[k]->data != NULL) {
+                char name[96];
+                snprintf(name, sizeof name, "blk.%zu.%s.bias", l, gguf_names[1 + k]);
+                print_tensor(&L, name, bias[k]);
+            }
     }
+    if (m->rope_factors.data != NULL)
+        print_tensor(&L, "rope_freqs.weight", &m->rope_factors);
     print_tensor(&L, gguf ? "output_norm.weight" : "norm", &m->final_norm);
     if (!m->shared_classifier)
         print_tensor(&L, gguf ? "output.weight" : "output", &m->classifier);

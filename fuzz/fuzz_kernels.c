@@ -33,7 +33,7 @@
  *   rmsnorm, softmax, swiglu, attention: NaN exactly where the reference has NaN, other
  *                 values within the relative bounds of docs/kernels.md (infinities compared
  *                 as +-2^128, an absolute floor for subnormal results);
- *   rope          bitwise identical to the reference (NaN payloads aside);
+ *   rope, rope_neox  bitwise identical to the reference (NaN payloads aside);
  *   every kernel  output bits independent of the buffers' alignment (run twice at different
  *                 offsets); inputs not written; nothing read or written outside the buffers:
  *                 each buffer ends exactly at the end of its heap block, its unaligned head
@@ -1024,8 +1024,8 @@ static void run_swiglu(ctx *c)
 }
 
 /* ======================================================================================
- * rope. Draws: head_size / 2 (1..128), heads (1..16), offsets of cos, sin, the vector
- * copies (three), all 0..15.
+ * rope and rope_neox. Draws: head_size / 2 (1..128), heads (1..16), offsets of cos, sin,
+ * the vector copies (three), all 0..15, then the pairing (0 interleaved, 1 NEOX).
  * ====================================================================================== */
 
 static void run_rope(ctx *c)
@@ -1033,10 +1033,12 @@ static void run_rope(ctx *c)
     size_t hs = 2 * draw(c, 1, 128), heads = draw(c, 1, 16);
     size_t oc = draw(c, 0, 15), os = draw(c, 0, 15);
     size_t o0 = draw(c, 0, 15), o1 = draw(c, 0, 15), o2 = draw(c, 0, 15);
+    int neox = (int)draw(c, 0, 1);
     start_values(c);
     size_t n = hs * heads;
-    snprintf(shape, sizeof shape, "n=%zu head_size=%zu mode=%d offsets cos=%zu sin=%zu vec=%zu/%zu/%zu",
-             n, hs, c->vs.mode, oc, os, o0, o1, o2);
+    snprintf(shape, sizeof shape,
+             "n=%zu head_size=%zu neox=%d mode=%d offsets cos=%zu sin=%zu vec=%zu/%zu/%zu", n, hs,
+             neox, c->vs.mode, oc, os, o0, o1, o2);
     buf bsrc = {0}, bc = {0}, bs = {0}, b[N_SLOT] = {{0}};
     float *src = (float *)buf_new(&bsrc, n * 4, 0);
     float *cp = (float *)buf_new(&bc, hs / 2 * 4, oc * 4);
@@ -1047,7 +1049,7 @@ static void run_rope(ctx *c)
     float *v[N_SLOT] = {NULL};
     for (size_t k = 0; k < n_slots(c); k++) {
         v[k] = copy_f32(&b[k], src, n, k == 0 ? o0 : k % 2 == 1 ? o1 : o2);
-        slot_table(c, k)->rope(v[k], n, hs, cp, sp);
+        (neox ? slot_table(c, k)->rope_neox : slot_table(c, k)->rope)(v[k], n, hs, cp, sp);
     }
     for (size_t k = 1; k < n_slots(c); k += 2) {
         opt_name = slot_table(c, k)->name;

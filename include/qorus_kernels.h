@@ -98,6 +98,15 @@ typedef struct q_kernels {
                  const float *sin_p);
 
     /**
+     * As rope, with NEOX pairs (qwen2): in each head (h a multiple of head_size, h < n) the
+     * pair (v0, v1) = (vec[h + p], vec[h + p + head_size / 2]), p < head_size / 2, turns by
+     * the angle of pair p: v0' = v0 cos[p] - v1 sin[p], v1' = v0 sin[p] + v1 cos[p].
+     * n and head_size even, head_size divides n. Bitwise the same in every table.
+     */
+    void (*rope_neox)(float *vec, size_t n, size_t head_size, const float *cos_p,
+                      const float *sin_p);
+
+    /**
      * One attention head over positions 0..n_pos-1 (n_pos >= 1):
      * att[t] = dot(q, keys + t * stride) / sqrt(head_size) (head_size values),
      * softmax(att), out = sum_t att[t] * (values + t * stride). att holds n_pos floats

@@ -69,6 +69,12 @@ typedef struct q_tensor {
     size_t group_size;  /* values per scale: 32 for Q8_0, the header's for Q8_SPLIT */
 } q_tensor;
 
+/** The transformer family of a model (GGUF general.architecture). */
+typedef enum q_arch {
+    Q_ARCH_LLAMA = 0, /* llama2.c checkpoints and GGUF "llama" (Llama 2 and 3, TinyLlama, SmolLM) */
+    Q_ARCH_QWEN2 = 1, /* GGUF "qwen2": q/k/v biases, NEOX rotary pairs */
+} q_arch;
+
 typedef struct q_config {
     size_t dim;         /* embedding width */
     size_t hidden_dim;  /* FFN width */
@@ -79,6 +85,10 @@ typedef struct q_config {
     size_t seq_len;     /* longest context */
     float rope_theta;   /* 10000 for llama2.c */
     float norm_eps;     /* RMSNorm epsilon, 1e-5 for llama2.c */
+    q_arch arch;        /* Q_ARCH_LLAMA for llama2.c files */
+    int rope_neox;      /* 0: RoPE rotates pairs (2j, 2j+1) of a head (llama); 1: pairs
+                           (j, j + head_size / 2) (NEOX: qwen2) */
+    float rope_linear_factor; /* linear RoPE scaling: angles divided by it; 0 or 1: none */
 } q_config;
 
 typedef struct q_layer {
@@ -91,6 +101,9 @@ typedef struct q_layer {
     q_tensor w1;        /* (hidden_dim, dim) gate */
     q_tensor w2;        /* (dim, hidden_dim) down */
     q_tensor w3;        /* (hidden_dim, dim) up */
+    q_tensor bq;        /* (1, dim) F32 bias added to wq's output; data NULL when absent */
+    q_tensor bk;        /* (1, n_kv_heads * head_size) F32 bias of wk; data NULL when absent */
+    q_tensor bv;        /* (1, n_kv_heads * head_size) F32 bias of wv; data NULL when absent */
 } q_layer;
 
 typedef struct q_model {
@@ -102,6 +115,9 @@ typedef struct q_model {
     q_tensor final_norm;      /* (dim) */
     q_tensor classifier;      /* (vocab_size, dim); same view as token_embedding if shared */
     int shared_classifier;
+    q_tensor rope_factors;    /* (1, head_size / 2) F32, finite and > 0: rotation frequency j
+                                 is divided by factor j (Llama 3's rope_freqs.weight); data
+                                 NULL when absent */
 } q_model;
 
 /** A tokenizer vocabulary. Pieces are heap copies, NUL-terminated (length kept too). */

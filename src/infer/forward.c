@@ -1,7 +1,9 @@
 /*
  * The forward pass of a llama-family transformer, as llama2.c run.c's forward():
- * RMSNorm, RoPE on interleaved pairs, grouped-query attention over the KV cache, SwiGLU
- * feed-forward, final RMSNorm and the classifier; run on a batch of B tokens at once
+ * RMSNorm, RoPE on interleaved pairs (or NEOX pairs, qwen2; with Llama 3's per-frequency
+ * factors and linear scaling when the model has them), q/k/v biases when the model has
+ * them (qwen2), grouped-query attention over the KV cache, SwiGLU feed-forward, final
+ * RMSNorm and the classifier; run on a batch of B tokens at once
  * (q_forward_batch; q_forward is a batch of one), every weight row read once per batch.
  *
  * Memory of one q_state in its q_context:
@@ -72,6 +74,15 @@ static q_error_code check_vector(const q_tensor *t, size_t n)
     return Q_OK;
 }
 
+/* Biases and rope factors: F32 vectors of n values, added or divided as they are. */
+static q_error_code check_f32_vector(const q_tensor *t, size_t n)
+{
+    q_error_code err = check_vector(t, n);
+    if (err != Q_OK)
+        return err;
+    return t->type == Q_TENSOR_F32 ? Q_OK : Q_ERR_UNSUPPORTED_TYPE;
+}
+
 static q_error_code check_model(const q_model *m)
 {
     const q_config *c = &m->config;
@@ -98,6 +109,20 @@ static q_error_code check_model(const q_model *m)
             (err = check_tensor(&L->w2, c->dim, c->hidden_dim)) != Q_OK ||
             (err = check_tensor(&L->w3, c->hidden_dim, c->dim)) != Q_OK)
             return err;
+        if ((L->bq.data != NULL && (err = check_f32_vector(&L->bq, c->dim)) != Q_OK) ||
+            (L->bk.data != NULL && (err = check_f32_vector(&L->bk, kv_dim)) != Q_OK) ||
+            (L->bv.data != NULL && (err = check_f32_vector(&L->bv, kv_dim)) != Q_OK))
+            return err;
+    }
+    if (m->rope_factors.data != NULL) {
+        if ((err = check_f32_vector(&m->rope_factors, head_size / 2)) != Q_OK)
+            return err;
+        for (size_t j = 0; j < head_size / 2; j++) {
+            float f;
+            memcpy(&f, (const unsigned char *)m->rope_factors.data + 4 * j, 4);
+            if (!isfinite(f) || !(f > 0.0f))
+                return Q_ERR_INVALID_CONFIG;
+        }
     }
     return Q_OK;
 }
@@ -440,6 +465,20 @@ static void add_rows(float *x, const float *y, size_t count)
         x[i] += y[i];
 }
 
+/* rows[t * n + i] += bias[i] for t < B, when the model has this bias (F32, n values). */
+static void add_bias(float *rows, const q_tensor *bias, size_t B, size_t n)
+{
+    if (bias->data == NULL)
+        return;
+    const unsigned char *b = (const unsigned char *)bias->data;
+    for (size_t t = 0; t < B; t++)
+        for (size_t i = 0; i < n; i++) {
+            float v;
+            memcpy(&v, b + 4 * i, 4);
+            rows[t * n + i] += v;
+        }
+}
+
 /* Runs one batch: tokens[0..B) at positions pos0.. (checked by the caller); the logits of
  * the last token when `want_logits`. */
 static q_error_code forward_chunk(q_state *st, const uint32_t *tokens, size_t B, size_t pos0,
@@ -458,9 +497,18 @@ static q_error_code forward_chunk(q_state *st, const uint32_t *tokens, size_t B,
     for (size_t t = 0; t < B; t++) {
         q_tensor_row(bb.x + t * dim, &m->token_embedding, tokens[t]);
         /* RoPE rotation of pair j of a head at this position, the same for every layer:
-         * angle pos / theta^(2j / head_size), computed with run.c's float expressions. */
+         * angle pos / theta^(2j / head_size), computed with run.c's float expressions;
+         * divided by Llama 3's factor j and the linear scaling factor when the model has
+         * them (as ggml: the frequency is divided, then multiplied by the position). */
         for (size_t j = 0; j < half; j++) {
             float freq = 1.0f / powf(p->rope_theta, (float)(2 * j) / (float)head_size);
+            if (m->rope_factors.data != NULL) {
+                float f;
+                memcpy(&f, (const unsigned char *)m->rope_factors.data + 4 * j, 4);
+                freq /= f;
+            }
+            if (p->rope_linear_factor != 0.0f && p->rope_linear_factor != 1.0f)
+                freq /= p->rope_linear_factor;
             float val = (float)(pos0 + t) * freq;
             bb.rope_cos[t * half + j] = cosf(val);
             bb.rope_sin[t * half + j] = sinf(val);
@@ -487,11 +535,15 @@ static q_error_code forward_chunk(q_state *st, const uint32_t *tokens, size_t B,
         add_matmul(&qkv, st, &L->wk, kc, kv_dim, &act);
         add_matmul(&qkv, st, &L->wv, vc, kv_dim, &act);
         run_matmuls(st, &qkv);
+        add_bias(bb.q, &L->bq, B, dim);
+        add_bias(kc, &L->bk, B, kv_dim);
+        add_bias(vc, &L->bv, B, kv_dim);
+        void (*rope)(float *, size_t, size_t, const float *, const float *) =
+            p->rope_neox ? k->rope_neox : k->rope;
         for (size_t t = 0; t < B; t++) {
-            k->rope(bb.q + t * dim, dim, head_size, bb.rope_cos + t * half,
-                    bb.rope_sin + t * half);
-            k->rope(kc + t * kv_dim, kv_dim, head_size, bb.rope_cos + t * half,
-                    bb.rope_sin + t * half);
+            rope(bb.q + t * dim, dim, head_size, bb.rope_cos + t * half, bb.rope_sin + t * half);
+            rope(kc + t * kv_dim, kv_dim, head_size, bb.rope_cos + t * half,
+                 bb.rope_sin + t * half);
         }
         att.keys = st->key_cache + loff;
         att.values = st->value_cache + loff;

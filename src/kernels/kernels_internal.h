@@ -56,6 +56,8 @@ void q_avx2_softmax(float *x, size_t n);
 void q_avx2_swiglu(float *gate, const float *up, size_t n);
 void q_avx2_rope(float *vec, size_t n, size_t head_size, const float *cos_p,
                  const float *sin_p);
+void q_avx2_rope_neox(float *vec, size_t n, size_t head_size, const float *cos_p,
+                      const float *sin_p);
 void q_avx2_attention(float *out, const float *q, const float *keys, const float *values,
                       size_t stride, size_t n_pos, size_t head_size, float *att);
 

@@ -291,6 +291,36 @@ void q_avx2_rope(float *vec, size_t n, size_t head_size, const float *cos_p,
     }
 }
 
+/*
+ * NEOX rotation: the pairs are (v[p], v[p + half]), so 8 pairs are two plain loads, 8
+ * cosines and sines, and the reference's four products and two sums, each rounded once
+ * (no FMA): bitwise the reference's.
+ */
+void q_avx2_rope_neox(float *vec, size_t n, size_t head_size, const float *cos_p,
+                      const float *sin_p)
+{
+    size_t half = head_size / 2;
+    if (half == 0)
+        return;
+    for (size_t h = 0; h + head_size <= n; h += head_size) {
+        float *v = vec + h;
+        size_t p = 0;
+        for (; p + 8 <= half; p += 8) {
+            __m256 c = _mm256_loadu_ps(cos_p + p), s = _mm256_loadu_ps(sin_p + p);
+            __m256 v0 = _mm256_loadu_ps(v + p), v1 = _mm256_loadu_ps(v + p + half);
+            _mm256_storeu_ps(v + p, _mm256_sub_ps(_mm256_mul_ps(v0, c), _mm256_mul_ps(v1, s)));
+            _mm256_storeu_ps(v + p + half, _mm256_add_ps(_mm256_mul_ps(v0, s), _mm256_mul_ps(v1, c)));
+        }
+        for (; p < half; p++) {
+            float v0 = v[p], v1 = v[p + half];
+            float a = v0 * cos_p[p], b = v1 * sin_p[p];
+            float d = v0 * sin_p[p], e = v1 * cos_p[p];
+            v[p] = a - b;
+            v[p + half] = d + e;
+        }
+    }
+}
+
 /* ---- attention (one head) ---- */
 
 #define ATT_INLINE static inline __attribute__((always_inline))

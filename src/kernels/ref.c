@@ -372,6 +372,19 @@ static void rope_ref(float *vec, size_t n, size_t head_size, const float *cos_p,
     }
 }
 
+static void rope_neox_ref(float *vec, size_t n, size_t head_size, const float *cos_p,
+                          const float *sin_p)
+{
+    size_t half = head_size / 2;
+    for (size_t h = 0; half > 0 && h + head_size <= n; h += head_size)
+        for (size_t p = 0; p < half; p++) {
+            float v0 = vec[h + p];
+            float v1 = vec[h + p + half];
+            vec[h + p] = v0 * cos_p[p] - v1 * sin_p[p];
+            vec[h + p + half] = v0 * sin_p[p] + v1 * cos_p[p];
+        }
+}
+
 static void attention_ref(float *out, const float *q, const float *keys, const float *values,
                           size_t stride, size_t n_pos, size_t head_size, float *att)
 {
@@ -401,6 +414,7 @@ static const q_kernels scalar_table = {
     .softmax = softmax_ref,
     .swiglu = swiglu_ref,
     .rope = rope_ref,
+    .rope_neox = rope_neox_ref,
     .attention = attention_ref,
 };
 

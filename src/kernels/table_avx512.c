@@ -12,6 +12,7 @@ static const q_kernels avx512_table = {
     .softmax = q_avx2_softmax,
     .swiglu = q_avx2_swiglu,
     .rope = q_avx2_rope,
+    .rope_neox = q_avx2_rope_neox,
     .attention = q_avx2_attention,
 };
 

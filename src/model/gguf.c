@@ -36,22 +36,28 @@
  *   8. the data section: each tensor at its offset. Overlaps are not checked (views are
  *      read-only); bytes after the last tensor are allowed (padding).
  *
- * Keys read: general.architecture ("llama"), general.alignment, llama.embedding_length,
- * llama.feed_forward_length, llama.block_count, llama.attention.head_count,
- * llama.attention.head_count_kv (default head_count), llama.context_length,
- * llama.rope.freq_base (default 10000), llama.attention.layer_norm_rms_epsilon (default
- * 1e-5), llama.rope.dimension_count (must be head_size if present), llama.vocab_size (must
- * match if present), tokenizer.ggml.model ("llama" if present), tokenizer.ggml.tokens
- * (string array), tokenizer.ggml.scores (f32 array), tokenizer.ggml.token_type (i32 array,
- * optional), tokenizer.ggml.bos_token_id / eos_token_id (default 1 / 2). Integer keys take
- * u8, i8, u16, i16, u32, i32, u64 or i64 (not bool); float keys f32, or f64 within the float
- * range.
+ * Keys read: general.architecture ("llama" or "qwen2"; A below), general.alignment,
+ * A.embedding_length, A.feed_forward_length, A.block_count, A.attention.head_count,
+ * A.attention.head_count_kv (default head_count), A.context_length, A.rope.freq_base
+ * (default 10000), A.attention.layer_norm_rms_epsilon (default 1e-5), A.rope.dimension_count
+ * (must be head_size if present), A.vocab_size (must match if present),
+ * A.rope.scaling.type ("none" or "linear"; others are rejected) with A.rope.scaling.factor
+ * (>= 1, required for linear), or the older A.rope.scale_linear; tokenizer.ggml.model
+ * ("llama" if present), tokenizer.ggml.tokens (string array), tokenizer.ggml.scores (f32
+ * array), tokenizer.ggml.token_type (i32 array, optional), tokenizer.ggml.bos_token_id /
+ * eos_token_id (default 1 / 2). Integer keys take u8, i8, u16, i16, u32, i32, u64 or i64
+ * (not bool); float keys f32, or f64 within the float range.
  * Tensors: token_embd.weight (dim, vocab), output_norm.weight (dim), output.weight
  * (absent: shared classifier), blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output,
- * ffn_norm, ffn_gate, ffn_down, ffn_up}.weight. Norms must be F32. Other names are ignored.
- * q/k are not permuted: GGUF llama tensors use the same rotary pairing as llama2.c.
+ * ffn_norm, ffn_gate, ffn_down, ffn_up}.weight; optional: blk.N.{attn_q, attn_k,
+ * attn_v}.bias (dim, kv_dim, kv_dim; qwen2 has them) and rope_freqs.weight (head_size / 2
+ * factors, finite and > 0: Llama 3's per-frequency RoPE divisors). Norms, biases and the
+ * rope factors must be F32. Other names are ignored.
+ * Rotary pairing: llama tensors are stored permuted for llama2.c's pairs (2j, 2j+1) of a
+ * head (q/k are used as they are); qwen2 rotates pairs (j, j + head_size / 2) (NEOX).
  */
 #include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -494,12 +500,61 @@ static q_error_code q_gguf_view(const q_gguf *g, const q_gguf_tensor *t, size_t 
     return Q_OK;
 }
 
+static const char *q_arch_key(const q_model *m, const char *name, char *buf, size_t cap);
+
+/*
+ * RoPE scaling: <arch>.rope.scaling.type absent or "none": none; "linear": angles divided
+ * by <arch>.rope.scaling.factor (required, finite, >= 1); any other type (yarn, longrope)
+ * is Q_ERR_UNSUPPORTED_TYPE. The older key <arch>.rope.scale_linear (a factor) counts as
+ * linear scaling when no type is given. Llama 3's per-frequency factors are a tensor
+ * (rope_freqs.weight, read with the tensors), not a scaling type.
+ */
+static q_error_code q_gguf_rope_scaling(q_gguf *g, q_model *m)
+{
+    char key[64];
+    const q_gguf_kv *kv = q_gguf_find(g, q_arch_key(m, "rope.scaling.type", key, sizeof key));
+    const char *factor_key = "rope.scale_linear";
+    if (kv != NULL) {
+        size_t n;
+        if (kv->type != GT_STRING)
+            return q_fail(g->diag, Q_ERR_UNSUPPORTED_TYPE, key, kv->key_at, kv->type);
+        n = (size_t)q_load_u64(g->r.base + kv->value_at);
+        if (q_is(g->r.base + kv->value_at + 8, n, "none"))
+            return Q_OK;
+        if (!q_is(g->r.base + kv->value_at + 8, n, "linear"))
+            return q_fail_named(g->diag, Q_ERR_UNSUPPORTED_TYPE, "rope scaling ",
+                                g->r.base + kv->value_at + 8, n, kv->value_at, 0);
+        factor_key = "rope.scaling.factor";
+    }
+    const q_gguf_kv *f = q_gguf_find(g, q_arch_key(m, factor_key, key, sizeof key));
+    if (f == NULL) {
+        if (kv != NULL) /* linear scaling without its factor */
+            return q_fail(g->diag, Q_ERR_MISSING, key, 0, 0);
+        return Q_OK;
+    }
+    float factor;
+    q_error_code rc = q_gguf_float(g, f, &factor);
+    if (rc != Q_OK)
+        return rc;
+    if (!isfinite(factor) || !(factor >= 1.0f))
+        return q_fail(g->diag, Q_ERR_INVALID_CONFIG, key, f->value_at,
+                      factor >= 1.0f ? INT64_MAX : 0); /* an infinity, NaN, or below 1 */
+    m->config.rope_linear_factor = factor;
+    return Q_OK;
+}
+
+/* "<arch>.<name>" in buf (the architecture's key prefix, as ggml spells its keys) */
+static const char *q_arch_key(const q_model *m, const char *name, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s.%s", m->config.arch == Q_ARCH_QWEN2 ? "qwen2" : "llama", name);
+    return buf;
+}
+
 static q_error_code q_gguf_config(q_gguf *g, q_model *m)
 {
-    static const char *const keys[7] = {
-        "llama.embedding_length", "llama.feed_forward_length", "llama.block_count",
-        "llama.attention.head_count", "llama.attention.head_count_kv", NULL,
-        "llama.context_length",
+    static const char *const names[7] = {
+        "embedding_length", "feed_forward_length", "block_count", "attention.head_count",
+        "attention.head_count_kv", NULL, "context_length",
     };
     const q_gguf_kv *kv = q_gguf_find(g, "general.architecture");
     const q_gguf_tensor *emb;
@@ -507,19 +562,28 @@ static q_error_code q_gguf_config(q_gguf *g, q_model *m)
     uint64_t theta_at = 0, eps_at = 0, at;
     int64_t v;
     q_error_code rc;
+    char key[64];
 
     if (kv == NULL)
         return q_fail(g->diag, Q_ERR_MISSING, "general.architecture", 0, 0);
     if (kv->type != GT_STRING)
         return q_fail(g->diag, Q_ERR_UNSUPPORTED_TYPE, "general.architecture", kv->key_at, kv->type);
-    if (!q_is(g->r.base + kv->value_at + 8, (size_t)q_load_u64(g->r.base + kv->value_at), "llama"))
-        return q_fail_named(g->diag, Q_ERR_UNSUPPORTED_TYPE, "general.architecture ",
-                            g->r.base + kv->value_at + 8,
-                            (size_t)q_load_u64(g->r.base + kv->value_at), kv->value_at, 0);
+    const unsigned char *arch = g->r.base + kv->value_at + 8;
+    size_t arch_len = (size_t)q_load_u64(g->r.base + kv->value_at);
+    if (q_is(arch, arch_len, "llama")) {
+        m->config.arch = Q_ARCH_LLAMA;
+    } else if (q_is(arch, arch_len, "qwen2")) {
+        m->config.arch = Q_ARCH_QWEN2;
+        m->config.rope_neox = 1;
+    } else {
+        return q_fail_named(g->diag, Q_ERR_UNSUPPORTED_TYPE, "general.architecture ", arch,
+                            arch_len, kv->value_at, 0);
+    }
     for (int i = 0; i < 7; i++) {
         if (i == 5)
             continue;
-        rc = q_gguf_req_int(g, keys[i], i == 4, raw.value[3], &raw.value[i], &raw.offset[i]);
+        rc = q_gguf_req_int(g, q_arch_key(m, names[i], key, sizeof key), i == 4, raw.value[3],
+                            &raw.value[i], &raw.offset[i]);
         if (rc != Q_OK)
             return rc;
     }
@@ -528,37 +592,39 @@ static q_error_code q_gguf_config(q_gguf *g, q_model *m)
         return q_fail(g->diag, Q_ERR_MISSING, "tensor token_embd.weight", 0, 0);
     raw.value[5] = (int64_t)emb->ne[1]; /* ne <= INT64_MAX was checked */
     raw.offset[5] = emb->at;
-    rc = q_config_check(&raw, &m->config, g->diag);
+    rc = q_config_check(&raw, &m->config, g->diag); /* the integer fields only */
     if (rc != Q_OK)
         return rc;
-    kv = q_gguf_find(g, "llama.vocab_size");
+    kv = q_gguf_find(g, q_arch_key(m, "vocab_size", key, sizeof key));
     if (kv != NULL) {
         rc = q_gguf_int(g, kv, &v);
         if (rc != Q_OK)
             return rc;
         if (v != raw.value[5])
-            return q_fail(g->diag, Q_ERR_VOCAB_MISMATCH, "llama.vocab_size", kv->value_at, v);
+            return q_fail(g->diag, Q_ERR_VOCAB_MISMATCH, key, kv->value_at, v);
     }
-    rc = q_gguf_req_int(g, "llama.rope.dimension_count", 1,
+    rc = q_gguf_req_int(g, q_arch_key(m, "rope.dimension_count", key, sizeof key), 1,
                         (int64_t)(m->config.dim / m->config.n_heads), &v, &at);
     if (rc != Q_OK)
         return rc;
     if (v != (int64_t)(m->config.dim / m->config.n_heads))
-        return q_fail(g->diag, Q_ERR_INVALID_CONFIG, "llama.rope.dimension_count", at, v);
+        return q_fail(g->diag, Q_ERR_INVALID_CONFIG, key, at, v);
     m->config.rope_theta = 10000.0f;
     m->config.norm_eps = 1e-5f;
-    kv = q_gguf_find(g, "llama.rope.freq_base");
+    kv = q_gguf_find(g, q_arch_key(m, "rope.freq_base", key, sizeof key));
     if (kv != NULL) {
         theta_at = kv->value_at;
         if ((rc = q_gguf_float(g, kv, &m->config.rope_theta)) != Q_OK)
             return rc;
     }
-    kv = q_gguf_find(g, "llama.attention.layer_norm_rms_epsilon");
+    kv = q_gguf_find(g, q_arch_key(m, "attention.layer_norm_rms_epsilon", key, sizeof key));
     if (kv != NULL) {
         eps_at = kv->value_at;
         if ((rc = q_gguf_float(g, kv, &m->config.norm_eps)) != Q_OK)
             return rc;
     }
+    if ((rc = q_gguf_rope_scaling(g, m)) != Q_OK)
+        return rc;
     return q_config_check_floats(&m->config, theta_at, eps_at, g->diag);
 }
 
@@ -583,12 +649,31 @@ static int q_block_name(const unsigned char *s, size_t n, uint64_t *layer,
     return 1;
 }
 
+/* Llama 3's rope_freqs.weight: F32, head_size / 2 values, each finite and > 0 (a divisor
+ * of its rotation frequency). */
+static q_error_code q_gguf_rope_factors(const q_gguf *g, const q_gguf_tensor *t, size_t half,
+                                        q_tensor *out)
+{
+    q_error_code rc = q_gguf_view(g, t, 1, half, 1, out);
+    if (rc != Q_OK)
+        return rc;
+    for (size_t j = 0; j < half; j++) {
+        float f = q_load_f32((const unsigned char *)out->data + 4 * j);
+        if (!isfinite(f) || !(f > 0.0f)) {
+            memset(out, 0, sizeof *out);
+            return q_fail_named(g->diag, Q_ERR_INVALID_CONFIG, "value of ", t->name,
+                                t->name_len, g->data_at + t->offset + 4 * j, (int64_t)j);
+        }
+    }
+    return Q_OK;
+}
+
 static q_error_code q_gguf_tensors(q_gguf *g, q_model *m)
 {
-    static const char *const suffixes[9] = {
+    static const char *const suffixes[12] = {
         "attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
         "attn_output.weight", "ffn_norm.weight", "ffn_gate.weight", "ffn_down.weight",
-        "ffn_up.weight",
+        "ffn_up.weight", "attn_q.bias", "attn_k.bias", "attn_v.bias", /* the last 3 optional */
     };
     const q_config *c = &m->config;
     size_t hs = c->dim / c->n_heads, kvd = c->n_kv_heads * hs;
@@ -611,11 +696,13 @@ static q_error_code q_gguf_tensors(q_gguf *g, q_model *m)
             rc = q_gguf_view(g, t, 1, c->dim, 1, &m->final_norm);
         else if (q_is(t->name, t->name_len, "output.weight"))
             rc = q_gguf_view(g, t, c->vocab_size, c->dim, 0, &m->classifier);
+        else if (q_is(t->name, t->name_len, "rope_freqs.weight"))
+            rc = q_gguf_rope_factors(g, t, hs / 2, &m->rope_factors);
         else if (q_block_name(t->name, t->name_len, &l, &suffix, &slen)) {
-            for (k = 0; k < 9; k++)
+            for (k = 0; k < 12; k++)
                 if (q_is(suffix, slen, suffixes[k]))
                     break;
-            if (k == 9)
+            if (k == 12)
                 continue; /* a block tensor this driver does not use */
             if (l >= c->n_layers)
                 return q_fail_named(g->diag, Q_ERR_INVALID_CONFIG, "block of ", t->name,
@@ -630,10 +717,13 @@ static q_error_code q_gguf_tensors(q_gguf *g, q_model *m)
             case 5: rc = q_gguf_view(g, t, 1, c->dim, 1, &ly->ffn_norm); break;
             case 6: rc = q_gguf_view(g, t, c->hidden_dim, c->dim, 0, &ly->w1); break;
             case 7: rc = q_gguf_view(g, t, c->dim, c->hidden_dim, 0, &ly->w2); break;
-            default: rc = q_gguf_view(g, t, c->hidden_dim, c->dim, 0, &ly->w3); break;
+            case 8: rc = q_gguf_view(g, t, c->hidden_dim, c->dim, 0, &ly->w3); break;
+            case 9: rc = q_gguf_view(g, t, 1, c->dim, 1, &ly->bq); break;
+            case 10: rc = q_gguf_view(g, t, 1, kvd, 1, &ly->bk); break;
+            default: rc = q_gguf_view(g, t, 1, kvd, 1, &ly->bv); break;
             }
         } else {
-            continue; /* rope_freqs.weight and other extras */
+            continue; /* other extras */
         }
         if (rc != Q_OK)
             return rc;

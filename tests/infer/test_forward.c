@@ -427,22 +427,22 @@ int main(void)
     if (q_kernels_avx512() == NULL)
         printf("test_forward: no AVX-512 table on this CPU/build: skipped\n");
     /* grouped-query attention, shared classifier, Q8_0-compatible widths */
-    test_config((q_config){64, 96, 2, 8, 4, 37, 10, 10000.0f, 1e-5f}, 1);
+    test_config((q_config){64, 96, 2, 8, 4, 37, 10, 10000.0f, 1e-5f, Q_ARCH_LLAMA, 0, 0.0f}, 1);
     /* plain attention, separate classifier, odd hidden size, another theta */
-    test_config((q_config){32, 44, 3, 4, 4, 19, 7, 500000.0f, 1e-6f}, 0);
+    test_config((q_config){32, 44, 3, 4, 4, 19, 7, 500000.0f, 1e-6f, Q_ARCH_LLAMA, 0, 0.0f}, 0);
     /* one kv head for all */
-    test_config((q_config){32, 32, 1, 4, 1, 11, 5, 10000.0f, 1e-5f}, 0);
+    test_config((q_config){32, 32, 1, 4, 1, 11, 5, 10000.0f, 1e-5f, Q_ARCH_LLAMA, 0, 0.0f}, 0);
 
     /* bad configs */
     float w[8] = {0};
     q_model m;
-    q_config bad = {32, 32, 1, 3, 1, 11, 5, 0.0f, 0.0f}; /* 3 does not divide 32 */
+    q_config bad = {32, 32, 1, 3, 1, 11, 5, 0.0f, 0.0f, Q_ARCH_LLAMA, 0, 0.0f}; /* 3 does not divide 32 */
     CHECK_EQ_INT(q_model_from_floats(&m, &bad, w, 8, 1), Q_ERR_INVALID_CONFIG);
-    bad = (q_config){36, 32, 1, 4, 1, 11, 5, 0.0f, 0.0f}; /* head size 9 is odd */
+    bad = (q_config){36, 32, 1, 4, 1, 11, 5, 0.0f, 0.0f, Q_ARCH_LLAMA, 0, 0.0f}; /* head size 9 is odd */
     CHECK_EQ_INT(q_model_from_floats(&m, &bad, w, 8, 1), Q_ERR_INVALID_CONFIG);
-    bad = (q_config){32, 32, 1, 4, 3, 11, 5, 0.0f, 0.0f}; /* 3 kv heads for 4 heads */
+    bad = (q_config){32, 32, 1, 4, 3, 11, 5, 0.0f, 0.0f, Q_ARCH_LLAMA, 0, 0.0f}; /* 3 kv heads for 4 heads */
     CHECK_EQ_INT(q_model_from_floats(&m, &bad, w, 8, 1), Q_ERR_INVALID_CONFIG);
-    bad = (q_config){32, 32, 1, 4, 4, 0, 5, 0.0f, 0.0f};
+    bad = (q_config){32, 32, 1, 4, 4, 0, 5, 0.0f, 0.0f, Q_ARCH_LLAMA, 0, 0.0f};
     CHECK_EQ_INT(q_model_from_floats(&m, &bad, w, 8, 1), Q_ERR_INVALID_CONFIG);
     CHECK_EQ_INT(q_model_float_count(&bad, 1), 0);
     CHECK_EQ_INT(q_model_from_floats(&m, NULL, w, 8, 1), Q_ERR_INVALID_ARG);
@@ -453,7 +453,7 @@ int main(void)
     CHECK_EQ_INT(q_state_init(&st, &ctx, &empty), Q_ERR_INVALID_CONFIG);
     {
         /* options outside their domain: rejected before anything is allocated */
-        q_config c = {32, 32, 1, 4, 4, 11, 5, 10000.0f, 1e-5f};
+        q_config c = {32, 32, 1, 4, 4, 11, 5, 10000.0f, 1e-5f, Q_ARCH_LLAMA, 0, 0.0f};
         size_t n = q_model_float_count(&c, 1);
         float *wts = random_floats(n);
         q_model tiny;

@@ -198,14 +198,37 @@ static void test_rope(void)
         v[1] = INFINITY;
         v[2] = NAN;
         v[3] = 0x1p-149f;
-        memcpy(a, v, n * sizeof(float));
-        memcpy(b + 1, v, n * sizeof(float));
-        ref->rope(a, n, hs, c, s);
-        opt->rope(b + 1, n, hs, c, s);
-        for (size_t i = 0; i < n; i++) /* bitwise, NaN payloads aside */
-            CHECK(memcmp(&a[i], &b[i + 1], 4) == 0 || (isnan(a[i]) && isnan(b[i + 1])));
+        for (int neox = 0; neox < 2; neox++) {
+            memcpy(a, v, n * sizeof(float));
+            memcpy(b + 1, v, n * sizeof(float));
+            (neox ? ref->rope_neox : ref->rope)(a, n, hs, c, s);
+            (neox ? opt->rope_neox : opt->rope)(b + 1, n, hs, c, s);
+            for (size_t i = 0; i < n; i++) /* bitwise, NaN payloads aside */
+                CHECK(memcmp(&a[i], &b[i + 1], 4) == 0 || (isnan(a[i]) && isnan(b[i + 1])));
+        }
     }
     opt->rope(NULL, 0, 2, NULL, NULL);
+    opt->rope_neox(NULL, 0, 2, NULL, NULL);
+}
+
+/* The pairs each rotation turns: a quarter turn (cos 0, sin 1) maps (v0, v1) to (-v1, v0).
+ * Interleaved: (2p, 2p + 1) of each head; NEOX: (p, p + head_size / 2). */
+static void test_rope_pairs(void)
+{
+    const q_kernels *tabs[2] = {ref, opt};
+    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    for (int k = 0; k < 2; k++) {
+        float v[16], w[16];
+        for (int i = 0; i < 16; i++)
+            v[i] = w[i] = (float)(i + 1);
+        tabs[k]->rope(v, 16, 8, c, s);
+        tabs[k]->rope_neox(w, 16, 8, c, s);
+        for (int h = 0; h < 16; h += 8)
+            for (int p = 0; p < 4; p++) {
+                CHECK(v[h + 2 * p] == -(float)(h + 2 * p + 2) && v[h + 2 * p + 1] == (float)(h + 2 * p + 1));
+                CHECK(w[h + p] == -(float)(h + p + 5) && w[h + p + 4] == (float)(h + p + 1));
+            }
+    }
 }
 
 static void test_attention(void)
@@ -286,6 +309,7 @@ int main(void)
         RUN_TEST(test_swiglu);
         RUN_TEST(test_rmsnorm);
         RUN_TEST(test_rope);
+        RUN_TEST(test_rope_pairs);
         RUN_TEST(test_attention);
     }
     return check_result("kernels_ops");
