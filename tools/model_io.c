@@ -780,6 +780,28 @@ static void gg_tokenizer(gg_kvs *k, const tm_tok *t)
     gg_int(k, "tokenizer.ggml.eos_token_id", 2);
 }
 
+/* llama.cpp's use_more_bits: the layers whose attn_v and ffn_down Q4_K_M keeps in Q6_K */
+static int gg_more_bits(size_t i, size_t n)
+{
+    return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
+
+/* The type of matrix `name` (layer `i` of `n` for blk.* tensors) under o's recipe */
+static uint32_t gg_matrix_type(const gguf_opts *o, const char *name, size_t i, size_t n)
+{
+    if (o->recipe != GG_RECIPE_Q4_K_M)
+        return o->mat_type;
+    if (strcmp(name, "output.weight") == 0)
+        return Q_TENSOR_Q6_K;
+    if (strncmp(name, "blk.", 4) == 0 && gg_more_bits(i, n)) {
+        const char *role = strchr(name + 4, '.');
+        if (role != NULL && (strcmp(role, ".attn_v.weight") == 0 ||
+                             strcmp(role, ".ffn_down.weight") == 0))
+            return Q_TENSOR_Q6_K;
+    }
+    return Q_TENSOR_Q4_K;
+}
+
 void tm_write_gguf(tbuf *b, const tm_model *m, const tm_tok *t, const gguf_opts *o)
 {
     const q_config *c = &m->cfg;
@@ -851,7 +873,7 @@ void tm_write_gguf(tbuf *b, const tm_model *m, const tm_tok *t, const gguf_opts 
         gg_tensor *x = &ts[nt++];                                                           \
         snprintf(x->name, sizeof x->name, nm_fmt, idx);                                     \
         x->rows = (r); x->cols = (cl); x->is_1d = (one_d); x->data = (ptr);                 \
-        x->type = (one_d) ? (uint32_t)Q_TENSOR_F32 : o->mat_type;                           \
+        x->type = (one_d) ? (uint32_t)Q_TENSOR_F32 : gg_matrix_type(o, x->name, idx, L);    \
     } while (0)
     /* "%.0zu" of 0 prints nothing: names without a block index */
     ADD("token_embd.weight%.0zu", (size_t)0, c->vocab_size, d, 0, m->emb);
