@@ -789,6 +789,8 @@ static int gg_more_bits(size_t i, size_t n)
 /* The type of matrix `name` (layer `i` of `n` for blk.* tensors) under o's recipe */
 static uint32_t gg_matrix_type(const gguf_opts *o, const char *name, size_t i, size_t n)
 {
+    if (o->typed != NULL && strcmp(o->typed, name) == 0)
+        return o->typed_type;
     if (o->recipe != GG_RECIPE_Q4_K_M)
         return o->mat_type;
     if (strcmp(name, "output.weight") == 0)

@@ -88,6 +88,8 @@ typedef struct gguf_opts {
     uint32_t mat_type;        /* Q_TENSOR_F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K for
                                * matrices (K types: rows a multiple of 256) */
     gguf_recipe recipe;       /* GG_RECIPE_UNIFORM (0): every matrix mat_type */
+    const char *typed;        /* a matrix written as typed_type instead (info and data: a */
+    uint32_t typed_type;      /* valid mix of types, unlike the t_type corruption) */
     uint32_t alignment;       /* 0: no general.alignment key (default 32) */
     uint32_t alignment_gtype; /* 0: uint32 (4); else the value type written (e.g. 10, u64) */
     int set_n_tensors;  uint64_t n_tensors;
