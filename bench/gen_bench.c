@@ -3,8 +3,9 @@
  *
  * For every model (the real stories260K files, and random-weight models of the TinyStories
  * 15M / 42M / 110M shapes in llama2.c v0 F32, ak42 v2 Q8, GGUF F32 / F16 / Q8_0 (and BF16,
- * Q4_0, Q6_K at 110M), written by `qorus-model random` and cached), every thread count and both
- * kernel choices (auto, and the scalar reference forced with QORUS_KERNELS=scalar),
+ * Q4_0, Q4_K, Q5_K, Q6_K and the Q4_K_M mix at 110M), written by `qorus-model random` and
+ * cached), every thread count and both kernel choices (auto, and the scalar reference forced
+ * with QORUS_KERNELS=scalar),
  * gen_bench runs `qorus run` as a child process twice:
  *
  *   decode   qorus run MODEL [-z TOK] -t 0 -n 256 -i "Once upon a time" [-j N]
@@ -18,7 +19,8 @@
  * It also measures the machine's read bandwidth itself (a STREAM-like sum over a 1 GiB
  * prefaulted buffer with 1..N threads, best of 5 passes) and reports, per row, the share of
  * that bandwidth the decode speed implies: weight bytes read per token x tok/s / bandwidth.
- * Weight bytes per token come from the tensor table of `qorus inspect MODEL`.
+ * Weight bytes per token come from the tensor table of `qorus inspect MODEL`, tensor by
+ * tensor, so a file that mixes types (Q4_K_M) counts each at its own size.
  *
  * The result is a markdown report on stdout; progress goes to stderr. A child that fails
  * stops the run with one line naming its command and a non-zero exit.
@@ -488,7 +490,10 @@ static const format formats[] = {
     {"gguf-bf16", "GGUF BF16", {"--gguf", "--type", "bf16"}, 1, "110M"},
     {"gguf-q8_0", "GGUF Q8_0", {"--gguf", "--type", "q8_0"}, 1, NULL},
     {"gguf-q4_0", "GGUF Q4_0", {"--gguf", "--type", "q4_0"}, 1, "110M"},
+    {"gguf-q4_k", "GGUF Q4_K", {"--gguf", "--type", "q4_k"}, 1, "110M"},
+    {"gguf-q5_k", "GGUF Q5_K", {"--gguf", "--type", "q5_k"}, 1, "110M"},
     {"gguf-q6_k", "GGUF Q6_K", {"--gguf", "--type", "q6_k"}, 1, "110M"},
+    {"gguf-q4_k_m", "GGUF Q4_K_M", {"--gguf", "--type", "q4_k_m"}, 1, "110M"},
 };
 
 enum { GROUP_STORIES, GROUP_RANDOM, N_GROUPS };
@@ -524,10 +529,10 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: gen_bench [options]\n"
             "  Runs `qorus run` on the real 260K models and on random-weight 15M / 42M / 110M\n"
-            "  models (llama2.c v0, ak42 v2, GGUF F32/F16/Q8_0; BF16, Q4_0, Q6_K at 110M), 1 and\n"
-            "  2 threads, auto and scalar kernels, and prints a markdown table: decode and\n"
-            "  prefill tok/s, time to first token of a 128-token prompt, peak RSS, and\n"
-            "  efficiency against the read bandwidth measured in the same run.\n"
+            "  models (llama2.c v0, ak42 v2, GGUF F32/F16/Q8_0; BF16, Q4_0, Q4_K, Q5_K, Q6_K,\n"
+            "  Q4_K_M at 110M), 1 and 2 threads, auto and scalar kernels, and prints a markdown\n"
+            "  table: decode and prefill tok/s, time to first token of a 128-token prompt, peak\n"
+            "  RSS, and efficiency against the read bandwidth measured in the same run.\n"
             "  --quick          15M and 260K models only, fewer decode steps\n"
             "  --only PATTERN   only models whose name contains PATTERN (15M, 110M.v2, gguf, ...)\n"
             "  --threads LIST   thread counts, comma-separated (default 1,2)\n"
@@ -730,6 +735,10 @@ static double weight_bytes(const opts *o, const model *m)
             b = n / 32.0 * 34.0; /* 32 int8 + one f16 scale per block */
         } else if (strcmp(type, "Q4_0") == 0) {
             b = n / 32.0 * 18.0; /* 32 4-bit codes + one f16 scale per block */
+        } else if (strcmp(type, "Q4_K") == 0) {
+            b = n / 256.0 * 144.0; /* 256 4-bit codes, 6-bit scales and mins, d, dmin */
+        } else if (strcmp(type, "Q5_K") == 0) {
+            b = n / 256.0 * 176.0; /* Q4_K's block plus 32 bytes of fifth code bits */
         } else if (strcmp(type, "Q6_K") == 0) {
             b = n / 256.0 * 210.0; /* 256 6-bit codes, 16 int8 scales, one f16 d */
         } else if (strcmp(type, "Q8_SPLIT") == 0) {

@@ -512,12 +512,17 @@ static inline int oracle_gguf_tensors(oracle_gguf *g, uint64_t n_tensors, uint64
             if (t->ne[0] % 32 != 0)
                 ORACLE_REJECT(v, "Q4_0 rows a multiple of 32");
             bytes = numel / 32 * 18;
+        } else if (t->type == 12 || t->type == 13) {
+            if (t->ne[0] % 256 != 0)
+                ORACLE_REJECT(v, t->type == 12 ? "Q4_K rows a multiple of 256"
+                                               : "Q5_K rows a multiple of 256");
+            bytes = numel / 256 * (t->type == 12 ? 144 : 176);
         } else if (t->type == 14) {
             if (t->ne[0] % 256 != 0)
                 ORACLE_REJECT(v, "Q6_K rows a multiple of 256");
             bytes = numel / 256 * 210;
         } else
-            ORACLE_REJECT(v, "tensor type F32, F16, Q4_0, Q8_0, Q6_K or BF16");
+            ORACLE_REJECT(v, "tensor type F32, F16, Q4_0, Q8_0, Q4_K, Q5_K, Q6_K or BF16");
         if (bytes > UINT64_MAX)
             ORACLE_REJECT(v, "tensor bytes fit 64 bits");
         t->bytes = (uint64_t)bytes;

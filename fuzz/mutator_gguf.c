@@ -19,8 +19,9 @@
  *                              section is laid out again (each tensor keeps its bytes,
  *                              resized), so the file stays well framed. Now and then one
  *                              dependent field is left stale on purpose.
- *   tensor type               one tensor or all matrices become F32, F16, Q8_0, Q4_0, Q6_K, BF16
- *                              or an unknown type, with their byte size and the layout
+ *   tensor type               one tensor or all matrices become F32, F16, Q8_0, Q4_0, Q4_K,
+ *                              Q5_K, Q6_K, BF16 or an unknown type, with their byte size and
+ *                              the layout
  *   metadata values           integers (0, 1, limits +- 1, neighbours' values, huge,
  *                              negative), floats (NaN, Inf, 0, huge), strings ("llama",
  *                              "gpt2", empty), bos/eos ids, token pieces (byte-token shapes)
@@ -126,6 +127,8 @@ static int gg_type_layout(uint32_t type, uint64_t *block, uint64_t *bytes)
     case 2: *block = 32; *bytes = 18; return 1; /* Q4_0 */
     case 3: *block = 32; *bytes = 20; return 1; /* Q4_1 */
     case 8: *block = 32; *bytes = 34; return 1; /* Q8_0 */
+    case 12: *block = 256; *bytes = 144; return 1; /* Q4_K */
+    case 13: *block = 256; *bytes = 176; return 1; /* Q5_K */
     case 14: *block = 256; *bytes = 210; return 1; /* Q6_K */
     case 24: *block = 1; *bytes = 1; return 1;  /* I8 */
     case 26: *block = 1; *bytes = 4; return 1;  /* I32 */
@@ -889,7 +892,7 @@ static int gg_ti_field(qm_rng *r, qm_pool *pool, gg_file *f)
 /* A tensor (or all matrices) changes type, with its byte size: the data is laid out again. */
 static int gg_tensor_type(qm_rng *r, qm_pool *pool, gg_file *f, size_t max_size)
 {
-    static const uint32_t types[] = {0, 1, 8, 8, 2, 14, 30, 99};
+    static const uint32_t types[] = {0, 1, 8, 8, 2, 12, 13, 14, 30, 99};
     gg_file g;
     if (f->n_ti == 0 || !gg_clone(pool, f, &g, 0))
         return 0;

@@ -318,7 +318,7 @@ static void emit_gguf(gen *g, const char *name, const tm_model *m, const tm_tok 
     } while (0)
 
 static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_model *m32,
-                     tm_tok *t)
+                     const tm_model *mk, tm_tok *t)
 {
     tbuf b = {0};
     gguf_opts o = {.version = 3, .mat_type = Q_TENSOR_F32};
@@ -336,6 +336,13 @@ static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_mod
         emit_gguf(g, "valid_q8_0.gguf", m32, t, &q, "Q_OK");
         q.mat_type = Q_TENSOR_Q4_0;
         emit_gguf(g, "valid_q4_0.gguf", m32, t, &q, "Q_OK");
+        /* the K types need rows of 256: mk's hidden is 256, so its ffn_down can be one */
+        q.mat_type = Q_TENSOR_Q8_0;
+        q.typed = "blk.0.ffn_down.weight";
+        q.typed_type = Q_TENSOR_Q4_K;
+        emit_gguf(g, "valid_q4_k.gguf", mk, t, &q, "Q_OK");
+        q.typed_type = Q_TENSOR_Q5_K;
+        emit_gguf(g, "valid_q5_k.gguf", mk, t, &q, "Q_OK");
     }
 
     /* header */
@@ -434,6 +441,10 @@ static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_mod
        .t_set_type = 1, .t_type = Q_TENSOR_Q8_0);
     GG("gguf_q4_0_row_not_multiple_of_32", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight",
        .t_set_type = 1, .t_type = Q_TENSOR_Q4_0);
+    GG("gguf_q4_k_row_not_multiple_of_256", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight",
+       .t_set_type = 1, .t_type = Q_TENSOR_Q4_K);
+    GG("gguf_q5_k_row_not_multiple_of_256", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight",
+       .t_set_type = 1, .t_type = Q_TENSOR_Q5_K);
     GG("gguf_q6_k_row_not_multiple_of_256", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight",
        .t_set_type = 1, .t_type = Q_TENSOR_Q6_K);
     GG("gguf_tensor_shape_mismatch", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_q.weight",
@@ -468,11 +479,11 @@ static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_mod
 int gen_malformed(const char *dir, int write_manifest)
 {
     gen g;
-    tm_model shared, unshared, m32;
+    tm_model shared, unshared, m32, mk;
     tm_tok tok;
     q_config c = {.dim = 8, .hidden_dim = 12, .n_layers = 2, .n_heads = 2, .n_kv_heads = 1,
                   .vocab_size = 260, .seq_len = 16, .rope_theta = 10000.0f, .norm_eps = 1e-5f};
-    q_config c32 = c;
+    q_config c32 = c, ck;
     char path[4096];
     static const char *const sub[3] = {"fuzz_model_llama2c", "fuzz_gguf", "fuzz_tokenizer"};
 
@@ -504,16 +515,20 @@ int gen_malformed(const char *dir, int write_manifest)
     c32.n_kv_heads = 2;
     tm_random(&shared, &c, 1, 1);
     tm_random(&unshared, &c, 0, 2);
+    ck = c32;
+    ck.hidden_dim = 256;
     tm_random(&m32, &c32, 1, 3);
+    tm_random(&mk, &ck, 1, 4);
     tok_random(&tok, c.vocab_size, 1);
 
     gen_llama2c(&g, &shared, &unshared);
     gen_tokenizers(&g, c.vocab_size);
-    gen_gguf(&g, &shared, &unshared, &m32, &tok);
+    gen_gguf(&g, &shared, &unshared, &m32, &mk, &tok);
 
     tm_free(&shared);
     tm_free(&unshared);
     tm_free(&m32);
+    tm_free(&mk);
     tok_free(&tok);
     if (g.manifest != NULL && fclose(g.manifest) != 0)
         g.failed = 1;

@@ -493,9 +493,79 @@ static size_t gg_bytes(uint32_t type, size_t rows, size_t cols)
         return xmul(n / 32, 34);
     if (type == Q_TENSOR_Q4_0)
         return xmul(n / 32, 18);
+    if (type == Q_TENSOR_Q4_K)
+        return xmul(n / 256, 144);
+    if (type == Q_TENSOR_Q5_K)
+        return xmul(n / 256, 176);
     if (type == Q_TENSOR_Q6_K)
         return xmul(n / 256, 210);
     return xmul(n, 4);
+}
+
+/* round(v) clamped to 0..hi; NaN gives 0 */
+static unsigned gg_code(float v, unsigned hi)
+{
+    return (unsigned)lrintf(fminf(fmaxf(v, 0.0f), (float)hi));
+}
+
+/*
+ * One Q4_K (nmax 15) or Q5_K (nmax 31) super-block of the 256 weights at x (a reference
+ * quantizer, not ggml's search). Per 32-weight sub-block s: lo = min(0, min x), hi = max x,
+ * ideal step scale_s = (hi - lo) / nmax and offset min_s = -lo >= 0; d = max scale_s / 63
+ * and dmin = max min_s / 63, stored as f16 and used as stored; sc_s = round(scale_s / d),
+ * m_s = round(min_s / dmin), both clamped to 0..63 (0 when d or dmin is 0); code =
+ * round((x + dmin * m_s) / (d * sc_s)) clamped to 0..nmax, 0 where the step is 0.
+ * Written as ggml's block_q4_K / block_q5_K: d, dmin, scales[12] (for j < 4: scales[j] =
+ * sc_j | (sc_{j+4} >> 4) << 6, scales[j + 4] = m_j | (m_{j+4} >> 4) << 6, scales[j + 8] =
+ * (sc_{j+4} & 15) | (m_{j+4} & 15) << 4), Q5_K's qh[32] (bit s of qh[l]: bit 4 of the code
+ * of weight l of sub-block s), qs[128] (the low 4 code bits of weight l of sub-block s in
+ * the low (s even) or high (s odd) nibble of qs[32 (s / 2) + l]).
+ */
+static void gg_k_block(tbuf *b, const float *x, unsigned nmax)
+{
+    unsigned char blk[176] = {0};
+    size_t qs = nmax == 15 ? 16 : 48, bytes = nmax == 15 ? 144 : 176;
+    float scale[8], minv[8], smax = 0.0f, mmax = 0.0f, d, dmin;
+    unsigned sc[8], m[8];
+    uint16_t hd, hm;
+    for (size_t s = 0; s < 8; s++) {
+        float lo = 0.0f, hi = x[32 * s];
+        for (size_t l = 0; l < 32; l++) {
+            lo = fminf(lo, x[32 * s + l]);
+            hi = fmaxf(hi, x[32 * s + l]);
+        }
+        scale[s] = (hi - lo) / (float)nmax;
+        minv[s] = -lo;
+        smax = fmaxf(smax, scale[s]);
+        mmax = fmaxf(mmax, minv[s]);
+    }
+    hd = tm_f32_to_f16(smax / 63.0f);
+    hm = tm_f32_to_f16(mmax / 63.0f);
+    d = q_f16_to_f32(hd);
+    dmin = q_f16_to_f32(hm);
+    for (size_t s = 0; s < 8; s++) {
+        sc[s] = d > 0.0f ? gg_code(scale[s] / d, 63) : 0;
+        m[s] = dmin > 0.0f ? gg_code(minv[s] / dmin, 63) : 0;
+    }
+    blk[0] = (uint8_t)hd;
+    blk[1] = (uint8_t)(hd >> 8);
+    blk[2] = (uint8_t)hm;
+    blk[3] = (uint8_t)(hm >> 8);
+    for (size_t j = 0; j < 4; j++) {
+        blk[4 + j] = (uint8_t)(sc[j] | (sc[j + 4] >> 4) << 6);
+        blk[8 + j] = (uint8_t)(m[j] | (m[j + 4] >> 4) << 6);
+        blk[12 + j] = (uint8_t)((sc[j + 4] & 15u) | (m[j + 4] & 15u) << 4);
+    }
+    for (size_t s = 0; s < 8; s++) {
+        float step = d * (float)sc[s], off = dmin * (float)m[s];
+        for (size_t l = 0; l < 32; l++) {
+            unsigned c = step > 0.0f ? gg_code((x[32 * s + l] + off) / step, nmax) : 0;
+            blk[qs + 32 * (s / 2) + l] |= (uint8_t)((c & 15u) << (4 * (s % 2)));
+            if (nmax == 31)
+                blk[16 + l] |= (uint8_t)((c >> 4) << s);
+        }
+    }
+    tb_put(b, blk, bytes);
 }
 
 static void gg_data(tbuf *b, const gg_tensor *t)
@@ -541,6 +611,9 @@ static void gg_data(tbuf *b, const gg_tensor *t)
             for (int i = 0; i < 16; i++)
                 tb_u8(b, qs[i]);
         }
+    } else if (t->type == Q_TENSOR_Q4_K || t->type == Q_TENSOR_Q5_K) {
+        for (size_t sb = 0; sb < n / 256; sb++)
+            gg_k_block(b, t->data + sb * 256, t->type == Q_TENSOR_Q4_K ? 15 : 31);
     } else if (t->type == Q_TENSOR_Q6_K) {
         /* per super-block of 256 (a reference quantizer, not ggml's search): each 16-weight
          * half-block's scale s = (its value of largest magnitude) / -32; d = max |s| / 127
@@ -707,6 +780,30 @@ static void gg_tokenizer(gg_kvs *k, const tm_tok *t)
     gg_int(k, "tokenizer.ggml.eos_token_id", 2);
 }
 
+/* llama.cpp's use_more_bits: the layers whose attn_v and ffn_down Q4_K_M keeps in Q6_K */
+static int gg_more_bits(size_t i, size_t n)
+{
+    return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
+
+/* The type of matrix `name` (layer `i` of `n` for blk.* tensors) under o's recipe */
+static uint32_t gg_matrix_type(const gguf_opts *o, const char *name, size_t i, size_t n)
+{
+    if (o->typed != NULL && strcmp(o->typed, name) == 0)
+        return o->typed_type;
+    if (o->recipe != GG_RECIPE_Q4_K_M)
+        return o->mat_type;
+    if (strcmp(name, "output.weight") == 0)
+        return Q_TENSOR_Q6_K;
+    if (strncmp(name, "blk.", 4) == 0 && gg_more_bits(i, n)) {
+        const char *role = strchr(name + 4, '.');
+        if (role != NULL && (strcmp(role, ".attn_v.weight") == 0 ||
+                             strcmp(role, ".ffn_down.weight") == 0))
+            return Q_TENSOR_Q6_K;
+    }
+    return Q_TENSOR_Q4_K;
+}
+
 void tm_write_gguf(tbuf *b, const tm_model *m, const tm_tok *t, const gguf_opts *o)
 {
     const q_config *c = &m->cfg;
@@ -778,7 +875,7 @@ void tm_write_gguf(tbuf *b, const tm_model *m, const tm_tok *t, const gguf_opts 
         gg_tensor *x = &ts[nt++];                                                           \
         snprintf(x->name, sizeof x->name, nm_fmt, idx);                                     \
         x->rows = (r); x->cols = (cl); x->is_1d = (one_d); x->data = (ptr);                 \
-        x->type = (one_d) ? (uint32_t)Q_TENSOR_F32 : o->mat_type;                           \
+        x->type = (one_d) ? (uint32_t)Q_TENSOR_F32 : gg_matrix_type(o, x->name, idx, L);    \
     } while (0)
     /* "%.0zu" of 0 prints nothing: names without a block index */
     ADD("token_embd.weight%.0zu", (size_t)0, c->vocab_size, d, 0, m->emb);

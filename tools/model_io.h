@@ -72,11 +72,24 @@ void tok_set_piece(tm_tok *t, size_t i, const char *piece, size_t len);
 void tok_write(tbuf *out, const tm_tok *t);
 void tok_free(tm_tok *t);
 
+/* Which type each matrix of a GGUF file gets. */
+typedef enum gguf_recipe {
+    GG_RECIPE_UNIFORM = 0, /* every matrix is gguf_opts.mat_type */
+    /* llama.cpp's Q4_K_M (mat_type is ignored): Q4_K, except output.weight (when the model
+     * has its own classifier) and, in layer i of n, attn_v.weight and ffn_down.weight when
+     * i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2, which are Q6_K */
+    GG_RECIPE_Q4_K_M
+} gguf_recipe;
+
 /* Corruptions for the GGUF writer. A zeroed struct (plus version and mat_type) writes a
  * valid file. */
 typedef struct gguf_opts {
     uint32_t version;         /* 2 or 3 */
-    uint32_t mat_type;        /* Q_TENSOR_F32, F16, BF16 or Q8_0 for matrices */
+    uint32_t mat_type;        /* Q_TENSOR_F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K for
+                               * matrices (K types: rows a multiple of 256) */
+    gguf_recipe recipe;       /* GG_RECIPE_UNIFORM (0): every matrix mat_type */
+    const char *typed;        /* a matrix written as typed_type instead (info and data: a */
+    uint32_t typed_type;      /* valid mix of types, unlike the t_type corruption) */
     uint32_t alignment;       /* 0: no general.alignment key (default 32) */
     uint32_t alignment_gtype; /* 0: uint32 (4); else the value type written (e.g. 10, u64) */
     int set_n_tensors;  uint64_t n_tensors;

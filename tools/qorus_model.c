@@ -38,8 +38,9 @@ static int usage_random(FILE *f)
             "  --version 0|1|2 (0)   llama2.c legacy, ak42 float32, ak42 Q8_0\n"
             "  --group-size N        Q8_0 group for version 2 (default: largest power of two\n"
             "                        <= 64 dividing dim and hidden)\n"
-            "  --gguf [--type f32|f16|bf16|q8_0|q4_0|q6_k]\n"
-            "                        write GGUF v3 instead (tokenizer in metadata)\n"
+            "  --gguf [--type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k|q4_k_m]\n"
+            "                        write GGUF v3 instead (tokenizer in metadata); q4_k_m:\n"
+            "                        Q4_K, with Q6_K for output and some attn_v / ffn_down\n"
             "  --unshared            separate classifier weights\n"
             "  --seed N (1)          weights and tokenizer are a function of the seed\n");
     return f == stdout ? 0 : 2;
@@ -52,8 +53,9 @@ static int usage_convert(FILE *f)
             "  IN is any model qorus reads (llama2.c v0/v1/v2, GGUF).\n"
             "  --version 0|1|2 (0)   write a llama2.c checkpoint of that version\n"
             "  --group-size N        Q8_0 group for version 2 (must divide dim and hidden)\n"
-            "  --gguf [--type f32|f16|bf16|q8_0|q4_0|q6_k]\n"
-            "                        write GGUF v3 (needs -z unless IN is GGUF)\n"
+            "  --gguf [--type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k|q4_k_m]\n"
+            "                        write GGUF v3 (needs -z unless IN is GGUF); q4_k_m: Q4_K,\n"
+            "                        with Q6_K for output and some attn_v / ffn_down\n"
             "  -z TOKENIZER          llama2.c tokenizer of IN\n"
             "  --tokenizer-out PATH  also write the vocabulary as a llama2.c tokenizer.bin\n");
     return f == stdout ? 0 : 2;
@@ -83,10 +85,12 @@ static int parse_size(const char *s, size_t *out)
     return 0;
 }
 
-static int parse_type(const char *s, uint32_t *out)
+/* --type: a matrix type, or a recipe of several (q4_k_m) */
+static int parse_type(const char *s, uint32_t *out, gguf_recipe *recipe)
 {
     if (s == NULL)
         return -1;
+    *recipe = GG_RECIPE_UNIFORM;
     if (strcmp(s, "f32") == 0)
         *out = Q_TENSOR_F32;
     else if (strcmp(s, "f16") == 0)
@@ -97,9 +101,16 @@ static int parse_type(const char *s, uint32_t *out)
         *out = Q_TENSOR_Q8_0;
     else if (strcmp(s, "q4_0") == 0)
         *out = Q_TENSOR_Q4_0;
+    else if (strcmp(s, "q4_k") == 0)
+        *out = Q_TENSOR_Q4_K;
+    else if (strcmp(s, "q5_k") == 0)
+        *out = Q_TENSOR_Q5_K;
     else if (strcmp(s, "q6_k") == 0)
         *out = Q_TENSOR_Q6_K;
-    else
+    else if (strcmp(s, "q4_k_m") == 0) {
+        *out = Q_TENSOR_Q4_K;
+        *recipe = GG_RECIPE_Q4_K_M;
+    } else
         return -1;
     return 0;
 }
@@ -146,12 +157,13 @@ static int save_checked(const tbuf *b, const char *path, int is_tokenizer, size_
 }
 
 static int write_model(const tm_model *m, const tm_tok *tok, const char *out, int gguf,
-                       uint32_t type, int version, size_t group)
+                       uint32_t type, gguf_recipe recipe, int version, size_t group)
 {
     tbuf b = {0};
     int rc;
     if (gguf) {
-        gguf_opts o = {.version = 3, .mat_type = type};
+        gguf_opts o = {.version = 3, .mat_type = type, .recipe = recipe};
+        int k_type = type == Q_TENSOR_Q4_K || type == Q_TENSOR_Q5_K || type == Q_TENSOR_Q6_K;
         if (tok == NULL) {
             fprintf(stderr, "qorus-model: GGUF output needs a tokenizer (-z)\n");
             return 1;
@@ -161,8 +173,9 @@ static int write_model(const tm_model *m, const tm_tok *tok, const char *out, in
             fprintf(stderr, "qorus-model: q8_0 and q4_0 need dim and hidden divisible by 32\n");
             return 1;
         }
-        if (type == Q_TENSOR_Q6_K && (m->cfg.dim % 256 != 0 || m->cfg.hidden_dim % 256 != 0)) {
-            fprintf(stderr, "qorus-model: q6_k needs dim and hidden divisible by 256\n");
+        if (k_type && (m->cfg.dim % 256 != 0 || m->cfg.hidden_dim % 256 != 0)) {
+            fprintf(stderr, "qorus-model: q4_k, q5_k, q6_k and q4_k_m need dim and hidden "
+                            "divisible by 256\n");
             return 1;
         }
         tm_write_gguf(&b, m, tok, &o);
@@ -195,6 +208,7 @@ static int cmd_random(int argc, char **argv)
     size_t version = 0, group = 0, seed = 1;
     int shared = 1, gguf = 0, rc;
     uint32_t type = Q_TENSOR_F32;
+    gguf_recipe recipe = GG_RECIPE_UNIFORM;
     tm_model m;
     tm_tok t;
 
@@ -208,7 +222,7 @@ static int cmd_random(int argc, char **argv)
         if (strcmp(a, "-o") == 0 && v) { out = v; i++; continue; }
         if (strcmp(a, "-z") == 0 && v) { tok_out = v; i++; continue; }
         if (strcmp(a, "--type") == 0) {
-            if (parse_type(v, &type) != 0)
+            if (parse_type(v, &type, &recipe) != 0)
                 return usage_random(stderr);
             i++;
             continue;
@@ -243,7 +257,7 @@ static int cmd_random(int argc, char **argv)
     }
     tm_random(&m, &c, shared, seed);
     tok_random(&t, c.vocab_size, seed);
-    rc = write_model(&m, &t, out, gguf, type, (int)(version > 2 ? 3 : version), group);
+    rc = write_model(&m, &t, out, gguf, type, recipe, (int)(version > 2 ? 3 : version), group);
     if (rc == 0 && tok_out != NULL) {
         tbuf b = {0};
         tok_write(&b, &t);
@@ -261,6 +275,7 @@ static int cmd_convert(int argc, char **argv)
     size_t version = 0, group = 0;
     int gguf = 0, rc;
     uint32_t type = Q_TENSOR_F32;
+    gguf_recipe recipe = GG_RECIPE_UNIFORM;
     q_context ctx = {0};
     q_model qm;
     q_tokenizer qt, qz;
@@ -278,7 +293,7 @@ static int cmd_convert(int argc, char **argv)
         if (strcmp(a, "-z") == 0 && v) { tok_in = v; i++; continue; }
         if (strcmp(a, "--tokenizer-out") == 0 && v) { tok_out = v; i++; continue; }
         if (strcmp(a, "--type") == 0) {
-            if (parse_type(v, &type) != 0)
+            if (parse_type(v, &type, &recipe) != 0)
                 return usage_convert(stderr);
             i++;
             continue;
@@ -327,8 +342,8 @@ static int cmd_convert(int argc, char **argv)
         fprintf(stderr, "qorus-model: %s: %s\n", in, q_strerror(e));
         return 1;
     }
-    rc = write_model(&m, have_tok ? &t : NULL, out, gguf, type, (int)(version > 2 ? 3 : version),
-                     group);
+    rc = write_model(&m, have_tok ? &t : NULL, out, gguf, type, recipe,
+                     (int)(version > 2 ? 3 : version), group);
     if (rc == 0 && tok_out != NULL) {
         if (!have_tok) {
             fprintf(stderr, "qorus-model: %s has no vocabulary to write\n", in);

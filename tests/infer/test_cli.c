@@ -657,9 +657,9 @@ static int case_ak42(const char *tool)
 }
 
 /*
- * Every GGUF weight type on random weights (qorus-model random: dim 128, hidden 384 (Q6_K:
- * 256 and 512, whole super-blocks), two layers, 4 heads and 2 kv heads, a 1024-token
- * vocabulary, a separate classifier): the
+ * Every GGUF weight type on random weights (qorus-model random: dim 128, hidden 384 (the K
+ * types Q4_K, Q5_K, Q6_K and the Q4_K_M mix: 256 and 512, whole super-blocks), two layers,
+ * 4 heads and 2 kv heads, a 1024-token vocabulary, a separate classifier): the
  * greedy text must be byte-identical on every kernel path, against the scalar reference
  * one token at a time on one thread: the best table (auto), the AVX2 table and the
  * reference, 1 and 2 threads, batched and token-by-token prefill. (Integer block sums are
@@ -668,14 +668,15 @@ static int case_ak42(const char *tool)
  */
 static int case_types(const char *tool)
 {
-    static const char *types[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q6_k"};
+    static const char *types[] = {"f32",  "f16",  "bf16", "q8_0",  "q4_0",
+                                  "q4_k", "q5_k", "q6_k", "q4_k_m"};
     static const struct {
         const char *kernels, *threads, *batch;
     } paths[] = {{NULL, "2", "48"}, {NULL, "1", "1"}, {"avx2", "2", "5"}, {"scalar", "2", "7"}};
     for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
         char path[4200];
         snprintf(path, sizeof path, "%s/random-%s.gguf", work, types[ty]);
-        int k_quant = strcmp(types[ty], "q6_k") == 0;
+        int k_quant = strstr(types[ty], "_k") != NULL;
         result g = run((char *[]){(char *)tool, "random", "-o", path, "--dim",
                                   k_quant ? "256" : "128", "--hidden", k_quant ? "512" : "384",
                                   "--layers", "2", "--heads", "4", "--kv-heads", "2",

@@ -3,7 +3,8 @@
  *   - random v0 -> ak42 v1 -> v0 is byte-identical (weights, header, freq_cis);
  *   - random v0 -> GGUF (f32) -> v0 + tokenizer.bin is byte-identical;
  *   - v2 (Q8_0 split) dequantizes within half a quantization step of every group;
- *   - GGUF f16 / q8_0 within their rounding bounds;
+ *   - GGUF f16 / bf16 / q8_0 / q4_0 / q4_k / q5_k / q6_k within their rounding bounds;
+ *   - --type q4_k_m gives Q6_K to exactly the tensors llama.cpp's recipe names;
  *   - stories260K.bin -> v1 -> v0 has identical tensors, -> v2 within the Q8 bound
  *     (skipped without the models folder);
  *   - q_model_free / q_tokenizer_free on zeroed structs and twice; NULL arguments.
@@ -140,6 +141,24 @@ static int models_close(const q_model *a, const q_model *b, size_t group, float 
  * amax / 32 (amax: the super-block's largest magnitude); plus the f16 rounding of d */
 #define Q6K_REL ((1.0f + 15.5f / 127.0f) / 32.0f * 1.001f + 1.0f / 1024.0f)
 
+/*
+ * Q4_K / Q5_K (super-blocks of 256, nmax = 15 or 31 steps per 32-weight sub-block; amax:
+ * the super-block's largest magnitude). A sub-block's ideal step is scale = (hi - lo) /
+ * nmax <= 2 amax / nmax (lo = min(0, min x), hi = max x) and its ideal offset min = -lo <=
+ * amax; d = f16(max scale / 63), dmin = f16(max min / 63). The f16 rounding is relative
+ * <= 2^-10 here (d >= 2^-15 in these models; 2^-11 where normal), so scale / d <= 63.07
+ * still rounds to 63: the stored step S = d * round(scale / d) is within d / 2 of scale
+ * and the offset M = dmin * round(min / dmin) within dmin / 2 of min. A weight in
+ * [-M, -M + nmax S] is off by <= S / 2 <= scale / 2 + d / 4 <= amax / nmax + amax /
+ * (126 nmax) (d <= 2 amax / (63 nmax)); one beyond either end by <= |M - min| + nmax |S -
+ * scale| <= dmin / 2 + nmax d / 2 <= amax / 126 + amax / 63 = amax / 42, less. So
+ * |x - x'| <= (1 + 1/126) amax / nmax; the factor 1.001 covers the f16 rounding in d / 4
+ * and float arithmetic. The first term is reached (a weight half-way between two codes of a
+ * sub-block spanning [-amax, amax]): the bound is tight, half of it fails.
+ */
+#define Q4K_REL ((1.0f + 1.0f / 126.0f) / 15.0f * 1.001f)
+#define Q5K_REL ((1.0f + 1.0f / 126.0f) / 31.0f * 1.001f)
+
 /* Q6_K needs rows of whole super-blocks: a model of width 256 */
 static void test_q6_k_round_trip(void)
 {
@@ -165,6 +184,108 @@ static void test_q6_k_round_trip(void)
     CHECK(a.rc == Q_OK && b.rc == Q_OK && !models_close(&a.m, &b.m, 256, Q6K_REL / 16));
     unload(&b);
     unload(&a);
+}
+
+/* Q4_K and Q5_K, like Q6_K: a model of width 256 */
+static void test_q4_k_q5_k_round_trips(void)
+{
+    loaded a, b;
+    char args[8192];
+    snprintf(args, sizeof args,
+             "random -o '%s' -z '%s' --dim 256 --hidden 512 --layers 1 --heads 4 --vocab 64 "
+             "--seq 8 --seed 4 --unshared",
+             wpath("kk.bin"), wpath("kk.tok"));
+    CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type q4_k -z '%s'", wpath("kk.bin"),
+             wpath("kk4.gguf"), wpath("kk.tok"));
+    CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type q5_k -z '%s'", wpath("kk.bin"),
+             wpath("kk5.gguf"), wpath("kk.tok"));
+    CHECK(run(args) == 0);
+    /* widths that are not multiples of 256 are refused with a message */
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type q4_k -z '%s' 2>/dev/null",
+             wpath("r0.bin"), wpath("bad4k.gguf"), wpath("r0.tok"));
+    CHECK(run(args) != 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type q5_k -z '%s' 2>/dev/null",
+             wpath("r0.bin"), wpath("bad5k.gguf"), wpath("r0.tok"));
+    CHECK(run(args) != 0);
+    load(&a, wpath("kk.bin"));
+    load(&b, wpath("kk4.gguf"));
+    CHECK(b.rc == Q_OK && b.m.layers && b.m.layers[0].w2.type == Q_TENSOR_Q4_K &&
+          b.m.layers[0].wk.type == Q_TENSOR_Q4_K && b.m.classifier.type == Q_TENSOR_Q4_K &&
+          b.m.token_embedding.type == Q_TENSOR_Q4_K);
+    CHECK(a.rc == Q_OK && b.rc == Q_OK && models_close(&a.m, &b.m, 256, Q4K_REL));
+    CHECK(a.rc == Q_OK && b.rc == Q_OK && !models_close(&a.m, &b.m, 256, Q4K_REL / 2));
+    unload(&b);
+    load(&b, wpath("kk5.gguf"));
+    CHECK(b.rc == Q_OK && b.m.layers && b.m.layers[0].w2.type == Q_TENSOR_Q5_K &&
+          b.m.layers[0].wq.type == Q_TENSOR_Q5_K && b.m.classifier.type == Q_TENSOR_Q5_K &&
+          b.m.token_embedding.type == Q_TENSOR_Q5_K);
+    CHECK(a.rc == Q_OK && b.rc == Q_OK && models_close(&a.m, &b.m, 256, Q5K_REL));
+    CHECK(a.rc == Q_OK && b.rc == Q_OK && !models_close(&a.m, &b.m, 256, Q5K_REL / 2));
+    unload(&b);
+    unload(&a);
+}
+
+/* Whether every matrix of `m` has the type llama.cpp's Q4_K_M gives it: Q6_K for the
+ * classifier (when separate) and for attn_v / ffn_down of the layers flagged in `q6`,
+ * Q4_K for the rest, the token embedding included */
+static int q4_k_m_types(const q_model *m, const int *q6, size_t n_layers)
+{
+    int ok = m->config.n_layers == n_layers && m->token_embedding.type == Q_TENSOR_Q4_K;
+    ok = ok && m->classifier.type == (m->shared_classifier ? Q_TENSOR_Q4_K : Q_TENSOR_Q6_K);
+    for (size_t l = 0; ok && l < n_layers; l++) {
+        const q_layer *y = &m->layers[l];
+        q_tensor_type hi = q6[l] ? Q_TENSOR_Q6_K : Q_TENSOR_Q4_K;
+        ok = y->wv.type == hi && y->w2.type == hi && y->wq.type == Q_TENSOR_Q4_K &&
+             y->wk.type == Q_TENSOR_Q4_K && y->wo.type == Q_TENSOR_Q4_K &&
+             y->w1.type == Q_TENSOR_Q4_K && y->w3.type == Q_TENSOR_Q4_K;
+        if (!ok)
+            fprintf(stderr, "  layer %zu: attn_v %d ffn_down %d\n", l, (int)y->wv.type,
+                    (int)y->w2.type);
+    }
+    return ok;
+}
+
+/* --type q4_k_m: the layers whose attn_v and ffn_down are Q6_K, i < n/8 || i >= 7n/8 ||
+ * (i - n/8) % 3 == 2, written out for 8 and 16 layers */
+static void test_q4_k_m_recipe(void)
+{
+    /* n = 8: n/8 = 1, 7n/8 = 7: layers 0, 3, 6 ((i - 1) % 3 == 2) and 7 */
+    static const int q6_8[8] = {1, 0, 0, 1, 0, 0, 1, 1};
+    /* n = 16: n/8 = 2, 7n/8 = 14: layers 0, 1, 4, 7, 10, 13, 14, 15 */
+    static const int q6_16[16] = {1, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 1, 1};
+    loaded a, b;
+    char args[8192];
+    /* convert from float32, separate classifier: output.weight is Q6_K */
+    snprintf(args, sizeof args,
+             "random -o '%s' -z '%s' --dim 256 --hidden 256 --layers 8 --heads 4 --kv-heads 1 "
+             "--vocab 64 --seq 8 --seed 5 --unshared",
+             wpath("km.bin"), wpath("km.tok"));
+    CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type q4_k_m -z '%s'",
+             wpath("km.bin"), wpath("km.gguf"), wpath("km.tok"));
+    CHECK(run(args) == 0);
+    load(&a, wpath("km.bin"));
+    load(&b, wpath("km.gguf"));
+    CHECK(b.rc == Q_OK && !b.m.shared_classifier && q4_k_m_types(&b.m, q6_8, 8));
+    /* Q6K_REL < Q4K_REL: the Q4_K bound holds for the whole mix */
+    CHECK(a.rc == Q_OK && b.rc == Q_OK && models_close(&a.m, &b.m, 256, Q4K_REL));
+    unload(&b);
+    unload(&a);
+    /* random straight to GGUF, shared classifier: the token embedding stays Q4_K */
+    snprintf(args, sizeof args,
+             "random -o '%s' --dim 256 --hidden 256 --layers 16 --heads 4 --kv-heads 1 "
+             "--vocab 64 --seq 8 --seed 6 --gguf --type q4_k_m",
+             wpath("km16.gguf"));
+    CHECK(run(args) == 0);
+    load(&b, wpath("km16.gguf"));
+    CHECK(b.rc == Q_OK && b.m.shared_classifier && q4_k_m_types(&b.m, q6_16, 16));
+    unload(&b);
+    /* the mix needs whole super-blocks too */
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type q4_k_m -z '%s' 2>/dev/null",
+             wpath("r0.bin"), wpath("badkm.gguf"), wpath("r0.tok"));
+    CHECK(run(args) != 0);
 }
 
 static void test_random_round_trips(void)
@@ -362,6 +483,8 @@ int main(int argc, char **argv)
     RUN_TEST(test_model_load_refuses_used_context);
     RUN_TEST(test_random_round_trips);
     RUN_TEST(test_q6_k_round_trip);
+    RUN_TEST(test_q4_k_q5_k_round_trips);
+    RUN_TEST(test_q4_k_m_recipe);
     RUN_TEST(test_real_round_trips);
     return check_failures ? 1 : 0;
 }

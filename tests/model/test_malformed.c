@@ -217,6 +217,8 @@ static const struct { const char *file; const char *field; } expected_fields[] =
     {"fuzz_gguf/gguf_tensor_offset_wraps", "offset of output_norm.weight"},
     {"fuzz_gguf/gguf_q8_0_row_not_multiple_of_32", "Q8_0 row of blk.0.attn_q.weight"},
     {"fuzz_gguf/gguf_q4_0_row_not_multiple_of_32", "Q4_0 row of blk.0.attn_q.weight"},
+    {"fuzz_gguf/gguf_q4_k_row_not_multiple_of_256", "Q4_K row of blk.0.attn_q.weight"},
+    {"fuzz_gguf/gguf_q5_k_row_not_multiple_of_256", "Q5_K row of blk.0.attn_q.weight"},
     {"fuzz_gguf/gguf_q6_k_row_not_multiple_of_256", "Q6_K row of blk.0.attn_q.weight"},
     {"fuzz_gguf/gguf_tensor_shape_mismatch", "tensor blk.0.attn_q.weight"},
     {"fuzz_gguf/gguf_tensor_3d", "tensor blk.0.attn_q.weight"},
