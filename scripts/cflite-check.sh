@@ -80,11 +80,12 @@ for san in "${sanitizers[@]}"; do
     dict=()
     [ -f "$dir/out/$t.dict" ] && dict=(-dict="$dir/out/$t.dict")
     log=$dir/logs/$t.log
-    # Replay: -runs=0 executes the seed corpus and stops.
+    # Replay: -runs=0 executes the seed corpus and stops. Crash files go to the logs, never
+    # to the working directory.
     if [ "$san" = coverage ]; then
       LLVM_PROFILE_FILE=$dir/logs/$t.profraw "$bin" -runs=0 "$seeds" >"$log" 2>&1
     else
-      "$bin" -runs=0 "${dict[@]}" "$seeds" >"$log" 2>&1
+      "$bin" -runs=0 -artifact_prefix="$dir/logs/$t-" "${dict[@]}" "$seeds" >"$log" 2>&1
     fi
     rc=$?
     result="replayed $n"
