@@ -159,8 +159,9 @@ void tm_alloc(tm_model *m, const q_config *c, int shared)
 
 void tm_free(tm_model *m)
 {
-    float *all[] = {m->emb, m->rms_att, m->wq, m->wk, m->wv, m->wo, m->rms_ffn,
-                    m->w1, m->w2, m->w3, m->rms_final, m->wcls};
+    float *all[] = {m->emb, m->rms_att, m->wq,        m->wk,   m->wv, m->wo,
+                    m->rms_ffn, m->w1, m->w2,        m->w3,   m->rms_final,
+                    m->wcls,    m->bq, m->bk,        m->bv,   m->rope_factors};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     memset(m, 0, sizeof *m);
@@ -208,6 +209,45 @@ void tm_random(tm_model *m, const q_config *c, int shared, uint64_t seed)
         fill(m->wcls, c->vocab_size * d, 0.0f, ad, &s);
 }
 
+int tm_add_arch(tm_model *m, const char *arch, uint64_t seed)
+{
+    const q_config *c = &m->cfg;
+    size_t L = c->n_layers, d = c->dim, hs = c->dim / c->n_heads, kv = c->n_kv_heads * hs;
+    uint64_t s = seed * 0xD1B54A32D192ED03ULL + 7;
+    if (strcmp(arch, "llama") == 0)
+        return 0;
+    if (strcmp(arch, "qwen2") == 0) {
+        m->bq = falloc(L, d, 1);
+        m->bk = falloc(L, kv, 1);
+        m->bv = falloc(L, kv, 1);
+        fill(m->bq, L * d, 0.0f, 0.5f, &s);
+        fill(m->bk, L * kv, 0.0f, 0.5f, &s);
+        fill(m->bv, L * kv, 0.0f, 0.5f, &s);
+        return 0;
+    }
+    if (strcmp(arch, "llama3") == 0) {
+        /* Llama 3.1's rule: wavelengths shorter than 8192 / 4 keep their frequency, longer
+         * than 8192 / 1 are divided by 8, in between a smooth blend */
+        const double factor = 8.0, low = 1.0, high = 4.0, orig = 8192.0, pi = 3.14159265358979;
+        m->rope_factors = falloc(hs / 2, 1, 1);
+        for (size_t j = 0; j < hs / 2; j++) {
+            double freq = pow((double)c->rope_theta, -(double)(2 * j) / (double)hs);
+            double wavelen = 2.0 * pi / freq, f;
+            if (wavelen < orig / high) {
+                f = 1.0;
+            } else if (wavelen > orig / low) {
+                f = factor;
+            } else {
+                double smooth = (orig / wavelen - low) / (high - low);
+                f = 1.0 / ((1.0 - smooth) / factor + smooth);
+            }
+            m->rope_factors[j] = (float)f;
+        }
+        return 0;
+    }
+    return -1;
+}
+
 static q_error_code read_tensor(float *dst, const q_tensor *t)
 {
     for (size_t r = 0; r < t->rows; r++) {
@@ -241,6 +281,25 @@ q_error_code tm_from_model(tm_model *m, const q_model *qm)
         rc = read_tensor(m->rms_final, &qm->final_norm);
     if (rc == Q_OK && !qm->shared_classifier)
         rc = read_tensor(m->wcls, &qm->classifier);
+    /* biases (all or none: the writer writes the three of every layer) and rope factors */
+    int biased = 1;
+    for (size_t l = 0; l < c->n_layers; l++)
+        biased &= qm->layers[l].bq.data != NULL && qm->layers[l].bk.data != NULL &&
+                  qm->layers[l].bv.data != NULL;
+    if (rc == Q_OK && biased) {
+        m->bq = falloc(c->n_layers, d, 1);
+        m->bk = falloc(c->n_layers, kv, 1);
+        m->bv = falloc(c->n_layers, kv, 1);
+        for (size_t l = 0; rc == Q_OK && l < c->n_layers; l++) {
+            rc = read_tensor(m->bq + l * d, &qm->layers[l].bq);
+            if (rc == Q_OK) rc = read_tensor(m->bk + l * kv, &qm->layers[l].bk);
+            if (rc == Q_OK) rc = read_tensor(m->bv + l * kv, &qm->layers[l].bv);
+        }
+    }
+    if (rc == Q_OK && qm->rope_factors.data != NULL) {
+        m->rope_factors = falloc(qm->rope_factors.cols, 1, 1);
+        rc = read_tensor(m->rope_factors, &qm->rope_factors);
+    }
     if (rc != Q_OK)
         tm_free(m);
     return rc;
@@ -787,13 +846,16 @@ static int gg_more_bits(size_t i, size_t n)
 }
 
 /* The type of matrix `name` (layer `i` of `n` for blk.* tensors) under o's recipe */
-static uint32_t gg_matrix_type(const gguf_opts *o, const char *name, size_t i, size_t n)
+static uint32_t gg_matrix_type(const gguf_opts *o, const char *name, size_t i, size_t n,
+                               int shared)
 {
     if (o->typed != NULL && strcmp(o->typed, name) == 0)
         return o->typed_type;
     if (o->recipe != GG_RECIPE_Q4_K_M)
         return o->mat_type;
-    if (strcmp(name, "output.weight") == 0)
+    /* the classifier; a shared one is token_embd.weight (as llama.cpp does without an
+     * output.weight) */
+    if (strcmp(name, "output.weight") == 0 || (shared && strcmp(name, "token_embd.weight") == 0))
         return Q_TENSOR_Q6_K;
     if (strncmp(name, "blk.", 4) == 0 && gg_more_bits(i, n)) {
         const char *role = strchr(name + 4, '.');
@@ -811,7 +873,7 @@ void tm_write_gguf(tbuf *b, const tm_model *m, const tm_tok *t, const gguf_opts 
     size_t kv = c->n_kv_heads * hs, nt = 0, i, align;
     gg_kvs k;
     tbuf info = {0};
-    gg_tensor *ts = xrealloc(NULL, xmul(3 + 9 * L, sizeof(gg_tensor)));
+    gg_tensor *ts = xrealloc(NULL, xmul(4 + 12 * L, sizeof(gg_tensor)));
     uint64_t off = 0, n_infos = 0;
 
     align = o->alignment;
@@ -822,7 +884,7 @@ void tm_write_gguf(tbuf *b, const tm_model *m, const tm_tok *t, const gguf_opts 
     memset(&k, 0, sizeof k);
     k.o = o;
     if (o->arch == NULL)
-        gg_string(&k, "general.architecture", "llama");
+        gg_string(&k, "general.architecture", c->arch == Q_ARCH_QWEN2 ? "qwen2" : "llama");
     else if (o->arch[0] != '\0')
         gg_string(&k, "general.architecture", o->arch);
     if (o->alignment) {
@@ -835,17 +897,26 @@ void tm_write_gguf(tbuf *b, const tm_model *m, const tm_tok *t, const gguf_opts 
         }
     }
     gg_string(&k, "general.name", "qorus-model");
-    gg_int(&k, "llama.context_length", (int64_t)c->seq_len);
-    gg_int(&k, "llama.embedding_length", (int64_t)d);
-    gg_int(&k, "llama.feed_forward_length", (int64_t)h);
-    gg_int(&k, "llama.block_count", (int64_t)L);
+    /* the architecture's keys: "<arch>.context_length" and so on */
+    const char *ap = c->arch == Q_ARCH_QWEN2 ? "qwen2" : "llama";
+    char key[96];
+#define AKEY(name) (snprintf(key, sizeof key, "%s.%s", ap, (name)), key)
+    gg_int(&k, AKEY("context_length"), (int64_t)c->seq_len);
+    gg_int(&k, AKEY("embedding_length"), (int64_t)d);
+    gg_int(&k, AKEY("feed_forward_length"), (int64_t)h);
+    gg_int(&k, AKEY("block_count"), (int64_t)L);
     if (o->dup_key)
-        gg_int(&k, "llama.block_count", (int64_t)L);
-    gg_int(&k, "llama.attention.head_count", (int64_t)c->n_heads);
-    gg_int(&k, "llama.attention.head_count_kv", (int64_t)c->n_kv_heads);
-    gg_int(&k, "llama.rope.dimension_count", (int64_t)hs);
-    gg_float(&k, "llama.rope.freq_base", c->rope_theta > 0 ? c->rope_theta : 10000.0f);
-    gg_float(&k, "llama.attention.layer_norm_rms_epsilon", c->norm_eps > 0 ? c->norm_eps : 1e-5f);
+        gg_int(&k, AKEY("block_count"), (int64_t)L);
+    gg_int(&k, AKEY("attention.head_count"), (int64_t)c->n_heads);
+    gg_int(&k, AKEY("attention.head_count_kv"), (int64_t)c->n_kv_heads);
+    gg_int(&k, AKEY("rope.dimension_count"), (int64_t)hs);
+    gg_float(&k, AKEY("rope.freq_base"), c->rope_theta > 0 ? c->rope_theta : 10000.0f);
+    gg_float(&k, AKEY("attention.layer_norm_rms_epsilon"), c->norm_eps > 0 ? c->norm_eps : 1e-5f);
+    if (c->rope_linear_factor != 0.0f && c->rope_linear_factor != 1.0f) {
+        gg_string(&k, AKEY("rope.scaling.type"), "linear");
+        gg_float(&k, AKEY("rope.scaling.factor"), c->rope_linear_factor);
+    }
+#undef AKEY
     if (o->extra_int_key != NULL) {
         gg_key(&k, o->extra_int_key, GT_U32);
         tb_u32(&k.b, o->extra_int_value);
@@ -875,18 +946,26 @@ void tm_write_gguf(tbuf *b, const tm_model *m, const tm_tok *t, const gguf_opts 
         gg_tensor *x = &ts[nt++];                                                           \
         snprintf(x->name, sizeof x->name, nm_fmt, idx);                                     \
         x->rows = (r); x->cols = (cl); x->is_1d = (one_d); x->data = (ptr);                 \
-        x->type = (one_d) ? (uint32_t)Q_TENSOR_F32 : gg_matrix_type(o, x->name, idx, L);    \
+        x->type = (one_d) ? (uint32_t)Q_TENSOR_F32 : gg_matrix_type(o, x->name, idx, L, m->shared); \
     } while (0)
     /* "%.0zu" of 0 prints nothing: names without a block index */
     ADD("token_embd.weight%.0zu", (size_t)0, c->vocab_size, d, 0, m->emb);
     ADD("output_norm.weight%.0zu", (size_t)0, (size_t)1, d, 1, m->rms_final);
     if (!m->shared)
         ADD("output.weight%.0zu", (size_t)0, c->vocab_size, d, 0, m->wcls);
+    if (m->rope_factors != NULL)
+        ADD("rope_freqs.weight%.0zu", (size_t)0, (size_t)1, hs / 2, 1, m->rope_factors);
     for (i = 0; i < L; i++) {
         ADD("blk.%zu.attn_norm.weight", i, (size_t)1, d, 1, m->rms_att + i * d);
         ADD("blk.%zu.attn_q.weight", i, d, d, 0, m->wq + i * d * d);
+        if (m->bq != NULL)
+            ADD("blk.%zu.attn_q.bias", i, (size_t)1, d, 1, m->bq + i * d);
         ADD("blk.%zu.attn_k.weight", i, kv, d, 0, m->wk + i * kv * d);
+        if (m->bk != NULL)
+            ADD("blk.%zu.attn_k.bias", i, (size_t)1, kv, 1, m->bk + i * kv);
         ADD("blk.%zu.attn_v.weight", i, kv, d, 0, m->wv + i * kv * d);
+        if (m->bv != NULL)
+            ADD("blk.%zu.attn_v.bias", i, (size_t)1, kv, 1, m->bv + i * kv);
         ADD("blk.%zu.attn_output.weight", i, d, d, 0, m->wo + i * d * d);
         ADD("blk.%zu.ffn_norm.weight", i, (size_t)1, d, 1, m->rms_ffn + i * d);
         ADD("blk.%zu.ffn_gate.weight", i, h, d, 0, m->w1 + i * h * d);

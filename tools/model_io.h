@@ -47,6 +47,10 @@ typedef struct tm_model {
     float *w3;        /* (L, hidden, dim) */
     float *rms_final; /* (dim) */
     float *wcls;      /* (vocab, dim), NULL when shared */
+    float *bq;        /* (L, dim) q bias (qwen2), NULL when none; bk, bv likewise */
+    float *bk;        /* (L, kv) */
+    float *bv;        /* (L, kv) */
+    float *rope_factors; /* (head_size / 2) Llama 3's rope_freqs.weight, NULL when none */
 } tm_model;
 
 /* A tokenizer vocabulary owned by the tool. */
@@ -60,6 +64,11 @@ typedef struct tm_tok {
 
 void tm_alloc(tm_model *m, const q_config *cfg, int shared);
 void tm_random(tm_model *m, const q_config *cfg, int shared, uint64_t seed);
+/* What an architecture adds to a tm_random model (cfg.arch / rope fields are set by the
+ * caller): "qwen2": random q/k/v biases; "llama3": Llama 3.1's rope frequency factors
+ * (scaling factor 8, low / high frequency factors 1 / 4, original context 8192) for the
+ * model's rope_theta; "llama": nothing. Returns -1 for another name. */
+int tm_add_arch(tm_model *m, const char *arch, uint64_t seed);
 q_error_code tm_from_model(tm_model *m, const q_model *qm);
 void tm_free(tm_model *m);
 
@@ -75,8 +84,8 @@ void tok_free(tm_tok *t);
 /* Which type each matrix of a GGUF file gets. */
 typedef enum gguf_recipe {
     GG_RECIPE_UNIFORM = 0, /* every matrix is gguf_opts.mat_type */
-    /* llama.cpp's Q4_K_M (mat_type is ignored): Q4_K, except output.weight (when the model
-     * has its own classifier) and, in layer i of n, attn_v.weight and ffn_down.weight when
+    /* llama.cpp's Q4_K_M (mat_type is ignored): Q4_K, except the classifier (output.weight,
+     * or token_embd.weight when shared) and, in layer i of n, attn_v.weight and ffn_down.weight when
      * i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2, which are Q6_K */
     GG_RECIPE_Q4_K_M
 } gguf_recipe;

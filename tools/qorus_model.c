@@ -42,6 +42,12 @@ static int usage_random(FILE *f)
             "                        write GGUF v3 instead (tokenizer in metadata); q4_k_m:\n"
             "                        Q4_K, with Q6_K for output and some attn_v / ffn_down\n"
             "  --unshared            separate classifier weights\n"
+            "  --arch llama|llama3|qwen2 (llama)\n"
+            "                        llama3: Llama 3.1's rope frequency factors (rope_freqs),\n"
+            "                        theta 500000; qwen2: q/k/v biases, NEOX rotary pairs,\n"
+            "                        theta 1000000 (both need --gguf)\n"
+            "  --vocab-from FILE     the vocabulary of FILE (a llama2.c tokenizer.bin or a GGUF\n"
+            "                        model's metadata) instead of a random one; sets --vocab\n"
             "  --seed N (1)          weights and tokenizer are a function of the seed\n");
     return f == stdout ? 0 : 2;
 }
@@ -184,6 +190,14 @@ static int write_model(const tm_model *m, const tm_tok *tok, const char *out, in
             fprintf(stderr, "qorus-model: --version must be 0, 1 or 2\n");
             return 1;
         }
+        if (m->cfg.arch != Q_ARCH_LLAMA || m->bq != NULL || m->rope_factors != NULL ||
+            (m->cfg.rope_linear_factor != 0.0f && m->cfg.rope_linear_factor != 1.0f) ||
+            m->cfg.rope_theta != 10000.0f) {
+            fprintf(stderr, "qorus-model: a llama2.c checkpoint holds only the plain llama "
+                            "architecture (rope theta 10000, no biases, rope factors or "
+                            "scaling): write --gguf\n");
+            return 1;
+        }
         if (version == 2) {
             if (group == 0)
                 group = default_group(&m->cfg);
@@ -200,6 +214,43 @@ static int write_model(const tm_model *m, const tm_tok *tok, const char *out, in
     return rc;
 }
 
+/* The vocabulary of `path`: a GGUF model's metadata, or a llama2.c tokenizer.bin. */
+static int load_vocab(const char *path, tm_tok *t)
+{
+    q_diag d;
+    q_error_code e;
+    q_tokenizer qt;
+    memset(&qt, 0, sizeof qt);
+    FILE *f = fopen(path, "rb");
+    unsigned char magic[4] = {0};
+    if (f == NULL) {
+        fprintf(stderr, "qorus-model: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    size_t got = fread(magic, 1, 4, f);
+    fclose(f);
+    if (got == 4 && memcmp(magic, "GGUF", 4) == 0) {
+        q_context ctx = {0};
+        q_model qm;
+        e = q_model_load(&qm, &qt, &ctx, path, Q_MMAP_LAZY, &d);
+        if (e == Q_OK) {
+            q_model_free(&qm);
+            q_free_memory(&ctx);
+            if (qt.vocab_size == 0) {
+                fprintf(stderr, "qorus-model: %s: no vocabulary in its metadata\n", path);
+                return 1;
+            }
+        }
+    } else {
+        e = q_tokenizer_load(&qt, path, 0, &d);
+    }
+    if (e != Q_OK)
+        return fail_code(path, e, &d);
+    tok_from_q(t, &qt);
+    q_tokenizer_free(&qt);
+    return 0;
+}
+
 static int cmd_random(int argc, char **argv)
 {
     q_config c = {.dim = 288, .hidden_dim = 768, .n_layers = 6, .n_heads = 6, .n_kv_heads = 0,
@@ -209,6 +260,7 @@ static int cmd_random(int argc, char **argv)
     int shared = 1, gguf = 0, rc;
     uint32_t type = Q_TENSOR_F32;
     gguf_recipe recipe = GG_RECIPE_UNIFORM;
+    const char *arch = "llama", *vocab_from = NULL;
     tm_model m;
     tm_tok t;
 
@@ -221,6 +273,8 @@ static int cmd_random(int argc, char **argv)
         if (strcmp(a, "--gguf") == 0) { gguf = 1; continue; }
         if (strcmp(a, "-o") == 0 && v) { out = v; i++; continue; }
         if (strcmp(a, "-z") == 0 && v) { tok_out = v; i++; continue; }
+        if (strcmp(a, "--arch") == 0 && v) { arch = v; i++; continue; }
+        if (strcmp(a, "--vocab-from") == 0 && v) { vocab_from = v; i++; continue; }
         if (strcmp(a, "--type") == 0) {
             if (parse_type(v, &type, &recipe) != 0)
                 return usage_random(stderr);
@@ -247,6 +301,27 @@ static int cmd_random(int argc, char **argv)
         return usage_random(stderr);
     if (c.n_kv_heads == 0)
         c.n_kv_heads = c.n_heads;
+    if (strcmp(arch, "qwen2") == 0) {
+        c.arch = Q_ARCH_QWEN2;
+        c.rope_neox = 1;
+        c.rope_theta = 1000000.0f;
+    } else if (strcmp(arch, "llama3") == 0) {
+        c.rope_theta = 500000.0f;
+    } else if (strcmp(arch, "llama") != 0) {
+        fprintf(stderr, "qorus-model random: unknown --arch '%s' (llama, llama3, qwen2)\n", arch);
+        return 2;
+    }
+    if (strcmp(arch, "llama") != 0 && !gguf) {
+        fprintf(stderr, "qorus-model random: --arch %s needs --gguf\n", arch);
+        return 2;
+    }
+    int have_vocab = 0;
+    if (vocab_from != NULL) {
+        if (load_vocab(vocab_from, &t) != 0)
+            return 1;
+        c.vocab_size = t.n;
+        have_vocab = 1;
+    }
     /* the shape is checked by parsing the result; guard only what the writer needs */
     if (c.dim == 0 || c.n_heads == 0 || c.n_kv_heads == 0 || c.dim > Q_MAX_DIM ||
         c.hidden_dim > Q_MAX_HIDDEN_DIM || c.n_layers > Q_MAX_LAYERS ||
@@ -256,7 +331,12 @@ static int cmd_random(int argc, char **argv)
         return 2;
     }
     tm_random(&m, &c, shared, seed);
-    tok_random(&t, c.vocab_size, seed);
+    if (tm_add_arch(&m, arch, seed) != 0) { /* unreachable: the name was checked */
+        tm_free(&m);
+        return 2;
+    }
+    if (!have_vocab)
+        tok_random(&t, c.vocab_size, seed);
     rc = write_model(&m, &t, out, gguf, type, recipe, (int)(version > 2 ? 3 : version), group);
     if (rc == 0 && tok_out != NULL) {
         tbuf b = {0};

@@ -228,12 +228,13 @@ static void test_q4_k_q5_k_round_trips(void)
 }
 
 /* Whether every matrix of `m` has the type llama.cpp's Q4_K_M gives it: Q6_K for the
- * classifier (when separate) and for attn_v / ffn_down of the layers flagged in `q6`,
- * Q4_K for the rest, the token embedding included */
+ * classifier (output.weight, or token_embd.weight when the classifier is shared) and for
+ * attn_v / ffn_down of the layers flagged in `q6`, Q4_K for the rest */
 static int q4_k_m_types(const q_model *m, const int *q6, size_t n_layers)
 {
-    int ok = m->config.n_layers == n_layers && m->token_embedding.type == Q_TENSOR_Q4_K;
-    ok = ok && m->classifier.type == (m->shared_classifier ? Q_TENSOR_Q4_K : Q_TENSOR_Q6_K);
+    int ok = m->config.n_layers == n_layers &&
+             m->token_embedding.type == (m->shared_classifier ? Q_TENSOR_Q6_K : Q_TENSOR_Q4_K);
+    ok = ok && m->classifier.type == Q_TENSOR_Q6_K;
     for (size_t l = 0; ok && l < n_layers; l++) {
         const q_layer *y = &m->layers[l];
         q_tensor_type hi = q6[l] ? Q_TENSOR_Q6_K : Q_TENSOR_Q4_K;
