@@ -25,6 +25,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -272,6 +273,7 @@ typedef struct oracle_gguf {
     size_t n_kv;
     oracle_ti *ti;
     size_t n_ti;
+    uint64_t data_at; /* file offset of the data section (set with the tensor infos) */
 } oracle_gguf;
 
 static inline uint64_t oracle_scalar_size(uint32_t t)
@@ -538,6 +540,7 @@ static inline int oracle_gguf_tensors(oracle_gguf *g, uint64_t n_tensors, uint64
         total += (uint64_t)padded;
     }
     uint64_t data_at = ((uint64_t)g->pos + align - 1) / align * align;
+    g->data_at = data_at;
     if (g->n_ti > 0 && data_at > g->len)
         ORACLE_REJECT(v, "data section inside the file");
     for (size_t i = 0; i < g->n_ti; i++) {
@@ -592,27 +595,68 @@ static inline int oracle_view_ok(const oracle_ti *t, uint64_t rows, uint64_t col
     return 1;
 }
 
+/* Reads "<arch>.<key>" (arch "llama" or "qwen2") */
+static inline const oracle_kv *oracle_arch_find(oracle_gguf *g, const char *arch, const char *key)
+{
+    char full[96];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    return oracle_find(g, full);
+}
+
+/* RoPE scaling: no type or "none"; "linear" needs a float factor, finite and >= 1; no type
+ * but the older rope.scale_linear: that factor, same rule. */
+static inline int oracle_rope_scaling(oracle_gguf *g, const char *arch, oracle_verdict *v)
+{
+    const oracle_kv *type = oracle_arch_find(g, arch, "rope.scaling.type");
+    const oracle_kv *factor;
+    if (type != NULL) {
+        if (type->type != OG_STRING)
+            ORACLE_REJECT(v, "rope.scaling.type string");
+        if (oracle_string_is(type, "none"))
+            return 1;
+        if (!oracle_string_is(type, "linear"))
+            ORACLE_REJECT(v, "rope.scaling.type none or linear");
+        factor = oracle_arch_find(g, arch, "rope.scaling.factor");
+        if (factor == NULL)
+            ORACLE_REJECT(v, "rope.scaling.factor present for linear scaling");
+    } else {
+        factor = oracle_arch_find(g, arch, "rope.scale_linear");
+        if (factor == NULL)
+            return 1;
+    }
+    float f;
+    if (!oracle_float(factor, &f))
+        ORACLE_REJECT(v, "rope scaling factor f32/f64 in float range");
+    if (!(isfinite(f) && f >= 1.0f))
+        ORACLE_REJECT(v, "rope scaling factor finite, >= 1");
+    return 1;
+}
+
 static inline int oracle_gguf_model(oracle_gguf *g, int64_t f[7], oracle_verdict *v)
 {
     static const char *const keys[7] = {
-        "llama.embedding_length", "llama.feed_forward_length", "llama.block_count",
-        "llama.attention.head_count", "llama.attention.head_count_kv", NULL,
-        "llama.context_length"};
+        "embedding_length", "feed_forward_length", "block_count", "attention.head_count",
+        "attention.head_count_kv", NULL, "context_length"};
     const oracle_kv *kv = oracle_find(g, "general.architecture");
+    const char *arch;
     if (kv == NULL)
         ORACLE_REJECT(v, "general.architecture present");
-    if (!oracle_string_is(kv, "llama"))
-        ORACLE_REJECT(v, "general.architecture string llama");
+    if (oracle_string_is(kv, "llama"))
+        arch = "llama";
+    else if (oracle_string_is(kv, "qwen2"))
+        arch = "qwen2";
+    else
+        ORACLE_REJECT(v, "general.architecture string llama or qwen2");
     for (int i = 0; i < 7; i++) {
         if (i == 5)
             continue;
-        kv = oracle_find(g, keys[i]);
+        kv = oracle_arch_find(g, arch, keys[i]);
         if (kv == NULL) {
             if (i != 4)
-                ORACLE_REJECT(v, "llama.* key present");
+                ORACLE_REJECT(v, "<arch>.* key present");
             f[4] = f[3];
         } else if (!oracle_int(kv, &f[i])) {
-            ORACLE_REJECT(v, "llama.* key integer-typed");
+            ORACLE_REJECT(v, "<arch>.* key integer-typed");
         }
     }
     const oracle_ti *emb = NULL;
@@ -625,32 +669,35 @@ static inline int oracle_gguf_model(oracle_gguf *g, int64_t f[7], oracle_verdict
     if (!oracle_config_ok(f, v))
         return 0;
     int64_t x, hs = f[0] / f[3];
-    if ((kv = oracle_find(g, "llama.vocab_size")) != NULL &&
+    if ((kv = oracle_arch_find(g, arch, "vocab_size")) != NULL &&
         (!oracle_int(kv, &x) || x != f[5]))
-        ORACLE_REJECT(v, "llama.vocab_size integer = token_embd rows");
-    if ((kv = oracle_find(g, "llama.rope.dimension_count")) != NULL &&
+        ORACLE_REJECT(v, "<arch>.vocab_size integer = token_embd rows");
+    if ((kv = oracle_arch_find(g, arch, "rope.dimension_count")) != NULL &&
         (!oracle_int(kv, &x) || x != hs))
-        ORACLE_REJECT(v, "llama.rope.dimension_count integer = head size");
+        ORACLE_REJECT(v, "<arch>.rope.dimension_count integer = head size");
     float theta = 10000.0f, eps = 1e-5f;
-    if ((kv = oracle_find(g, "llama.rope.freq_base")) != NULL && !oracle_float(kv, &theta))
-        ORACLE_REJECT(v, "llama.rope.freq_base f32/f64 in float range");
-    if (!(isfinite(theta) && theta > 0.0f))
-        ORACLE_REJECT(v, "freq_base finite positive");
-    if ((kv = oracle_find(g, "llama.attention.layer_norm_rms_epsilon")) != NULL &&
+    if ((kv = oracle_arch_find(g, arch, "rope.freq_base")) != NULL && !oracle_float(kv, &theta))
+        ORACLE_REJECT(v, "<arch>.rope.freq_base f32/f64 in float range");
+    if ((kv = oracle_arch_find(g, arch, "attention.layer_norm_rms_epsilon")) != NULL &&
         !oracle_float(kv, &eps))
         ORACLE_REJECT(v, "rms_epsilon f32/f64 in float range");
+    if (!oracle_rope_scaling(g, arch, v))
+        return 0;
+    if (!(isfinite(theta) && theta > 0.0f))
+        ORACLE_REJECT(v, "freq_base finite positive");
     if (!(isfinite(eps) && eps > 0.0f && eps < 1.0f))
         ORACLE_REJECT(v, "rms_epsilon in (0, 1)");
 
-    /* tensors: every used one shaped as the config says, all present */
-    static const char *const suffix[9] = {
+    /* tensors: every used one shaped as the config says, all present (the last three, the
+     * q/k/v biases, are optional vectors, F32 like the norms) */
+    static const char *const suffix[12] = {
         "attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
         "attn_output.weight", "ffn_norm.weight", "ffn_gate.weight", "ffn_down.weight",
-        "ffn_up.weight"};
+        "ffn_up.weight", "attn_q.bias", "attn_k.bias", "attn_v.bias"};
     uint64_t dim = (uint64_t)f[0], hidden = (uint64_t)f[1], L = (uint64_t)f[2];
     uint64_t vocab = (uint64_t)f[5], kvd = (uint64_t)f[4] * (uint64_t)hs;
-    const uint64_t rows[9] = {1, dim, kvd, kvd, dim, 1, hidden, dim, hidden};
-    const uint64_t cols[9] = {dim, dim, dim, dim, dim, dim, dim, hidden, dim};
+    const uint64_t rows[12] = {1, dim, kvd, kvd, dim, 1, hidden, dim, hidden, 1, 1, 1};
+    const uint64_t cols[12] = {dim, dim, dim, dim, dim, dim, dim, hidden, dim, dim, kvd, kvd};
     uint8_t *have = calloc((size_t)L * 9, 1);
     int have_norm = 0, ok = 1;
     if (have == NULL)
@@ -666,15 +713,26 @@ static inline int oracle_gguf_model(oracle_gguf *g, int64_t f[7], oracle_verdict
         else if (oracle_name_is(t->name, t->name_len, "output_norm.weight")) {
             ok = oracle_view_ok(t, 1, dim, 1, v);
             have_norm = 1;
+        } else if (oracle_name_is(t->name, t->name_len, "rope_freqs.weight")) {
+            /* Llama 3's factors: head_size / 2 F32 values, each finite and > 0 */
+            ok = oracle_view_ok(t, 1, (uint64_t)hs / 2, 1, v);
+            for (uint64_t j = 0; ok && j < (uint64_t)hs / 2; j++) {
+                float fj = oracle_f32(g->buf + g->data_at + t->offset + 4 * j);
+                if (!(isfinite(fj) && fj > 0.0f)) {
+                    v->rule = "rope_freqs values finite, > 0";
+                    ok = 0;
+                }
+            }
         } else if (oracle_block_name(t->name, t->name_len, &l, &rest, &rest_len)) {
-            for (int k = 0; k < 9; k++)
+            for (int k = 0; k < 12; k++)
                 if (oracle_name_is(rest, rest_len, suffix[k])) {
                     if (l >= L) {
                         v->rule = "blk.N below block_count";
                         ok = 0;
                     } else {
-                        ok = oracle_view_ok(t, rows[k], cols[k], k == 0 || k == 5, v);
-                        have[l * 9 + (uint64_t)k] = 1;
+                        ok = oracle_view_ok(t, rows[k], cols[k], k == 0 || k == 5 || k >= 9, v);
+                        if (k < 9)
+                            have[l * 9 + (uint64_t)k] = 1;
                     }
                 }
         }

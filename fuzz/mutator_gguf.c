@@ -12,7 +12,7 @@
  *
  * Mutations (1 to 3 per call):
  *   consistent config change  dim, hidden, block count, head counts or vocabulary size
- *                              changes in the llama.* keys AND in every tensor shape that
+ *                              changes in the llama.* (qwen2.*) keys AND in every tensor shape that
  *                              depends on it (blk.N tensors added or removed with the block
  *                              count; tokenizer arrays resized with the vocabulary;
  *                              rope.dimension_count follows the head size), then the data
@@ -24,7 +24,8 @@
  *                              the layout
  *   metadata values           integers (0, 1, limits +- 1, neighbours' values, huge,
  *                              negative), floats (NaN, Inf, 0, huge), strings ("llama",
- *                              "gpt2", empty), bos/eos ids, token pieces (byte-token shapes)
+ *                              "qwen2", "gpt2", empty, RoPE scaling types), bos/eos ids,
+ *                              token pieces (byte-token shapes)
  *   swapped types             a value re-encoded as another type (u32 <-> i64, string <->
  *                              int, array element types)
  *   metadata structure        a pair deleted, duplicated, moved, renamed to another known
@@ -35,7 +36,7 @@
  *   data                      special floats in a tensor; general.alignment changed and the
  *                              data laid out again
  * Cross-over: one file's metadata with the other's tensors (and their bytes), a run of the
- * other's metadata pairs, the other's llama.* hyperparameters, or one tensor of the other.
+ * other's metadata pairs, the other's llama.* / qwen2.* hyperparameters, or one tensor of the other.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -374,7 +375,10 @@ static int gg_relayout(qm_pool *pool, gg_file *f, size_t max_size)
 
 /* ---- tensor roles ---- */
 
-enum { R_OTHER, R_EMBD, R_OUTPUT, R_OUT_NORM, R_NORM, R_Q, R_K, R_V, R_O, R_GATE, R_DOWN, R_UP };
+enum {
+    R_OTHER, R_EMBD, R_OUTPUT, R_OUT_NORM, R_NORM, R_Q, R_K, R_V, R_O, R_GATE, R_DOWN, R_UP,
+    R_BIAS_Q, R_BIAS_KV, R_ROPE_FREQS
+};
 
 /* The tensor's role and its block index (-1 outside blk.N). */
 static int gg_role(const gg_ti *t, long *layer)
@@ -390,6 +394,8 @@ static int gg_role(const gg_ti *t, long *layer)
         return R_OUTPUT;
     if (strcmp(name, "output_norm.weight") == 0)
         return R_OUT_NORM;
+    if (strcmp(name, "rope_freqs.weight") == 0)
+        return R_ROPE_FREQS;
     int used = 0;
     long l;
     if (sscanf(name, "blk.%ld.%n", &l, &used) != 1 || used == 0)
@@ -397,10 +403,12 @@ static int gg_role(const gg_ti *t, long *layer)
     static const char *const suffix[] = {"attn_norm.weight", "ffn_norm.weight", "attn_q.weight",
                                          "attn_k.weight", "attn_v.weight",
                                          "attn_output.weight", "ffn_gate.weight",
-                                         "ffn_down.weight", "ffn_up.weight"};
-    static const int role[] = {R_NORM, R_NORM, R_Q, R_K, R_V, R_O, R_GATE, R_DOWN, R_UP};
+                                         "ffn_down.weight", "ffn_up.weight", "attn_q.bias",
+                                         "attn_k.bias", "attn_v.bias"};
+    static const int role[] = {R_NORM, R_NORM, R_Q,    R_K,      R_V,       R_O,
+                               R_GATE, R_DOWN, R_UP, R_BIAS_Q, R_BIAS_KV, R_BIAS_KV};
     *layer = l;
-    for (size_t i = 0; i < 9; i++)
+    for (size_t i = 0; i < 12; i++)
         if (strcmp(name + used, suffix[i]) == 0)
             return role[i];
     return R_OTHER;
@@ -409,6 +417,16 @@ static int gg_role(const gg_ti *t, long *layer)
 typedef struct gg_cfg {
     uint64_t dim, hidden, layers, heads, kv_heads, vocab;
 } gg_cfg;
+
+/* "<arch>.<name>" for the file's general.architecture ("qwen2" or else "llama") in buf */
+static const char *gg_akey(gg_file *f, const char *name, char *buf, size_t cap)
+{
+    gg_kv *kv = gg_find(f, "general.architecture");
+    int qwen2 = kv != NULL && kv->type == GT_STRING && kv->val_len == 13 &&
+                memcmp(kv->val + 8, "qwen2", 5) == 0;
+    snprintf(buf, cap, "%s.%s", qwen2 ? "qwen2" : "llama", name);
+    return buf;
+}
 
 static uint64_t gg_get(gg_file *f, const char *key, uint64_t dflt)
 {
@@ -419,11 +437,12 @@ static uint64_t gg_get(gg_file *f, const char *key, uint64_t dflt)
 
 static void gg_read_cfg(gg_file *f, gg_cfg *c)
 {
-    c->dim = gg_get(f, "llama.embedding_length", 8);
-    c->hidden = gg_get(f, "llama.feed_forward_length", 8);
-    c->layers = gg_get(f, "llama.block_count", 1);
-    c->heads = gg_get(f, "llama.attention.head_count", 1);
-    c->kv_heads = gg_get(f, "llama.attention.head_count_kv", c->heads);
+    char k[64];
+    c->dim = gg_get(f, gg_akey(f, "embedding_length", k, sizeof k), 8);
+    c->hidden = gg_get(f, gg_akey(f, "feed_forward_length", k, sizeof k), 8);
+    c->layers = gg_get(f, gg_akey(f, "block_count", k, sizeof k), 1);
+    c->heads = gg_get(f, gg_akey(f, "attention.head_count", k, sizeof k), 1);
+    c->kv_heads = gg_get(f, gg_akey(f, "attention.head_count_kv", k, sizeof k), c->heads);
     c->vocab = 0;
     for (size_t i = 0; i < f->n_ti; i++) {
         long l;
@@ -431,7 +450,7 @@ static void gg_read_cfg(gg_file *f, gg_cfg *c)
             c->vocab = f->ti[i].ne[1];
     }
     if (c->vocab == 0)
-        c->vocab = gg_get(f, "llama.vocab_size", 16);
+        c->vocab = gg_get(f, gg_akey(f, "vocab_size", k, sizeof k), 16);
 }
 
 static void gg_set_int_key(qm_pool *pool, gg_file *f, const char *key, uint64_t v)
@@ -454,6 +473,9 @@ static void gg_shape(gg_ti *t, const gg_cfg *c)
     case R_K: case R_V: rows = kv; break;
     case R_GATE: case R_UP: rows = c->hidden; break;
     case R_DOWN: rows = c->dim; cols = c->hidden; break;
+    case R_BIAS_Q: rows = 1; break;
+    case R_BIAS_KV: rows = 1; cols = kv; break;
+    case R_ROPE_FREQS: rows = 1; cols = hs / 2; break;
     default: return;
     }
     if (rows == 1) {
@@ -593,15 +615,17 @@ static int gg_config_change(qm_rng *r, qm_pool *pool, gg_file *f, size_t max_siz
     size_t extra = k == 2 && n.layers > c.layers ? (size_t)(n.layers - c.layers) * 16 : 0;
     if (!gg_clone(pool, f, &g, extra))
         return 0;
-    gg_set_int_key(pool, &g, "llama.embedding_length", n.dim);
-    gg_set_int_key(pool, &g, "llama.feed_forward_length", n.hidden);
-    gg_set_int_key(pool, &g, "llama.block_count", n.layers);
-    gg_set_int_key(pool, &g, "llama.attention.head_count", n.heads);
-    gg_set_int_key(pool, &g, "llama.attention.head_count_kv", n.kv_heads);
+    char ak[64];
+    gg_set_int_key(pool, &g, gg_akey(&g, "embedding_length", ak, sizeof ak), n.dim);
+    gg_set_int_key(pool, &g, gg_akey(&g, "feed_forward_length", ak, sizeof ak), n.hidden);
+    gg_set_int_key(pool, &g, gg_akey(&g, "block_count", ak, sizeof ak), n.layers);
+    gg_set_int_key(pool, &g, gg_akey(&g, "attention.head_count", ak, sizeof ak), n.heads);
+    gg_set_int_key(pool, &g, gg_akey(&g, "attention.head_count_kv", ak, sizeof ak), n.kv_heads);
     if (stale != 0)
-        gg_set_int_key(pool, &g, "llama.rope.dimension_count", n.heads ? n.dim / n.heads : 0);
+        gg_set_int_key(pool, &g, gg_akey(&g, "rope.dimension_count", ak, sizeof ak),
+                       n.heads ? n.dim / n.heads : 0);
     if (stale != 1)
-        gg_set_int_key(pool, &g, "llama.vocab_size", n.vocab);
+        gg_set_int_key(pool, &g, gg_akey(&g, "vocab_size", ak, sizeof ak), n.vocab);
     if (k == 5 && stale != 2) {
         (void)gg_resize_array(r, pool, gg_find(&g, "tokenizer.ggml.tokens"), n.vocab, max_size);
         (void)gg_resize_array(r, pool, gg_find(&g, "tokenizer.ggml.scores"), n.vocab, max_size);
@@ -646,6 +670,10 @@ static const char *const gg_known_keys[] = {
     "llama.feed_forward_length", "llama.block_count", "llama.attention.head_count",
     "llama.attention.head_count_kv", "llama.context_length", "llama.rope.freq_base",
     "llama.attention.layer_norm_rms_epsilon", "llama.rope.dimension_count", "llama.vocab_size",
+    "llama.rope.scaling.type", "llama.rope.scaling.factor", "llama.rope.scale_linear",
+    "qwen2.embedding_length", "qwen2.feed_forward_length", "qwen2.block_count",
+    "qwen2.attention.head_count", "qwen2.attention.head_count_kv", "qwen2.context_length",
+    "qwen2.rope.freq_base", "qwen2.rope.scaling.type", "qwen2.rope.scaling.factor",
     "tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.scores",
     "tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"};
 #define GG_N_KNOWN (sizeof gg_known_keys / sizeof gg_known_keys[0])
@@ -654,7 +682,8 @@ static const char *const gg_known_tensors[] = {
     "token_embd.weight", "output.weight", "output_norm.weight", "blk.0.attn_norm.weight",
     "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight",
     "blk.0.attn_output.weight", "blk.0.ffn_norm.weight", "blk.0.ffn_gate.weight",
-    "blk.0.ffn_down.weight", "blk.0.ffn_up.weight", "blk.1.attn_q.weight", "rope_freqs.weight"};
+    "blk.0.ffn_down.weight", "blk.0.ffn_up.weight", "blk.1.attn_q.weight", "rope_freqs.weight",
+    "blk.0.attn_q.bias", "blk.0.attn_k.bias", "blk.0.attn_v.bias"};
 
 /* A metadata value changes, keeping its type (or its element type). */
 static int gg_value_change(qm_rng *r, qm_pool *pool, gg_file *f)
@@ -682,8 +711,9 @@ static int gg_value_change(qm_rng *r, qm_pool *pool, gg_file *f)
         return 1;
     }
     if (kv->type == GT_STRING) {
-        static const char *const s[] = {"llama", "gpt2", "", "LLAMA", "llama\0x", "mistral"};
-        size_t i = qm_below(r, 6);
+        static const char *const s[] = {"llama", "gpt2",   "",     "LLAMA",  "llama\0x",
+                                        "mistral", "qwen2", "none", "linear", "yarn"};
+        size_t i = qm_below(r, sizeof s / sizeof s[0]);
         return gg_set_string(pool, kv, s[i], i == 4 ? 7 : strlen(s[i]));
     }
     if (kv->type == GT_ARRAY && kv->val_len > 12) {
@@ -1051,9 +1081,10 @@ static int gg_crossover(qm_rng *r, const uint8_t *a, size_t na, const uint8_t *b
             g.n_kv = g.n_kv - drop + count;
             break;
         }
-        case 2: /* b's llama.* hyperparameters, a's shapes made to follow them */
+        case 2: /* b's llama.* / qwen2.* hyperparameters, a's shapes made to follow them */
             for (size_t i = 0; i < fb.n_kv; i++) {
-                if (fb.kv[i].key_len < 6 || memcmp(fb.kv[i].key, "llama.", 6) != 0)
+                if (fb.kv[i].key_len < 6 || (memcmp(fb.kv[i].key, "llama.", 6) != 0 &&
+                                             memcmp(fb.kv[i].key, "qwen2.", 6) != 0))
                     continue;
                 char key[128];
                 size_t n = fb.kv[i].key_len < sizeof key - 1 ? fb.kv[i].key_len : sizeof key - 1;

@@ -317,6 +317,58 @@ static void emit_gguf(gen *g, const char *name, const tm_model *m, const tm_tok 
         emit_gguf(g, name, m, t, &o_, expect);                                              \
     } while (0)
 
+/*
+ * The architectures: qwen2 (q/k/v biases, NEOX) and Llama 3 (rope_freqs.weight), valid, and
+ * their rules broken: bias shape and type, rope factor count and value, RoPE scaling
+ * type and factor. One layer, dim 16, 2 heads of 8 (4 rope factors), 1 kv head.
+ */
+static void gen_gguf_archs(gen *g, const tm_model *m32, tm_tok *t)
+{
+    q_config cq = m32->cfg, cl;
+    tm_model mq, ml;
+    cq.dim = 16; /* 2 heads of 8 (4 rope factors), 1 kv head: small enough for the corpus */
+    cq.hidden_dim = 32;
+    cq.n_heads = 2;
+    cq.n_kv_heads = 1;
+    cl = cq;
+    cq.arch = Q_ARCH_QWEN2;
+    cq.rope_neox = 1;
+    cq.rope_theta = 1000000.0f;
+    cl.rope_theta = 500000.0f;
+    tm_random(&mq, &cq, 1, 11);
+    tm_add_arch(&mq, "qwen2", 11);
+    tm_random(&ml, &cl, 1, 12);
+    tm_add_arch(&ml, "llama3", 12);
+    const tm_model *m = &mq;
+    GG("valid_qwen2.gguf", "Q_OK");
+    GG("gguf_qwen2_bias_wrong_shape", "Q_ERR_BAD_SHAPE", .tensor = "blk.0.attn_k.bias",
+       .t_set_ne = 1, .t_ne = {5, 1, 1, 1});
+    GG("gguf_qwen2_bias_f16", "Q_ERR_UNSUPPORTED_TYPE", .tensor = "blk.0.attn_v.bias",
+       .t_set_type = 1, .t_type = Q_TENSOR_F16);
+    GG("gguf_qwen2_llama_keys", "Q_ERR_MISSING", .omit_key = "qwen2.block_count");
+    m = &ml;
+    GG("valid_llama3.gguf", "Q_OK");
+    GG("gguf_rope_freqs_count", "Q_ERR_BAD_SHAPE", .tensor = "rope_freqs.weight", .t_set_ne = 1,
+       .t_ne = {3, 1, 1, 1});
+    GG("gguf_rope_freqs_f16", "Q_ERR_UNSUPPORTED_TYPE", .tensor = "rope_freqs.weight",
+       .t_set_type = 1, .t_type = Q_TENSOR_F16);
+    ml.rope_factors[2] = 0.0f;
+    GG("gguf_rope_freqs_zero", "Q_ERR_INVALID_CONFIG");
+    ml.rope_factors[2] = -INFINITY;
+    GG("gguf_rope_freqs_negative_infinity", "Q_ERR_INVALID_CONFIG");
+    ml.rope_factors[2] = 1.0f;
+    GG("gguf_rope_scaling_yarn", "Q_ERR_UNSUPPORTED_TYPE", .extra_str_key = "llama.rope.scaling.type",
+       .extra_str_value = "yarn");
+    GG("gguf_rope_scaling_linear_without_factor", "Q_ERR_MISSING",
+       .extra_str_key = "llama.rope.scaling.type", .extra_str_value = "linear");
+    ml.cfg.rope_linear_factor = 4.0f;
+    GG("valid_llama3_linear_scaling.gguf", "Q_OK");
+    ml.cfg.rope_linear_factor = 0.5f;
+    GG("gguf_rope_scaling_factor_below_1", "Q_ERR_INVALID_CONFIG");
+    tm_free(&mq);
+    tm_free(&ml);
+}
+
 static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_model *m32,
                      const tm_model *mk, tm_tok *t)
 {
@@ -344,6 +396,7 @@ static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_mod
         q.typed_type = Q_TENSOR_Q5_K;
         emit_gguf(g, "valid_q5_k.gguf", mk, t, &q, "Q_OK");
     }
+    gen_gguf_archs(g, m32, t);
 
     /* header */
     tm_write_gguf(&b, m, t, &o);

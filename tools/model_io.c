@@ -917,6 +917,8 @@ void tm_write_gguf(tbuf *b, const tm_model *m, const tm_tok *t, const gguf_opts 
         gg_float(&k, AKEY("rope.scaling.factor"), c->rope_linear_factor);
     }
 #undef AKEY
+    if (o->extra_str_key != NULL)
+        gg_string(&k, o->extra_str_key, o->extra_str_value);
     if (o->extra_int_key != NULL) {
         gg_key(&k, o->extra_int_key, GT_U32);
         tb_u32(&k.b, o->extra_int_value);

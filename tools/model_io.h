@@ -116,6 +116,7 @@ typedef struct gguf_opts {
     const char *int_key; int64_t int_value; /* override of one integer key (u32 unless <0: i32) */
     const char *float_key; float float_value; /* override of one float key */
     const char *extra_int_key; uint32_t extra_int_value; /* an extra u32 key */
+    const char *extra_str_key; const char *extra_str_value; /* an extra string key */
     /* tensor corruptions, applied to the tensor named `tensor` */
     const char *tensor;
     uint32_t t_n_dims;        /* 0: unchanged; UINT32_MAX: write 0 */

@@ -237,6 +237,16 @@ static const struct { const char *file; const char *field; } expected_fields[] =
     {"fuzz_gguf/gguf_bos_out_of_range", "tokenizer.ggml.bos_token_id"},
     {"fuzz_gguf/gguf_bos_negative", "tokenizer.ggml.bos_token_id"},
     {"fuzz_gguf/gguf_byte_token_minus_1", "byte token <0x-1>"},
+    {"fuzz_gguf/gguf_qwen2_bias_wrong_shape", "tensor blk.0.attn_k.bias"},
+    {"fuzz_gguf/gguf_qwen2_bias_f16", "type of blk.0.attn_v.bias"},
+    {"fuzz_gguf/gguf_qwen2_llama_keys", "qwen2.block_count"},
+    {"fuzz_gguf/gguf_rope_freqs_count", "tensor rope_freqs.weight"},
+    {"fuzz_gguf/gguf_rope_freqs_f16", "type of rope_freqs.weight"},
+    {"fuzz_gguf/gguf_rope_freqs_zero", "value of rope_freqs.weight"},
+    {"fuzz_gguf/gguf_rope_freqs_negative_infinity", "value of rope_freqs.weight"},
+    {"fuzz_gguf/gguf_rope_scaling_yarn", "rope scaling yarn"},
+    {"fuzz_gguf/gguf_rope_scaling_linear_without_factor", "llama.rope.scaling.factor"},
+    {"fuzz_gguf/gguf_rope_scaling_factor_below_1", "llama.rope.scaling.factor"},
 };
 
 static const char *expected_field(const char *file)
