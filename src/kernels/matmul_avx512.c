@@ -29,7 +29,7 @@
  *       them by s0, s1; decode feeds the 6-bit codes (weight + 32) as the unsigned operand,
  *       takes 32 * sum(x) off each dword lane (4 weights of one half) and multiplies the
  *       lane by its half's scale before the lanes merge (q6k_decode_token).
- *   Q4_K, Q5_K: the AVX2 table's float sequence exactly (qk_decode_token), so the prefill
+ *   Q4_K, Q5_K: the AVX2 table's float sequence exactly (qk_decode), so the prefill
  *       runs on the AVX2 tiles; decode computes the exact block sums with vpdpbusd on the
  *       unsigned codes and merges them with merge_rows2.
  *
@@ -746,10 +746,9 @@ QZ_INLINE __m512 f32x8_twice(__m256 v)
  * bitwise, and the prefill can stay on its tiles (q_avx2_matmul) without breaking the
  * batch = one token at a time rule. xs: the token's exact block sums as float (nb).
  */
-static void qk_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1,
-                            const int8_t *xq, const float *xd, const float *xs)
+QZ_INLINE void qk_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
+                         const int8_t *xq, const float *xd, const float *xs, int q5)
 {
-    int q5 = w->type == Q_TENSOR_Q5_K;
     size_t n = w->cols, nb = n / Q_QBLOCK, nsb = nb / 8;
     size_t sb_bytes = q5 ? Q_Q5_K_BLOCK_BYTES : Q_Q4_K_BLOCK_BYTES, row_bytes = nsb * sb_bytes;
     size_t qs_at = q5 ? Q_Q5_K_QS : Q_Q4_K_QS;
@@ -836,6 +835,19 @@ static void qk_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1,
     }
 }
 
+/* qk_decode with the layout a compile-time constant (one specialized copy per type) */
+static void qk_decode_q4(float *out, const q_tensor *w, size_t r0, size_t r1, const int8_t *xq,
+                         const float *xd, const float *xs)
+{
+    qk_decode(out, w, r0, r1, xq, xd, xs, 0);
+}
+
+static void qk_decode_q5(float *out, const q_tensor *w, size_t r0, size_t r1, const int8_t *xq,
+                         const float *xd, const float *xs)
+{
+    qk_decode(out, w, r0, r1, xq, xd, xs, 1);
+}
+
 /* True when the activation row xq (n values, n % 32 == 0) holds a -128. */
 static int has_min_int8_512(const int8_t *xq, size_t n)
 {
@@ -849,7 +861,7 @@ static int has_min_int8_512(const int8_t *xq, size_t n)
 
 /*
  * Q4_K / Q5_K: prefill (4 tokens or more) on the AVX2 table's tiles; decode on
- * qk_decode_token, whose outputs equal those tiles' bitwise. A token with a -128 activation
+ * qk_decode, whose outputs equal those tiles' bitwise. A token with a -128 activation
  * goes to the AVX2 matmul too (which hands such rows to the reference), as it would there.
  */
 static void matmul_kmin(float *out, size_t out_stride, const q_tensor *w, size_t r0,
@@ -879,7 +891,8 @@ static void matmul_kmin(float *out, size_t out_stride, const q_tensor *w, size_t
             h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x55));
             xs[b] = (float)_mm_cvtsi128_si32(h);
         }
-        qk_decode_token(out + t * out_stride, w, r0, r1, xq, xd, xs);
+        (w->type == Q_TENSOR_Q5_K ? qk_decode_q5 : qk_decode_q4)(out + t * out_stride, w, r0, r1,
+                                                                  xq, xd, xs);
     }
 }
 
