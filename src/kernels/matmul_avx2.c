@@ -579,36 +579,19 @@ QA_INLINE void qtile(float *const *outs, const qrows *wr_in, const int8_t *const
     {                                                                                   \
         qtile(outs, wr, xq, xd, n, R, T, LAY);                                          \
     }
-QTILE(4, QT, LAY_Q8_0, q80_4xT)
-QTILE(8, 1, LAY_Q8_0, q80_8x1)
-QTILE(4, 1, LAY_Q8_0, q80_4x1)
-QTILE(1, QT, LAY_Q8_0, q80_1xT)
-QTILE(1, 1, LAY_Q8_0, q80_1x1)
-QTILE(4, QT, LAY_SPLIT, q8s_4xT)
-QTILE(8, 1, LAY_SPLIT, q8s_8x1)
-QTILE(4, 1, LAY_SPLIT, q8s_4x1)
-QTILE(1, QT, LAY_SPLIT, q8s_1xT)
-QTILE(1, 1, LAY_SPLIT, q8s_1x1)
-QTILE(4, QT, LAY_Q4_0, q40_4xT)
-QTILE(8, 1, LAY_Q4_0, q40_8x1)
-QTILE(4, 1, LAY_Q4_0, q40_4x1)
-QTILE(1, QT, LAY_Q4_0, q40_1xT)
-QTILE(1, 1, LAY_Q4_0, q40_1x1)
-QTILE(4, QT, LAY_Q6_K, q6k_4xT)
-QTILE(8, 1, LAY_Q6_K, q6k_8x1)
-QTILE(4, 1, LAY_Q6_K, q6k_4x1)
-QTILE(1, QT, LAY_Q6_K, q6k_1xT)
-QTILE(1, 1, LAY_Q6_K, q6k_1x1)
-QTILE(4, QT, LAY_Q4_K, q4k_4xT)
-QTILE(8, 1, LAY_Q4_K, q4k_8x1)
-QTILE(4, 1, LAY_Q4_K, q4k_4x1)
-QTILE(1, QT, LAY_Q4_K, q4k_1xT)
-QTILE(1, 1, LAY_Q4_K, q4k_1x1)
-QTILE(4, QT, LAY_Q5_K, q5k_4xT)
-QTILE(8, 1, LAY_Q5_K, q5k_8x1)
-QTILE(4, 1, LAY_Q5_K, q5k_4x1)
-QTILE(1, QT, LAY_Q5_K, q5k_1xT)
-QTILE(1, 1, LAY_Q5_K, q5k_1x1)
+/* The five tiles of a layout: 4 x QT, 8 x 1, 4 x 1, 1 x QT, 1 x 1 */
+#define QTILES(LAY, P)                                                                  \
+    QTILE(4, QT, LAY, P##_4xT)                                                          \
+    QTILE(8, 1, LAY, P##_8x1)                                                           \
+    QTILE(4, 1, LAY, P##_4x1)                                                           \
+    QTILE(1, QT, LAY, P##_1xT)                                                          \
+    QTILE(1, 1, LAY, P##_1x1)
+QTILES(LAY_Q8_0, q80)
+QTILES(LAY_SPLIT, q8s)
+QTILES(LAY_Q4_0, q40)
+QTILES(LAY_Q6_K, q6k)
+QTILES(LAY_Q4_K, q4k)
+QTILES(LAY_Q5_K, q5k)
 
 typedef void (*qtile_fn)(float *const *outs, const qrows *wr, const int8_t *const *xq,
                          const float *const *xd, size_t n);
