@@ -652,7 +652,7 @@ static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1
     size_t n = w->cols, nb = n / Q_QBLOCK, row_bytes = nb / 8 * Q_Q6_K_BLOCK_BYTES;
     const unsigned char *base = (const unsigned char *)w->data;
     const __m512i ones = _mm512_set1_epi8(1), low4 = _mm512_set1_epi8(15),
-                  low2 = _mm512_set1_epi8(3);
+                  bits45 = _mm512_set1_epi8(0x30);
     const __m512i rep4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     const __m512i lo16 = _mm512_set1_epi32(0xffff);
     for (size_t i = r0; i < r1; i += QDR) {
@@ -676,9 +676,13 @@ static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1
             /* 32 * the sum of each dword lane's 4 activations */
             __m512i xoff = _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, xv), 5);
             size_t sbo = b / 8 * Q_Q6_K_BLOCK_BYTES, k = b % 8, h = k / 4, q = k % 4; /* q: 0, 2 */
-            /* the high 2 bits of block b's codes are bits 2q of qh, of block b+1's 2q + 2 */
-            const __m512i qh_shift = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * q)),
-                                                        _mm256_set1_epi16((short)(2 * q + 2)), 1);
+            /* the high 2 bits of block b's codes are bits 2q of qh, of block b+1's 2q + 2:
+             * moved straight to bits 4-5 (q = 0: left by 4 and 2; q = 2: by 0 and right by
+             * 2), 16-bit shifts whose spill into the neighbouring byte the mask drops */
+            const __m512i qh_shift = q == 0 ? _mm512_inserti64x4(_mm512_set1_epi16(4),
+                                                                 _mm256_set1_epi16(2), 1)
+                                            : _mm512_inserti64x4(_mm512_setzero_si512(),
+                                                                 _mm256_set1_epi16(2), 1);
             __m512i part[QDR]; /* (QDR) per row: 8 scaled lane sums of block b, then b+1 */
 #pragma GCC unroll 8
             for (int r = 0; r < QDR; r++) {
@@ -686,12 +690,13 @@ static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1
                 /* low 4 bits of both blocks: 64 contiguous ql bytes, low or high nibbles */
                 __m512i ql = _mm512_loadu_si512(sb + 64 * h);
                 __m512i lo = _mm512_and_si512(q == 0 ? ql : _mm512_srli_epi16(ql, 4), low4);
-                __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(sb + 128 + 32 * h));
-                __m512i hi = _mm512_and_si512(
-                    _mm512_srlv_epi16(_mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1),
-                                      qh_shift),
-                    low2);
-                __m512i code = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4)); /* 0..63 */
+                /* the 32 qh bytes in both halves: a broadcast load, no shuffle */
+                __m512i qh = _mm512_broadcast_i64x4(
+                    _mm256_loadu_si256((const __m256i *)(const void *)(sb + 128 + 32 * h)));
+                __m512i hi = _mm512_and_si512(q == 0 ? _mm512_sllv_epi16(qh, qh_shift)
+                                                     : _mm512_srlv_epi16(qh, qh_shift),
+                                              bits45);
+                __m512i code = _mm512_or_si512(lo, hi); /* 0..63 */
                 __m512i lanes = _mm512_sub_epi32(
                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), code, xv), xoff);
                 int32_t s4; /* the int8 scales of the 4 half-blocks */
