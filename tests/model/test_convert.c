@@ -5,6 +5,9 @@
  *   - v2 (Q8_0 split) dequantizes within half a quantization step of every group;
  *   - GGUF f16 / bf16 / q8_0 / q4_0 / q4_k / q5_k / q6_k within their rounding bounds;
  *   - --type q4_k_m gives Q6_K to exactly the tensors llama.cpp's recipe names;
+ *   - random --arch qwen2 / llama3: the architecture, biases and rope factors survive a
+ *     GGUF -> GGUF conversion bit for bit, a llama2.c checkpoint refuses them, and llama3's
+ *     factors follow Llama 3.1's rule; --vocab-from takes another file's vocabulary;
  *   - stories260K.bin -> v1 -> v0 has identical tensors, -> v2 within the Q8 bound
  *     (skipped without the models folder);
  *   - q_model_free / q_tokenizer_free on zeroed structs and twice; NULL arguments.
@@ -184,6 +187,122 @@ static void test_q6_k_round_trip(void)
     CHECK(a.rc == Q_OK && b.rc == Q_OK && !models_close(&a.m, &b.m, 256, Q6K_REL / 16));
     unload(&b);
     unload(&a);
+}
+
+/* The raw float32 values of an F32 vector tensor equal `want` (n values) bit for bit */
+static int f32_vector_is(const q_tensor *t, const float *want, size_t n)
+{
+    return t->data != NULL && t->type == Q_TENSOR_F32 && t->rows * t->cols == n &&
+           memcmp(t->data, want, n * sizeof(float)) == 0;
+}
+
+/* --arch qwen2 and llama3 through random, convert and the llama2.c refusal */
+static void test_arch_round_trips(void)
+{
+    loaded a, b;
+    char args[8192];
+    /* qwen2: biases in every layer, NEOX pairs, its keys; kept by GGUF -> GGUF */
+    snprintf(args, sizeof args,
+             "random -o '%s' --gguf --arch qwen2 --dim 64 --hidden 96 --layers 2 --heads 4 "
+             "--kv-heads 2 --vocab 64 --seq 16 --seed 5",
+             wpath("q2.gguf"));
+    CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type f32", wpath("q2.gguf"),
+             wpath("q2b.gguf"));
+    CHECK(run(args) == 0);
+    load(&a, wpath("q2.gguf"));
+    load(&b, wpath("q2b.gguf"));
+    CHECK(a.rc == Q_OK && a.m.config.arch == Q_ARCH_QWEN2 && a.m.config.rope_neox == 1 &&
+          a.m.config.rope_theta == 1000000.0f && a.m.rope_factors.data == NULL);
+    for (size_t l = 0; a.rc == Q_OK && b.rc == Q_OK && l < 2; l++) {
+        const q_layer *x = &a.m.layers[l], *y = &b.m.layers[l];
+        CHECK(x->bq.data != NULL && x->bk.data != NULL && x->bv.data != NULL);
+        CHECK(x->bq.cols == 64 && x->bk.cols == 32 && x->bv.cols == 32);
+        CHECK(f32_vector_is(&y->bq, x->bq.data, 64) && f32_vector_is(&y->bk, x->bk.data, 32) &&
+              f32_vector_is(&y->bv, x->bv.data, 32));
+    }
+    CHECK(b.rc == Q_OK && b.m.config.arch == Q_ARCH_QWEN2 && b.m.config.rope_neox == 1);
+    unload(&b);
+    unload(&a);
+    /* a llama2.c checkpoint holds none of it: refused, nothing written */
+    snprintf(args, sizeof args, "convert '%s' '%s' --version 0 2>/dev/null", wpath("q2.gguf"),
+             wpath("q2.bin"));
+    CHECK(run(args) != 0);
+    FILE *f = fopen(wpath("q2.bin"), "rb");
+    CHECK(f == NULL);
+    if (f != NULL)
+        fclose(f);
+
+    /* llama3: rope factors by Llama 3.1's rule (8 / 1 / 4 / 8192) for theta 500000 and a
+     * head size of 16: 1 for wavelengths below 2048, 8 above 8192, a blend between */
+    snprintf(args, sizeof args,
+             "random -o '%s' --gguf --arch llama3 --dim 64 --hidden 96 --layers 1 --heads 4 "
+             "--vocab 64 --seq 16 --seed 6",
+             wpath("l3.gguf"));
+    CHECK(run(args) == 0);
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type q8_0", wpath("l3.gguf"),
+             wpath("l3b.gguf"));
+    CHECK(run(args) == 0);
+    load(&a, wpath("l3.gguf"));
+    load(&b, wpath("l3b.gguf"));
+    CHECK(a.rc == Q_OK && a.m.config.arch == Q_ARCH_LLAMA && a.m.config.rope_neox == 0 &&
+          a.m.config.rope_theta == 500000.0f && a.m.rope_factors.cols == 8);
+    if (a.rc == Q_OK && a.m.rope_factors.data != NULL) {
+        float fac[8];
+        memcpy(fac, a.m.rope_factors.data, sizeof fac);
+        for (int j = 0; j < 8; j++) {
+            double wavelen = 2.0 * 3.14159265358979 * pow(500000.0, (double)(2 * j) / 16.0);
+            double want = wavelen < 2048.0   ? 1.0
+                          : wavelen > 8192.0 ? 8.0
+                                             : 1.0 / ((1.0 - (8192.0 / wavelen - 1.0) / 3.0) / 8.0 +
+                                                      (8192.0 / wavelen - 1.0) / 3.0);
+            if (fabs(fac[j] - want) > 1e-6 * want)
+                fprintf(stderr, "  rope factor %d: %g, want %g\n", j, (double)fac[j], want);
+            CHECK(fabs(fac[j] - want) <= 1e-6 * want);
+        }
+        CHECK(fac[0] == 1.0f && fac[7] == 8.0f); /* both ends of the rule occur */
+        CHECK(b.rc == Q_OK && f32_vector_is(&b.m.rope_factors, fac, 8));
+    }
+    unload(&b);
+    unload(&a);
+}
+
+/* --vocab-from: a GGUF model with another file's vocabulary (a tokenizer.bin) */
+static void test_vocab_from(void)
+{
+    loaded a;
+    char args[8192];
+    q_tokenizer t;
+    q_diag d;
+    snprintf(args, sizeof args,
+             "random -o '%s' -z '%s' --dim 32 --hidden 48 --layers 1 --heads 2 --vocab 300 "
+             "--seq 8 --seed 7",
+             wpath("v0.bin"), wpath("v0.tok"));
+    CHECK(run(args) == 0);
+    /* --vocab 64 is overridden by the file's 300 pieces */
+    snprintf(args, sizeof args,
+             "random -o '%s' --gguf --vocab 64 --vocab-from '%s' --dim 32 --hidden 48 "
+             "--layers 1 --heads 2 --seq 8 --seed 9",
+             wpath("vf.gguf"), wpath("v0.tok"));
+    CHECK(run(args) == 0);
+    memset(&t, 0, sizeof t);
+    CHECK_EQ_INT(q_tokenizer_load(&t, wpath("v0.tok"), 0, &d), Q_OK);
+    load(&a, wpath("vf.gguf"));
+    CHECK(a.rc == Q_OK && a.m.config.vocab_size == 300 && a.t.vocab_size == 300);
+    for (size_t i = 0; a.rc == Q_OK && i < t.vocab_size && i < a.t.vocab_size; i++)
+        if (t.piece_lengths[i] != a.t.piece_lengths[i] ||
+            memcmp(t.pieces[i], a.t.pieces[i], t.piece_lengths[i]) != 0 ||
+            t.scores[i] != a.t.scores[i]) {
+            fprintf(stderr, "  piece %zu differs\n", i);
+            CHECK(0);
+            break;
+        }
+    unload(&a);
+    q_tokenizer_free(&t);
+    /* a file that is neither: a clear error */
+    snprintf(args, sizeof args, "random -o '%s' --gguf --vocab-from '%s' 2>/dev/null",
+             wpath("vbad.gguf"), wpath("missing.tok"));
+    CHECK(run(args) != 0);
 }
 
 /* Q4_K and Q5_K, like Q6_K: a model of width 256 */
@@ -486,6 +605,8 @@ int main(int argc, char **argv)
     RUN_TEST(test_q6_k_round_trip);
     RUN_TEST(test_q4_k_q5_k_round_trips);
     RUN_TEST(test_q4_k_m_recipe);
+    RUN_TEST(test_arch_round_trips);
+    RUN_TEST(test_vocab_from);
     RUN_TEST(test_real_round_trips);
     return check_failures ? 1 : 0;
 }
