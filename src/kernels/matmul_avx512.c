@@ -653,8 +653,9 @@ static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1
     const unsigned char *base = (const unsigned char *)w->data;
     const __m512i ones = _mm512_set1_epi8(1), low4 = _mm512_set1_epi8(15),
                   bits45 = _mm512_set1_epi8(0x30);
-    const __m512i rep4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const __m512i lo16 = _mm512_set1_epi32(0xffff);
+    /* lane i: how far to shift a little-endian dword left so that its byte i / 4 is on top */
+    const __m512i byte_top = _mm512_setr_epi32(24, 24, 24, 24, 16, 16, 16, 16, 8, 8, 8, 8, 0,
+                                               0, 0, 0);
     for (size_t i = r0; i < r1; i += QDR) {
         const unsigned char *rows[QDR]; /* (QDR) each row's first super-block */
         int32_t row_off[QDR];           /* (QDR) row r's bytes from row 0's */
@@ -701,12 +702,12 @@ static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1
                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), code, xv), xoff);
                 int32_t s4; /* the int8 scales of the 4 half-blocks */
                 memcpy(&s4, sb + Q_Q6_K_SCALES + 2 * k, 4);
-                /* each lane times its half-block's scale: a lane is 4 products of at most
-                 * 32 * 128, so it fits the low 16 bits, and vpmaddwd with the scale in the
-                 * low and 0 in the high 16 bits of each dword multiplies it exactly */
-                __m512i scv = _mm512_permutexvar_epi32(
-                    rep4, _mm512_cvtepi8_epi32(_mm_cvtsi32_si128(s4)));
-                part[r] = _mm512_madd_epi16(lanes, _mm512_and_si512(scv, lo16));
+                /* each lane times its half-block's scale, exactly (a lane is 4 products of
+                 * at most 32 * 128, times a scale of at most 128: below 2^21): the 4 scale
+                 * bytes in every lane, lane i's byte i / 4 moved to the top and shifted
+                 * back down with its sign; shifts and a multiply, no shuffle */
+                __m512i scv = _mm512_srai_epi32(_mm512_sllv_epi32(_mm512_set1_epi32(s4), byte_top), 24);
+                part[r] = _mm512_mullo_epi32(lanes, scv);
             }
             __m512 sf = _mm512_cvtepi32_ps(merge_rows2(part)); /* S_b per row | S_b+1 */
             for (int r_ = 0; r_ < QDR; r_++)
