@@ -143,7 +143,8 @@ typedef struct q_tokenizer {
  * must not hold a vocabulary (it is overwritten). On error nothing is allocated, `model`
  * and `tokenizer` are zeroed, and `diag` (may be NULL) names the offending field.
  * Validation rules and their codes: docs/model-formats.md.
- * GGUF tensors keep their file type (F32, F16 or Q8_0 for matrices; norms are always F32);
+ * GGUF tensors keep their file type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K for
+ * matrices; norms, q/k/v biases and rope factors are always F32);
  * llama2.c v2 matrices are Q8_SPLIT with group_size dividing cols; everything else F32.
  *
  * Errors: Q_ERR_INVALID_ARG, Q_ERR_BAD_MAGIC, Q_ERR_UNSUPPORTED_VERSION,
@@ -189,7 +190,7 @@ q_error_code q_tokenizer_load(q_tokenizer *tokenizer, const char *path, size_t e
 
 /**
  * Reads row `row` of `t` as float32 into `out` (t->cols values), converting F16 / BF16 and
- * dequantizing Q8_0 / Q8_SPLIT. For tools, tests and reference code paths, not hot loops.
+ * dequantizing Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K / Q8_SPLIT. For tools, tests and reference code paths, not hot loops.
  * Errors, in this order: Q_ERR_INVALID_ARG (t or out NULL, t->data NULL, row >= t->rows),
  * Q_ERR_UNSUPPORTED_TYPE (t->type not a q_tensor_type). On error `out` is not written.
  */
