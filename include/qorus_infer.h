@@ -85,6 +85,15 @@ typedef struct q_encoder {
     size_t buf_cap;
     int64_t space_id;    /* id of the " " piece (the dummy prefix), -1 if absent */
     uint32_t unk_id;     /* id of "<unk>" (0 if absent): unknown characters without byte fallback */
+    /* byte-level BPE vocabularies (tok->kind == Q_VOCAB_BPE) only: */
+    struct q_pretok_re *pretok; /* the compiled pre-tokenizer (src/infer/pretok.c) */
+    uint64_t *pair_keys; /* (pair_mask + 1) open addressing: left << 32 | right, UINT64_MAX empty */
+    uint32_t *pair_ranks;/* (pair_mask + 1) the merge rank of that pair */
+    size_t pair_mask;
+    uint32_t *specials;  /* (n_specials) control and user-defined ids, by first byte, longer first */
+    size_t n_specials;
+    size_t *special_at;  /* (257) the specials starting with byte b: special_at[b] .. [b + 1] */
+    int ignore_merges;   /* Llama 3: a word that is itself a normal piece is that piece */
 } q_encoder;
 
 /**
@@ -129,6 +138,34 @@ size_t q_encode_capacity(size_t text_len);
  */
 q_error_code q_encode(const q_encoder *enc, const char *text, size_t text_len, int add_bos,
                       int add_eos, uint32_t *tokens, size_t capacity, size_t *n_tokens);
+
+/** q_encode_ex flags. */
+enum {
+    Q_ENCODE_BOS = 1,     /* start with tok->bos_id */
+    Q_ENCODE_EOS = 2,     /* end with tok->eos_id */
+    Q_ENCODE_SPECIAL = 4, /* BPE: control tokens written in the text (`<|im_start|>`) are
+                             those tokens; without it they are plain text */
+};
+
+/**
+ * Encodes text[0..text_len) with the vocabulary's own algorithm; `flags` is a set of
+ * Q_ENCODE_*.
+ *  - SentencePiece vocabularies (tok->kind Q_VOCAB_SPM): as q_encode (Q_ENCODE_SPECIAL has
+ *    no effect).
+ *  - Byte-level BPE (Q_VOCAB_BPE): BOS when asked; the text is cut at every user-defined
+ *    piece and, with Q_ENCODE_SPECIAL, every control piece it contains (leftmost first,
+ *    the longest at a position), those pieces becoming their tokens; the rest is split into
+ *    words by the pre-tokenizer (src/infer/pretok.c); each word's bytes become their
+ *    byte-level tokens (tok->byte_tokens), merged pair by pair, the lowest merge rank first
+ *    (leftmost on ties), as long as a listed merge applies — with Llama 3's pre-tokenizer a
+ *    word that is a normal piece as a whole is that piece (ignore_merges); EOS when asked.
+ *    There is no dummy prefix. Any bytes are accepted, invalid UTF-8 too: decoding the
+ *    tokens gives the text back byte for byte.
+ * Errors: those of q_encode, and Q_ERR_INVALID_ARG (unknown flag bits, or the
+ * pre-tokenizer's regular expression engine refused the text: a match limit).
+ */
+q_error_code q_encode_ex(const q_encoder *enc, const char *text, size_t text_len,
+                         unsigned flags, uint32_t *tokens, size_t capacity, size_t *n_tokens);
 
 /**
  * Streaming decoder state. The bytes of every piece go through a UTF-8 assembler:
@@ -179,6 +216,17 @@ q_error_code q_decoder_next(q_decoder *dec, uint32_t prev_token, uint32_t token,
 /** Drops an incomplete pending sequence (end of stream). Does nothing on NULL; safe on a
  *  zeroed decoder. */
 void q_decoder_finish(q_decoder *dec);
+
+/**
+ * The exact bytes token `token` stands for, for a tokenizer's round trip: a SentencePiece
+ * piece with "▁" read as " " (a byte-fallback token <0xXX> is its byte), a byte-level BPE
+ * normal or byte piece decoded through GPT-2's alphabet, a user-defined piece as written,
+ * nothing for control, unknown and unused BPE tokens. Unlike q_decoder_next nothing is
+ * filtered. *out stays valid until the next call on `dec`.
+ * Errors: Q_ERR_INVALID_ARG (a NULL argument, decoder zeroed), Q_ERR_BAD_TOKEN (token >=
+ * vocab_size). On error *out_len (when not NULL) is 0.
+ */
+q_error_code q_decoder_piece(q_decoder *dec, uint32_t token, const char **out, size_t *out_len);
 
 /**
  * Feeds raw bytes to the decoder's UTF-8 assembler (no tokenizer involved) and sets *out /

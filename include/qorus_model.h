@@ -120,18 +120,53 @@ typedef struct q_model {
                                  NULL when absent */
 } q_model;
 
+/** What kind of vocabulary a tokenizer holds (GGUF tokenizer.ggml.model). */
+typedef enum q_vocab_kind {
+    Q_VOCAB_SPM = 0, /* SentencePiece-style scores and byte fallback: llama2.c, GGUF "llama" */
+    Q_VOCAB_BPE = 1, /* byte-level BPE with ranked merges: GGUF "gpt2" */
+} q_vocab_kind;
+
+/** The pre-tokenizer of a byte-level BPE vocabulary (GGUF tokenizer.ggml.pre). */
+typedef enum q_pretok {
+    Q_PRETOK_NONE = 0,   /* SentencePiece vocabularies */
+    Q_PRETOK_GPT2 = 1,   /* "gpt-2" */
+    Q_PRETOK_LLAMA3 = 2, /* "llama-bpe" (also "llama3", "llama-v3"): Llama 3 */
+    Q_PRETOK_QWEN2 = 3,  /* "qwen2": Qwen2 / Qwen2.5 */
+} q_pretok;
+
+/** Token types (GGUF tokenizer.ggml.token_type), numbered as llama.cpp writes them. */
+enum {
+    Q_TOKEN_TYPE_UNDEFINED = 0,
+    Q_TOKEN_TYPE_NORMAL = 1,       /* produced by the encoder's merges */
+    Q_TOKEN_TYPE_UNKNOWN = 2,
+    Q_TOKEN_TYPE_CONTROL = 3,      /* special: matched in a prompt only when asked */
+    Q_TOKEN_TYPE_USER_DEFINED = 4, /* added text: matched in every prompt */
+    Q_TOKEN_TYPE_UNUSED = 5,
+    Q_TOKEN_TYPE_BYTE = 6,
+};
+
 /** A tokenizer vocabulary. Pieces are heap copies, NUL-terminated (length kept too). */
 typedef struct q_tokenizer {
     size_t vocab_size;
     char **pieces;          /* vocab_size pieces */
     size_t *piece_lengths;  /* vocab_size lengths */
-    float *scores;          /* vocab_size merge scores */
+    float *scores;          /* vocab_size merge scores (SentencePiece; 0 for BPE without them) */
     size_t max_token_length;
     uint32_t bos_id;        /* 1 for llama2.c */
     uint32_t eos_id;        /* 2 for llama2.c */
     int has_byte_fallback;  /* all of <0x00>..<0xFF> present */
-    uint32_t byte_tokens[256]; /* id of <0xXX>, Q_TOKEN_NONE when that piece is absent */
+    uint32_t byte_tokens[256]; /* id of <0xXX>, Q_TOKEN_NONE when that piece is absent; for
+                                  BPE the id of the byte's one-character byte-level piece */
     char *piece_storage;    /* one block holding every piece (pieces[i] point into it) */
+    q_vocab_kind kind;
+    q_pretok pretok;        /* Q_PRETOK_NONE unless kind is Q_VOCAB_BPE */
+    uint8_t *token_types;   /* (vocab_size) Q_TOKEN_TYPE_*; NULL when the file has none */
+    size_t n_merges;
+    uint32_t *merges;       /* (n_merges, 3): left id, right id, merged id; the row is the
+                               merge's rank (0 merges first). BPE only, NULL otherwise */
+    uint32_t eot_id;        /* end of turn (GGUF eot_token_id), Q_TOKEN_NONE when absent */
+    int add_bos;            /* prompts start with bos_id: 1 for llama2.c, GGUF
+                               tokenizer.ggml.add_bos_token (default 1) */
 } q_tokenizer;
 
 /**
@@ -187,6 +222,21 @@ q_error_code q_tokenizer_parse(q_tokenizer *tokenizer, const void *buf, size_t l
  *  q_init_memory_ex and q_tokenizer_parse. */
 q_error_code q_tokenizer_load(q_tokenizer *tokenizer, const char *path, size_t expected_vocab,
                               q_diag *diag);
+
+/**
+ * Parses the vocabulary of a GGUF file held in memory, without reading its tensors or its
+ * model config: the header, every metadata entry (the same checks as q_model_parse) and the
+ * tokenizer.ggml.* keys. This reads llama.cpp's vocab-only files (no tensors) as well as
+ * whole models; the vocabulary size is the length of tokenizer.ggml.tokens. Pieces are
+ * copies; `buf` need not outlive `tokenizer`. Errors: those of q_model_parse (Q_ERR_MISSING
+ * when tokenizer.ggml.tokens is absent), Q_ERR_BAD_MAGIC for a file that is not GGUF. On
+ * error `tokenizer` is zeroed and `diag` names the field.
+ */
+q_error_code q_vocab_parse(q_tokenizer *tokenizer, const void *buf, size_t len, q_diag *diag);
+
+/** Maps `path`, parses it with q_vocab_parse, unmaps it. Errors: those of
+ *  q_init_memory_ex and q_vocab_parse. */
+q_error_code q_vocab_load(q_tokenizer *tokenizer, const char *path, q_diag *diag);
 
 /**
  * Reads row `row` of `t` as float32 into `out` (t->cols values), converting F16 / BF16 and

@@ -7,6 +7,8 @@
  *                          poison, Valgrind UNDEFINED)
  *   Q_MEM_FORGET(p, n)     p..p+n is about to be unmapped: clear the sanitizer's shadow so
  *                          a later mapping at the same address starts clean
+ *   Q_MEM_WRITTEN(p, n)    p..p+n was written by a library built without MSan (PCRE2): MSan
+ *                          did not see the stores, so mark the bytes initialized
  *
  * In a release build without sanitizers every macro expands to nothing.
  */
@@ -37,6 +39,7 @@
 #define Q_MEM_NOACCESS(p, n) __msan_poison((p), (n))
 #define Q_MEM_UNDEFINED(p, n) __msan_allocated_memory((p), (n))
 #define Q_MEM_FORGET(p, n) __msan_unpoison((p), (n))
+#define Q_MEM_WRITTEN(p, n) __msan_unpoison((p), (n))
 #elif defined(Q_VALGRIND)
 #include <valgrind/memcheck.h>
 #define Q_MEM_NOACCESS(p, n) ((void)VALGRIND_MAKE_MEM_NOACCESS((p), (n)))
@@ -46,6 +49,9 @@
 #define Q_MEM_NOACCESS(p, n) ((void)(p), (void)(n))
 #define Q_MEM_UNDEFINED(p, n) ((void)(p), (void)(n))
 #define Q_MEM_FORGET(p, n) ((void)(p), (void)(n))
+#endif
+#ifndef Q_MEM_WRITTEN
+#define Q_MEM_WRITTEN(p, n) ((void)(p), (void)(n))
 #endif
 
 #endif

@@ -16,6 +16,8 @@
 
 #include "core/checked.h"
 #include "core/os.h"
+#include "infer/pretok.h"
+#include "model/byte_level.h"
 
 #define Q_FEED_MAX 4096 /* most bytes one q_decoder_feed_bytes call takes */
 
@@ -34,11 +36,16 @@ static int has_spm_space(const char *p, size_t n)
 /* Sets *pieces / *lengths to the text of every piece: the tokenizer's own arrays, or, for
  * a SentencePiece-spelled vocabulary, copies with "▁" replaced by " " in one heap block
  * returned in *owned (the array of pointers, the lengths, then the bytes). */
+static q_error_code bpe_piece_text(const q_tokenizer *tok, const char *const **pieces,
+                                   const size_t **lengths, void **owned);
+
 static q_error_code piece_text(const q_tokenizer *tok, const char *const **pieces,
                                const size_t **lengths, void **owned)
 {
     size_t n = tok->vocab_size, bytes = 0;
     int spm = 0;
+    if (tok->kind == Q_VOCAB_BPE)
+        return bpe_piece_text(tok, pieces, lengths, owned);
     for (size_t i = 0; i < n; i++) {
         if (tok->pieces[i] == NULL)
             return Q_ERR_INVALID_ARG;
@@ -78,6 +85,68 @@ static q_error_code piece_text(const q_tokenizer *tok, const char *const **piece
             } else {
                 text[out++] = p[j++];
             }
+        }
+        lens[i] = out;
+        text += out;
+    }
+    *pieces = ptrs;
+    *lengths = lens;
+    *owned = block;
+    return Q_OK;
+}
+
+/* What a BPE token stands for: its bytes (normal and byte tokens, through the byte-level
+ * alphabet, which the parser checked), its text (user-defined), nothing (the others). */
+static int bpe_decoded(const q_tokenizer *tok, size_t i)
+{
+    return tok->token_types == NULL || tok->token_types[i] == Q_TOKEN_TYPE_NORMAL ||
+           tok->token_types[i] == Q_TOKEN_TYPE_BYTE;
+}
+
+static int bpe_shown(const q_tokenizer *tok, size_t i)
+{
+    return bpe_decoded(tok, i) || tok->token_types[i] == Q_TOKEN_TYPE_USER_DEFINED;
+}
+
+/* Like piece_text for byte-level BPE: one heap block (pointers, lengths, bytes) holding the
+ * bytes every token stands for. A decoded piece is never longer than its spelling. */
+static q_error_code bpe_piece_text(const q_tokenizer *tok, const char *const **pieces,
+                                   const size_t **lengths, void **owned)
+{
+    size_t n = tok->vocab_size, bytes = 0, ptr_bytes, len_bytes, total;
+    for (size_t i = 0; i < n; i++) {
+        if (tok->pieces[i] == NULL)
+            return Q_ERR_INVALID_ARG;
+        if (!q_add_size(bytes, tok->piece_lengths[i], &bytes))
+            return Q_ERR_OVERFLOW;
+    }
+    if (!q_mul_size(n, sizeof(char *), &ptr_bytes) ||
+        !q_mul_size(n, sizeof(size_t), &len_bytes) ||
+        !q_add_size(ptr_bytes, len_bytes, &total) || !q_add_size(total, bytes, &total) ||
+        !q_add_size(total, 1, &total))
+        return Q_ERR_OVERFLOW;
+    unsigned char *block = q_os_malloc(total);
+    if (block == NULL)
+        return Q_ERR_ALLOC;
+    const char **ptrs = (const char **)(void *)block;      /* (n) */
+    size_t *lens = (size_t *)(void *)(block + ptr_bytes);  /* (n) */
+    char *text = (char *)block + ptr_bytes + len_bytes;     /* (bytes) */
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *p = (const unsigned char *)tok->pieces[i];
+        size_t len = tok->piece_lengths[i], out = 0, used = 1;
+        ptrs[i] = text;
+        if (bpe_decoded(tok, i)) {
+            for (size_t j = 0; j < len; j += used) {
+                int b = q_byte_unspell(p + j, len - j, &used);
+                if (b < 0) { /* the parser refuses these vocabularies; a hand-built one */
+                    q_os_free(block);
+                    return Q_ERR_BAD_TOKEN;
+                }
+                text[out++] = (char)b;
+            }
+        } else if (bpe_shown(tok, i)) {
+            memcpy(text, p, len);
+            out = len;
         }
         lens[i] = out;
         text += out;
@@ -135,6 +204,99 @@ static int64_t lookup(const q_encoder *enc, const char *s, size_t n)
     return id;
 }
 
+/* ---- byte-level BPE: merge ranks, special pieces ---- */
+
+static size_t pair_slot(uint64_t key, size_t mask)
+{
+    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+}
+
+/* Rank of the merge of tokens a and b, or -1. */
+static int64_t pair_rank(const q_encoder *enc, uint32_t a, uint32_t b)
+{
+    uint64_t key = (uint64_t)a << 32 | b;
+    for (size_t i = pair_slot(key, enc->pair_mask);; i = (i + 1) & enc->pair_mask) {
+        if (enc->pair_keys[i] == key)
+            return enc->pair_ranks[i];
+        if (enc->pair_keys[i] == UINT64_MAX)
+            return -1;
+    }
+}
+
+/* qsort context for the special pieces (see sort_enc). */
+static _Thread_local const q_tokenizer *sort_special_tok;
+
+/* By first byte, then longer first, then id. */
+static int cmp_specials(const void *pa, const void *pb)
+{
+    const q_tokenizer *t = sort_special_tok;
+    uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
+    unsigned char fa = (unsigned char)t->pieces[a][0], fb = (unsigned char)t->pieces[b][0];
+    if (fa != fb)
+        return fa < fb ? -1 : 1;
+    if (t->piece_lengths[a] != t->piece_lengths[b])
+        return t->piece_lengths[a] > t->piece_lengths[b] ? -1 : 1;
+    return (a > b) - (a < b);
+}
+
+static int is_special(const q_tokenizer *tok, size_t i)
+{
+    return tok->token_types != NULL && tok->piece_lengths[i] > 0 &&
+           (tok->token_types[i] == Q_TOKEN_TYPE_CONTROL ||
+            tok->token_types[i] == Q_TOKEN_TYPE_USER_DEFINED);
+}
+
+static q_error_code bpe_init(q_encoder *enc, const q_tokenizer *tok)
+{
+    size_t slots = 16, n_special = 0;
+    if (tok->merges == NULL && tok->n_merges > 0)
+        return Q_ERR_INVALID_ARG;
+    while (slots < 2 * tok->n_merges) { /* load factor at most 1/2 */
+        if (slots > SIZE_MAX / 2 / sizeof(uint64_t))
+            return Q_ERR_OVERFLOW;
+        slots *= 2;
+    }
+    enc->pair_keys = q_os_malloc(slots * sizeof(uint64_t));
+    enc->pair_ranks = q_os_malloc(slots * sizeof(uint32_t));
+    for (size_t i = 0; i < tok->vocab_size; i++)
+        n_special += (size_t)is_special(tok, i);
+    enc->specials = q_os_malloc((n_special ? n_special : 1) * sizeof(uint32_t));
+    enc->special_at = q_os_calloc(257, sizeof(size_t));
+    if (enc->pair_keys == NULL || enc->pair_ranks == NULL || enc->specials == NULL ||
+        enc->special_at == NULL)
+        return Q_ERR_ALLOC;
+    enc->pair_mask = slots - 1;
+    for (size_t i = 0; i < slots; i++)
+        enc->pair_keys[i] = UINT64_MAX;
+    for (size_t m = 0; m < tok->n_merges; m++) {
+        const uint32_t *row = tok->merges + 3 * m;
+        if (row[0] >= tok->vocab_size || row[1] >= tok->vocab_size ||
+            row[2] >= tok->vocab_size)
+            return Q_ERR_INVALID_ARG;
+        uint64_t key = (uint64_t)row[0] << 32 | row[1];
+        size_t i = pair_slot(key, enc->pair_mask);
+        while (enc->pair_keys[i] != UINT64_MAX && enc->pair_keys[i] != key)
+            i = (i + 1) & enc->pair_mask;
+        if (enc->pair_keys[i] == UINT64_MAX) { /* a repeated pair keeps its first rank */
+            enc->pair_keys[i] = key;
+            enc->pair_ranks[i] = (uint32_t)m;
+        }
+    }
+    for (size_t i = 0; i < tok->vocab_size; i++)
+        if (is_special(tok, i))
+            enc->specials[enc->n_specials++] = (uint32_t)i;
+    sort_special_tok = tok;
+    qsort(enc->specials, enc->n_specials, sizeof *enc->specials, cmp_specials);
+    sort_special_tok = NULL;
+    for (size_t k = 0, b = 0; b <= 256; b++) { /* special_at[b]: first special of byte >= b */
+        while (k < enc->n_specials && (unsigned char)tok->pieces[enc->specials[k]][0] < b)
+            k++;
+        enc->special_at[b] = k;
+    }
+    enc->ignore_merges = tok->pretok == Q_PRETOK_LLAMA3;
+    return q_pretok_compile(tok->pretok, &enc->pretok);
+}
+
 q_error_code q_encoder_init(q_encoder *enc, const q_tokenizer *tok)
 {
     if (enc == NULL)
@@ -170,6 +332,14 @@ q_error_code q_encoder_init(q_encoder *enc, const q_tokenizer *tok)
     qsort(enc->sorted, tok->vocab_size, sizeof *enc->sorted, cmp_ids);
     sort_enc = NULL;
 
+    if (tok->kind == Q_VOCAB_BPE) {
+        enc->space_id = -1; /* no dummy prefix */
+        enc->unk_id = 0;
+        err = bpe_init(enc, tok);
+        if (err != Q_OK)
+            q_encoder_free(enc);
+        return err;
+    }
     enc->space_id = lookup(enc, " ", 1);
     int64_t unk = lookup(enc, "<unk>", 5);
     enc->unk_id = unk < 0 ? 0 : (uint32_t)unk;
@@ -183,6 +353,11 @@ void q_encoder_free(q_encoder *enc)
     q_os_free(enc->sorted);
     q_os_free(enc->buf);
     q_os_free(enc->owned);
+    q_os_free(enc->pair_keys);
+    q_os_free(enc->pair_ranks);
+    q_os_free(enc->specials);
+    q_os_free(enc->special_at);
+    q_pretok_free(enc->pretok);
     memset(enc, 0, sizeof *enc);
 }
 
@@ -261,6 +436,16 @@ static void push_pair(const q_encoder *enc, const uint32_t *tok_at, size_t left,
 {
     if (left == NO_NODE || right == NO_NODE)
         return;
+    if (enc->pair_keys != NULL) { /* BPE: ranked merges, the lowest rank first */
+        int64_t rank = pair_rank(enc, tok_at[left], tok_at[right]);
+        if (rank < 0)
+            return;
+        /* ranks are below Q_MAX_MERGES = 2^24: exact as floats */
+        pair_entry e = {-(float)rank, enc->tok->merges[3 * rank + 2], tok_at[left],
+                        tok_at[right], left, right};
+        heap_push(heap, len, e);
+        return;
+    }
     int64_t id = lookup_pair(enc, tok_at[left], tok_at[right]);
     if (id < 0)
         return;
@@ -320,15 +505,102 @@ static q_error_code merge_pairs(const q_encoder *enc, uint32_t *tokens, size_t *
     return Q_OK;
 }
 
+/* ---- byte-level BPE encode ---- */
+
+typedef struct bpe_out {
+    const q_encoder *enc;
+    const char *text;
+    uint32_t *tokens;
+    size_t n;
+} bpe_out;
+
+/* One pre-tokenizer word text[start..end): its byte tokens, merged. */
+static q_error_code bpe_word(void *user, size_t start, size_t end)
+{
+    bpe_out *o = user;
+    const q_encoder *enc = o->enc;
+    const q_tokenizer *tok = enc->tok;
+    const unsigned char *w = (const unsigned char *)o->text + start;
+    size_t len = end - start, n;
+    if (enc->ignore_merges) {
+        int64_t id = lookup(enc, (const char *)w, len);
+        if (id >= 0 && bpe_decoded(tok, (size_t)id)) {
+            o->tokens[o->n++] = (uint32_t)id;
+            return Q_OK;
+        }
+    }
+    uint32_t *t = o->tokens + o->n;
+    for (size_t i = 0; i < len; i++)
+        t[i] = tok->byte_tokens[w[i]];
+    for (size_t i = 0; i < len; i++) /* the parser's promise, kept for hand-built vocabularies */
+        if (t[i] >= tok->vocab_size)
+            return Q_ERR_BAD_TOKEN;
+    n = len;
+    q_error_code err = merge_pairs(enc, t, &n);
+    if (err == Q_OK)
+        o->n += n;
+    return err;
+}
+
+/* The longest special piece (control ones only with `special`) at text[at..len), or -1. */
+static int64_t special_at(const q_encoder *enc, const char *text, size_t at, size_t len,
+                          int special)
+{
+    const q_tokenizer *tok = enc->tok;
+    unsigned char b = (unsigned char)text[at];
+    for (size_t k = enc->special_at[b]; k < enc->special_at[b + 1]; k++) {
+        uint32_t id = enc->specials[k];
+        size_t n = tok->piece_lengths[id];
+        if (!special && tok->token_types[id] == Q_TOKEN_TYPE_CONTROL)
+            continue;
+        if (n <= len - at && memcmp(text + at, tok->pieces[id], n) == 0)
+            return id;
+    }
+    return -1;
+}
+
+static q_error_code bpe_encode(const q_encoder *enc, const char *text, size_t text_len,
+                               int special, uint32_t *tokens, size_t *n_io)
+{
+    bpe_out o = {enc, text, tokens, *n_io};
+    size_t from = 0;
+    q_error_code err = Q_OK;
+    for (size_t at = 0; at <= text_len && err == Q_OK; at++) {
+        int64_t id = at < text_len ? special_at(enc, text, at, text_len, special) : -1;
+        if (id < 0 && at < text_len)
+            continue;
+        /* the plain text before the special piece (or the end) */
+        o.text = text + from;
+        err = q_pretok_split(enc->pretok, text + from, at - from, bpe_word, &o);
+        if (id >= 0 && err == Q_OK) {
+            tokens[o.n++] = (uint32_t)id;
+            at += enc->tok->piece_lengths[id] - 1;
+            from = at + 1;
+        }
+    }
+    *n_io = o.n;
+    return err;
+}
+
 q_error_code q_encode(const q_encoder *enc, const char *text, size_t text_len, int add_bos,
                       int add_eos, uint32_t *tokens, size_t capacity, size_t *n_tokens)
+{
+    return q_encode_ex(enc, text, text_len,
+                       (add_bos ? Q_ENCODE_BOS : 0u) | (add_eos ? Q_ENCODE_EOS : 0u), tokens,
+                       capacity, n_tokens);
+}
+
+q_error_code q_encode_ex(const q_encoder *enc, const char *text, size_t text_len,
+                         unsigned flags, uint32_t *tokens, size_t capacity, size_t *n_tokens)
 {
     if (n_tokens != NULL)
         *n_tokens = 0;
     if (enc == NULL || enc->tok == NULL || enc->sorted == NULL || tokens == NULL ||
-        n_tokens == NULL || (text == NULL && text_len > 0))
+        n_tokens == NULL || (text == NULL && text_len > 0) ||
+        (flags & ~(unsigned)(Q_ENCODE_BOS | Q_ENCODE_EOS | Q_ENCODE_SPECIAL)) != 0)
         return Q_ERR_INVALID_ARG;
     const q_tokenizer *tok = enc->tok;
+    int add_bos = (flags & Q_ENCODE_BOS) != 0, add_eos = (flags & Q_ENCODE_EOS) != 0;
     if ((add_bos && tok->bos_id >= tok->vocab_size) ||
         (add_eos && tok->eos_id >= tok->vocab_size))
         return Q_ERR_BAD_TOKEN;
@@ -339,6 +611,17 @@ q_error_code q_encode(const q_encoder *enc, const char *text, size_t text_len, i
     size_t n = 0;
     if (add_bos)
         tokens[n++] = tok->bos_id;
+    if (enc->pretok != NULL) {
+        /* every byte gives at most one token: text_len + 2 fit */
+        q_error_code err = bpe_encode(enc, text, text_len, (flags & Q_ENCODE_SPECIAL) != 0,
+                                      tokens, &n);
+        if (err != Q_OK)
+            return err;
+        if (add_eos)
+            tokens[n++] = tok->eos_id;
+        *n_tokens = n;
+        return Q_OK;
+    }
     if (text_len > 0 && enc->space_id >= 0)
         tokens[n++] = (uint32_t)enc->space_id;
 
@@ -539,7 +822,7 @@ q_error_code q_decoder_next(q_decoder *dec, uint32_t prev_token, uint32_t token,
     } else {
         const unsigned char *p = (const unsigned char *)dec->pieces[token];
         size_t len = dec->piece_lengths[token];
-        if (prev_token == tok->bos_id && len > 0 && p[0] == ' ') {
+        if (tok->kind == Q_VOCAB_SPM && prev_token == tok->bos_id && len > 0 && p[0] == ' ') {
             p++;
             len--;
         }
@@ -548,5 +831,25 @@ q_error_code q_decoder_next(q_decoder *dec, uint32_t prev_token, uint32_t token,
     }
     *out = dec->out;
     *out_len = n;
+    return Q_OK;
+}
+
+q_error_code q_decoder_piece(q_decoder *dec, uint32_t token, const char **out, size_t *out_len)
+{
+    if (out_len != NULL)
+        *out_len = 0;
+    if (dec == NULL || dec->tok == NULL || dec->out == NULL || out == NULL || out_len == NULL)
+        return Q_ERR_INVALID_ARG;
+    if (token >= dec->tok->vocab_size)
+        return Q_ERR_BAD_TOKEN;
+    int byte = fallback_byte(dec->tok, token);
+    if (byte >= 0) {
+        dec->out[0] = (char)byte;
+        *out = dec->out;
+        *out_len = 1;
+        return Q_OK;
+    }
+    *out = dec->pieces[token];
+    *out_len = dec->piece_lengths[token];
     return Q_OK;
 }

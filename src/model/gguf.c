@@ -765,25 +765,94 @@ static q_error_code q_gguf_array(const q_gguf *g, const char *key, uint32_t elem
     return Q_OK;
 }
 
+/* The vocabulary kind and, for BPE, the pre-tokenizer named in the metadata. */
+static q_error_code q_gguf_vocab_kind(const q_gguf *g, q_tokenizer *t)
+{
+    static const struct { const char *name; q_pretok pretok; } pre_names[] = {
+        {"gpt-2", Q_PRETOK_GPT2},       {"gpt2", Q_PRETOK_GPT2},
+        {"llama-bpe", Q_PRETOK_LLAMA3}, {"llama3", Q_PRETOK_LLAMA3},
+        {"llama-v3", Q_PRETOK_LLAMA3},  {"qwen2", Q_PRETOK_QWEN2},
+    };
+    const q_gguf_kv *kv = q_gguf_find(g, "tokenizer.ggml.model");
+    const unsigned char *s;
+    size_t n;
+    t->kind = Q_VOCAB_SPM;
+    t->pretok = Q_PRETOK_NONE;
+    if (kv == NULL)
+        return Q_OK;
+    if (kv->type != GT_STRING)
+        return q_fail(g->diag, Q_ERR_UNSUPPORTED_TYPE, "tokenizer.ggml.model", kv->key_at, kv->type);
+    n = (size_t)q_load_u64(g->r.base + kv->value_at);
+    s = g->r.base + kv->value_at + 8;
+    if (q_is(s, n, "llama"))
+        return Q_OK;
+    if (!q_is(s, n, "gpt2"))
+        return q_fail_named(g->diag, Q_ERR_UNSUPPORTED_TYPE, "tokenizer.ggml.model ", s, n,
+                            kv->value_at, 0);
+    t->kind = Q_VOCAB_BPE;
+    kv = q_gguf_find(g, "tokenizer.ggml.pre");
+    if (kv == NULL)
+        return q_fail(g->diag, Q_ERR_MISSING, "tokenizer.ggml.pre", 0, 0);
+    if (kv->type != GT_STRING)
+        return q_fail(g->diag, Q_ERR_UNSUPPORTED_TYPE, "tokenizer.ggml.pre", kv->key_at, kv->type);
+    n = (size_t)q_load_u64(g->r.base + kv->value_at);
+    s = g->r.base + kv->value_at + 8;
+    for (size_t i = 0; i < sizeof pre_names / sizeof pre_names[0]; i++)
+        if (q_is(s, n, pre_names[i].name)) {
+            t->pretok = pre_names[i].pretok;
+            return Q_OK;
+        }
+    return q_fail_named(g->diag, Q_ERR_UNSUPPORTED_TYPE, "tokenizer.ggml.pre ", s, n,
+                        kv->value_at, 0);
+}
+
+/* A token id key: required (or defaulted, or Q_TOKEN_NONE when absent and optional), < vocab. */
+static q_error_code q_gguf_token_id(const q_gguf *g, const char *key, int required,
+                                    int64_t def, size_t vocab, uint32_t *out)
+{
+    int64_t v = 0;
+    uint64_t at = 0;
+    q_error_code rc;
+    if (def < 0 && !required && q_gguf_find(g, key) == NULL) {
+        *out = Q_TOKEN_NONE;
+        return Q_OK;
+    }
+    rc = q_gguf_req_int(g, key, !required, def, &v, &at);
+    if (rc != Q_OK)
+        return rc;
+    if (v < 0 || (uint64_t)v >= vocab)
+        return q_fail(g->diag, Q_ERR_BAD_TOKEN, key, at, v);
+    *out = (uint32_t)v;
+    return Q_OK;
+}
+
+/* Token types (BPE only): copied as bytes, each Q_TOKEN_TYPE_NORMAL..Q_TOKEN_TYPE_BYTE. */
+static q_error_code q_gguf_token_types(const q_gguf *g, const q_gguf_kv *types, q_tokenizer *t)
+{
+    size_t n = t->vocab_size;
+    t->token_types = q_os_malloc(n ? n : 1);
+    if (t->token_types == NULL)
+        return q_fail(g->diag, Q_ERR_ALLOC, "tokenizer.ggml.token_type", 0, (int64_t)n);
+    for (size_t i = 0; i < n; i++) {
+        int32_t type = q_load_i32(g->r.base + types->arr_at + 4 * i);
+        if (type < Q_TOKEN_TYPE_NORMAL || type > Q_TOKEN_TYPE_BYTE)
+            return q_fail(g->diag, Q_ERR_BAD_TOKEN, "tokenizer.ggml.token_type",
+                          types->arr_at + 4 * i, type);
+        t->token_types[i] = (uint8_t)type;
+    }
+    return Q_OK;
+}
+
 static q_error_code q_gguf_tokenizer(const q_gguf *g, q_tokenizer *t, size_t vocab)
 {
-    const q_gguf_kv *tokens, *scores, *types, *kv;
+    const q_gguf_kv *tokens, *scores, *types, *merges = NULL, *kv;
     size_t i, text = 0, used = 0;
+    q_tokenizer kind;
     q_reader r;
     q_error_code rc;
-    int64_t v;
-    uint64_t at;
 
-    kv = q_gguf_find(g, "tokenizer.ggml.model");
-    if (kv != NULL) {
-        size_t n;
-        if (kv->type != GT_STRING)
-            return q_fail(g->diag, Q_ERR_UNSUPPORTED_TYPE, "tokenizer.ggml.model", kv->key_at, kv->type);
-        n = (size_t)q_load_u64(g->r.base + kv->value_at);
-        if (!q_is(g->r.base + kv->value_at + 8, n, "llama"))
-            return q_fail_named(g->diag, Q_ERR_UNSUPPORTED_TYPE, "tokenizer.ggml.model ",
-                                g->r.base + kv->value_at + 8, n, kv->value_at, 0);
-    }
+    if ((rc = q_gguf_vocab_kind(g, &kind)) != Q_OK)
+        return rc;
     kv = q_gguf_find(g, "tokenizer.ggml.tokens");
     if (kv == NULL)
         return q_fail(g->diag, Q_ERR_MISSING, "tokenizer.ggml.tokens", 0, 0);
@@ -791,10 +860,20 @@ static q_error_code q_gguf_tokenizer(const q_gguf *g, q_tokenizer *t, size_t voc
         return rc;
     if ((rc = q_gguf_array(g, "tokenizer.ggml.scores", GT_F32, vocab, &scores)) != Q_OK)
         return rc;
-    if (scores == NULL)
+    if (scores == NULL && kind.kind == Q_VOCAB_SPM)
         return q_fail(g->diag, Q_ERR_MISSING, "tokenizer.ggml.scores", 0, 0);
     if ((rc = q_gguf_array(g, "tokenizer.ggml.token_type", GT_I32, vocab, &types)) != Q_OK)
         return rc;
+    if (kind.kind == Q_VOCAB_BPE) {
+        merges = q_gguf_find(g, "tokenizer.ggml.merges");
+        if (merges == NULL)
+            return q_fail(g->diag, Q_ERR_MISSING, "tokenizer.ggml.merges", 0, 0);
+        if (merges->type != GT_ARRAY || merges->arr_type != GT_STRING)
+            return q_fail(g->diag, Q_ERR_UNSUPPORTED_TYPE, "tokenizer.ggml.merges",
+                          merges->value_at,
+                          merges->type == GT_ARRAY ? (int64_t)merges->arr_type
+                                                   : (int64_t)merges->type);
+    }
     /* pass 1 over the pieces (their framing was validated with the metadata) */
     r.base = g->r.base;
     r.len = g->r.len;
@@ -807,7 +886,7 @@ static q_error_code q_gguf_tokenizer(const q_gguf *g, q_tokenizer *t, size_t voc
         text += (size_t)n;
         r.pos = p + 8 + (size_t)n;
     }
-    for (i = 0; i < vocab; i++)
+    for (i = 0; scores != NULL && i < vocab; i++)
         if (q_load_f32(g->r.base + scores->arr_at + 4 * i) !=
             q_load_f32(g->r.base + scores->arr_at + 4 * i))
             return q_fail(g->diag, Q_ERR_BAD_TOKEN, "token score (NaN)",
@@ -815,26 +894,35 @@ static q_error_code q_gguf_tokenizer(const q_gguf *g, q_tokenizer *t, size_t voc
     rc = q_tok_alloc(t, vocab, text);
     if (rc != Q_OK)
         return q_fail(g->diag, rc, "tokenizer", 0, (int64_t)vocab);
+    t->kind = kind.kind;
+    t->pretok = kind.pretok;
     r.pos = tokens->arr_at;
     for (i = 0; i < vocab; i++) {
         size_t n = (size_t)q_load_u64(r.base + r.pos);
-        q_tok_set(t, i, r.base + r.pos + 8, n, q_load_f32(g->r.base + scores->arr_at + 4 * i),
-                  &used);
+        float score = scores != NULL ? q_load_f32(g->r.base + scores->arr_at + 4 * i) : 0.0f;
+        q_tok_set(t, i, r.base + r.pos + 8, n, score, &used);
         r.pos += 8 + n;
     }
-    rc = q_gguf_req_int(g, "tokenizer.ggml.bos_token_id", 1, 1, &v, &at);
-    if (rc != Q_OK)
+    /* SentencePiece vocabularies keep their BOS / EOS defaults (1 / 2); BPE ones name theirs */
+    if ((rc = q_gguf_token_id(g, "tokenizer.ggml.bos_token_id", t->kind == Q_VOCAB_BPE, 1, vocab,
+                              &t->bos_id)) != Q_OK ||
+        (rc = q_gguf_token_id(g, "tokenizer.ggml.eos_token_id", t->kind == Q_VOCAB_BPE, 2, vocab,
+                              &t->eos_id)) != Q_OK ||
+        (rc = q_gguf_token_id(g, "tokenizer.ggml.eot_token_id", 0, -1, vocab, &t->eot_id)) != Q_OK)
         return rc;
-    if (v < 0 || (uint64_t)v >= vocab)
-        return q_fail(g->diag, Q_ERR_BAD_TOKEN, "tokenizer.ggml.bos_token_id", at, v);
-    t->bos_id = (uint32_t)v;
-    rc = q_gguf_req_int(g, "tokenizer.ggml.eos_token_id", 1, 2, &v, &at);
-    if (rc != Q_OK)
+    kv = q_gguf_find(g, "tokenizer.ggml.add_bos_token");
+    t->add_bos = t->kind == Q_VOCAB_SPM;
+    if (kv != NULL) {
+        if (kv->type != GT_BOOL)
+            return q_fail(g->diag, Q_ERR_UNSUPPORTED_TYPE, "tokenizer.ggml.add_bos_token",
+                          kv->key_at, kv->type);
+        t->add_bos = g->r.base[kv->value_at] != 0;
+    }
+    if (t->kind == Q_VOCAB_SPM)
+        return q_tok_finish(t, tokens->arr_at, g->diag);
+    if (types != NULL && (rc = q_gguf_token_types(g, types, t)) != Q_OK)
         return rc;
-    if (v < 0 || (uint64_t)v >= vocab)
-        return q_fail(g->diag, Q_ERR_BAD_TOKEN, "tokenizer.ggml.eos_token_id", at, v);
-    t->eos_id = (uint32_t)v;
-    return q_tok_finish(t, tokens->arr_at, g->diag);
+    return q_tok_bpe_finish(t, g->r.base, merges->arr_at, merges->arr_n, tokens->arr_at, g->diag);
 }
 
 q_error_code q_gguf_parse(q_model *model, q_tokenizer *tokenizer, const unsigned char *buf,
@@ -875,5 +963,37 @@ q_error_code q_gguf_parse(q_model *model, q_tokenizer *tokenizer, const unsigned
     }
     q_os_free(g.kv);
     q_os_free(g.ti);
+    return rc;
+}
+
+q_error_code q_gguf_vocab_parse(q_tokenizer *tokenizer, const unsigned char *buf, size_t len,
+                                q_diag *diag)
+{
+    q_gguf g;
+    uint64_t n_tensors = 0;
+    const q_gguf_kv *tokens;
+    q_error_code rc;
+
+    memset(&g, 0, sizeof g);
+    g.r.base = buf;
+    g.r.len = len;
+    g.diag = diag;
+    rc = q_gguf_header(&g, &n_tensors);
+    if (rc == Q_OK) {
+        tokens = q_gguf_find(&g, "tokenizer.ggml.tokens");
+        if (tokens == NULL)
+            rc = q_fail(diag, Q_ERR_MISSING, "tokenizer.ggml.tokens", 0, 0);
+        else if (tokens->type != GT_ARRAY)
+            rc = q_fail(diag, Q_ERR_UNSUPPORTED_TYPE, "tokenizer.ggml.tokens", tokens->value_at,
+                        (int64_t)tokens->type);
+        else if (tokens->arr_n == 0 || tokens->arr_n > Q_MAX_VOCAB)
+            rc = q_fail(diag, Q_ERR_INVALID_CONFIG, "vocab_size", tokens->value_at,
+                        (int64_t)tokens->arr_n);
+        else
+            rc = q_gguf_tokenizer(&g, tokenizer, tokens->arr_n);
+    }
+    if (rc != Q_OK)
+        q_tokenizer_free(tokenizer);
+    q_os_free(g.kv);
     return rc;
 }

@@ -186,6 +186,46 @@ q_error_code q_tokenizer_load(q_tokenizer *tokenizer, const char *path, size_t e
     return rc;
 }
 
+q_error_code q_vocab_parse(q_tokenizer *tokenizer, const void *buf, size_t len, q_diag *diag)
+{
+    const unsigned char *p = buf;
+    if (diag != NULL)
+        memset(diag, 0, sizeof *diag);
+    if (tokenizer == NULL)
+        return q_fail(diag, Q_ERR_INVALID_ARG, "tokenizer", 0, 0);
+    memset(tokenizer, 0, sizeof *tokenizer);
+    if (buf == NULL)
+        return q_fail(diag, Q_ERR_INVALID_ARG, "buf", 0, 0);
+    if (len < 4)
+        return q_fail(diag, Q_ERR_TRUNCATED, "magic", 0, (int64_t)len);
+    if (q_load_u32(p) != Q_GGUF_MAGIC)
+        return q_fail(diag, Q_ERR_BAD_MAGIC, "magic", 0, q_load_u32(p));
+    return q_gguf_vocab_parse(tokenizer, p, len, diag);
+}
+
+q_error_code q_vocab_load(q_tokenizer *tokenizer, const char *path, q_diag *diag)
+{
+    q_context tmp;
+    q_error_code rc;
+    if (diag != NULL)
+        memset(diag, 0, sizeof *diag);
+    if (tokenizer == NULL || path == NULL)
+        return q_fail(diag, Q_ERR_INVALID_ARG, tokenizer == NULL ? "tokenizer" : "path", 0, 0);
+    memset(tokenizer, 0, sizeof *tokenizer);
+    memset(&tmp, 0, sizeof tmp);
+    rc = q_init_memory_ex(&tmp, path, Q_MMAP_LAZY);
+    if (rc != Q_OK)
+        return q_fail(diag, rc, NULL, 0, 0); /* the file itself: no field */
+    rc = q_vocab_parse(tokenizer, tmp.weights_mmap, tmp.weights_size, diag);
+    if (q_mapping_status(&tmp) != Q_OK) { /* the file shrank under the parser */
+        if (rc == Q_OK)
+            q_tokenizer_free(tokenizer);
+        rc = q_fail(diag, Q_ERR_MODEL_CHANGED, NULL, 0, 0);
+    }
+    q_free_memory(&tmp);
+    return rc;
+}
+
 void q_model_free(q_model *model)
 {
     if (model == NULL)

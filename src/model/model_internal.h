@@ -132,11 +132,26 @@ void q_tok_set(q_tokenizer *t, size_t i, const unsigned char *piece, size_t len,
                size_t *storage_used);
 q_error_code q_tok_finish(q_tokenizer *t, uint64_t offset, q_diag *diag);
 
+/* Most merges a byte-level BPE vocabulary may list: ranks stay exact in a float. */
+#define Q_MAX_MERGES (1u << 24)
+
+/* Finishes a byte-level BPE vocabulary whose pieces (and token_types, when not NULL) are
+ * set: every normal and byte piece must be non-empty byte-level text (byte_level.h), every
+ * byte's one-character piece must exist (byte_tokens), and the `n_merges` merges, GGUF
+ * strings "left right" framed from base + merges_at (framing already validated), must each
+ * name two pieces whose concatenation is a piece, no pair twice. Fills t->merges. Checks
+ * bos / eos / eot. On error the caller frees with q_tokenizer_free. */
+q_error_code q_tok_bpe_finish(q_tokenizer *t, const unsigned char *base, size_t merges_at,
+                              size_t n_merges, uint64_t tokens_at, q_diag *diag);
+
 /* Format-specific entry points behind q_model_parse. Both leave `model` zeroed on error. */
 q_error_code q_llama2c_parse(q_model *model, const unsigned char *buf, size_t len,
                              q_diag *diag);
 q_error_code q_gguf_parse(q_model *model, q_tokenizer *tokenizer, const unsigned char *buf,
                           size_t len, q_diag *diag);
+/* The vocabulary of a GGUF file (header and metadata only); tokenizer zeroed on error. */
+q_error_code q_gguf_vocab_parse(q_tokenizer *tokenizer, const unsigned char *buf, size_t len,
+                                q_diag *diag);
 
 #define Q_AK42_MAGIC 0x616b3432u
 #define Q_GGUF_MAGIC 0x46554747u /* "GGUF" read as a little-endian uint32 */

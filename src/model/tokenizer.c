@@ -17,10 +17,12 @@
  * the same byte.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/checked.h"
 #include "core/os.h"
+#include "model/byte_level.h"
 #include "model/model_internal.h"
 
 q_error_code q_tok_alloc(q_tokenizer *t, size_t n, size_t text_bytes)
@@ -43,6 +45,8 @@ q_error_code q_tok_alloc(q_tokenizer *t, size_t n, size_t text_bytes)
         return Q_ERR_ALLOC;
     }
     t->vocab_size = n;
+    t->eot_id = Q_TOKEN_NONE;
+    t->add_bos = 1;
     return Q_OK;
 }
 
@@ -104,10 +108,177 @@ q_error_code q_tok_finish(q_tokenizer *t, uint64_t offset, q_diag *diag)
     return Q_OK;
 }
 
+/* ---- byte-level BPE vocabularies ---- */
+
+/* qsort has no context argument: the tokenizer being sorted (only read during the call). */
+static _Thread_local const q_tokenizer *sort_tok;
+
+static int q_piece_cmp(const unsigned char *a, size_t na, const unsigned char *b, size_t nb)
+{
+    int c = memcmp(a, b, na < nb ? na : nb);
+    return c != 0 ? c : (na > nb) - (na < nb);
+}
+
+static int q_id_cmp(const void *pa, const void *pb)
+{
+    uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
+    int c = q_piece_cmp((const unsigned char *)sort_tok->pieces[a], sort_tok->piece_lengths[a],
+                        (const unsigned char *)sort_tok->pieces[b], sort_tok->piece_lengths[b]);
+    return c != 0 ? c : (a > b) - (a < b);
+}
+
+/* Lowest id whose piece is s[0..n) in the id list sorted by q_id_cmp, or -1. */
+static int64_t q_sorted_find(const q_tokenizer *t, const uint32_t *sorted,
+                             const unsigned char *s, size_t n)
+{
+    size_t lo = 0, hi = t->vocab_size;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint32_t id = sorted[mid];
+        if (q_piece_cmp((const unsigned char *)t->pieces[id], t->piece_lengths[id], s, n) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == t->vocab_size)
+        return -1;
+    uint32_t id = sorted[lo];
+    if (q_piece_cmp((const unsigned char *)t->pieces[id], t->piece_lengths[id], s, n) != 0)
+        return -1;
+    return id;
+}
+
+static int q_merge_cmp(const void *pa, const void *pb)
+{
+    const uint32_t *a = pa, *b = pb; /* left id, right id, rank */
+    if (a[0] != b[0])
+        return a[0] < b[0] ? -1 : 1;
+    if (a[1] != b[1])
+        return a[1] < b[1] ? -1 : 1;
+    return (a[2] > b[2]) - (a[2] < b[2]);
+}
+
+/* Whether piece i must be byte-level text: normal and byte tokens (all, without types). */
+static int q_is_text_token(const q_tokenizer *t, size_t i)
+{
+    return t->token_types == NULL || t->token_types[i] == Q_TOKEN_TYPE_NORMAL ||
+           t->token_types[i] == Q_TOKEN_TYPE_BYTE;
+}
+
+static q_error_code q_bpe_resolve_merges(q_tokenizer *t, const uint32_t *sorted,
+                                         const unsigned char *base, size_t at, size_t n_merges,
+                                         q_diag *diag)
+{
+    size_t rows;
+    unsigned char joined[2 * Q_MAX_TOKEN_BYTES];
+    if (n_merges > Q_MAX_MERGES)
+        return q_fail(diag, Q_ERR_INVALID_CONFIG, "tokenizer.ggml.merges", at,
+                      (int64_t)n_merges);
+    if (!q_mul_size(n_merges ? n_merges : 1, 3 * sizeof(uint32_t), &rows))
+        return q_fail(diag, Q_ERR_OVERFLOW, "tokenizer.ggml.merges", at, (int64_t)n_merges);
+    t->merges = q_os_malloc(rows);
+    if (t->merges == NULL)
+        return q_fail(diag, Q_ERR_ALLOC, "tokenizer.ggml.merges", at, (int64_t)n_merges);
+    t->n_merges = n_merges;
+    for (size_t m = 0; m < n_merges; m++) {
+        size_t len = (size_t)q_load_u64(base + at);
+        const unsigned char *s = base + at + 8;
+        const unsigned char *sp = len > 0 ? memchr(s, ' ', len) : NULL;
+        size_t nl = sp != NULL ? (size_t)(sp - s) : 0, nr = sp != NULL ? len - nl - 1 : 0;
+        int64_t left, right, merged;
+        /* exactly one space, with a piece on each side */
+        if (sp == NULL || nl == 0 || nr == 0 || memchr(sp + 1, ' ', nr) != NULL)
+            return q_fail(diag, Q_ERR_BAD_TOKEN, "merge (not \"left right\")", at, (int64_t)m);
+        left = q_sorted_find(t, sorted, s, nl);
+        right = q_sorted_find(t, sorted, sp + 1, nr);
+        if (left < 0 || right < 0 || nl + nr > sizeof joined)
+            return q_fail(diag, Q_ERR_BAD_TOKEN, "merge names an unknown token", at, (int64_t)m);
+        memcpy(joined, s, nl);
+        memcpy(joined + nl, sp + 1, nr);
+        merged = q_sorted_find(t, sorted, joined, nl + nr);
+        if (merged < 0)
+            return q_fail(diag, Q_ERR_BAD_TOKEN, "merge result is not a token", at, (int64_t)m);
+        t->merges[3 * m] = (uint32_t)left;
+        t->merges[3 * m + 1] = (uint32_t)right;
+        t->merges[3 * m + 2] = (uint32_t)merged;
+        at += 8 + len;
+    }
+    /* the same pair twice would make its rank ambiguous: sort (left, right, rank) rows */
+    uint32_t *pairs = q_os_malloc(rows);
+    if (pairs == NULL)
+        return q_fail(diag, Q_ERR_ALLOC, "tokenizer.ggml.merges", 0, (int64_t)n_merges);
+    for (size_t m = 0; m < n_merges; m++) {
+        pairs[3 * m] = t->merges[3 * m];
+        pairs[3 * m + 1] = t->merges[3 * m + 1];
+        pairs[3 * m + 2] = (uint32_t)m;
+    }
+    qsort(pairs, n_merges, 3 * sizeof(uint32_t), q_merge_cmp);
+    for (size_t m = 1; m < n_merges; m++)
+        if (pairs[3 * m] == pairs[3 * m - 3] && pairs[3 * m + 1] == pairs[3 * m - 2]) {
+            int64_t later = pairs[3 * m + 2];
+            q_os_free(pairs);
+            return q_fail(diag, Q_ERR_DUPLICATE, "tokenizer.ggml.merges", 0, later);
+        }
+    q_os_free(pairs);
+    return Q_OK;
+}
+
+q_error_code q_tok_bpe_finish(q_tokenizer *t, const unsigned char *base, size_t merges_at,
+                              size_t n_merges, uint64_t tokens_at, q_diag *diag)
+{
+    size_t n = t->vocab_size, sorted_bytes;
+    q_error_code rc;
+    t->kind = Q_VOCAB_BPE;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *p = (const unsigned char *)t->pieces[i];
+        size_t len = t->piece_lengths[i], used;
+        if (!q_is_text_token(t, i))
+            continue;
+        if (len == 0)
+            return q_fail(diag, Q_ERR_BAD_TOKEN, "token (empty)", tokens_at, (int64_t)i);
+        for (size_t j = 0; j < len; j += used)
+            if (q_byte_unspell(p + j, len - j, &used) < 0)
+                return q_fail(diag, Q_ERR_BAD_TOKEN, "token (not byte-level text)", tokens_at,
+                              (int64_t)i);
+    }
+    if (!q_mul_size(n, sizeof(uint32_t), &sorted_bytes))
+        return q_fail(diag, Q_ERR_OVERFLOW, "tokenizer", 0, (int64_t)n);
+    uint32_t *sorted = q_os_malloc(sorted_bytes ? sorted_bytes : 1);
+    if (sorted == NULL)
+        return q_fail(diag, Q_ERR_ALLOC, "tokenizer", 0, (int64_t)n);
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = (uint32_t)i;
+    sort_tok = t;
+    qsort(sorted, n, sizeof *sorted, q_id_cmp);
+    sort_tok = NULL;
+    rc = Q_OK;
+    for (unsigned b = 0; b < 256 && rc == Q_OK; b++) {
+        unsigned char spelled[2];
+        int64_t id = q_sorted_find(t, sorted, spelled, q_byte_spell(b, spelled));
+        if (id < 0)
+            rc = q_fail(diag, Q_ERR_MISSING, "byte-level token of byte", tokens_at, b);
+        else
+            t->byte_tokens[b] = (uint32_t)id;
+    }
+    if (rc == Q_OK)
+        rc = q_bpe_resolve_merges(t, sorted, base, merges_at, n_merges, diag);
+    q_os_free(sorted);
+    if (rc != Q_OK)
+        return rc;
+    t->has_byte_fallback = 0;
+    if (t->bos_id >= n)
+        return q_fail(diag, Q_ERR_BAD_TOKEN, "bos_id", tokens_at, (int64_t)t->bos_id);
+    if (t->eos_id >= n)
+        return q_fail(diag, Q_ERR_BAD_TOKEN, "eos_id", tokens_at, (int64_t)t->eos_id);
+    return Q_OK;
+}
+
 void q_tokenizer_free(q_tokenizer *tokenizer)
 {
     if (tokenizer == NULL)
         return;
+    q_os_free(tokenizer->token_types);
+    q_os_free(tokenizer->merges);
     q_os_free(tokenizer->pieces);
     q_os_free(tokenizer->piece_lengths);
     q_os_free(tokenizer->scores);
@@ -213,6 +384,7 @@ q_error_code q_tokenizer_parse(q_tokenizer *tokenizer, const void *buf, size_t l
     tokenizer->max_token_length = (size_t)max_len;
     tokenizer->bos_id = 1;
     tokenizer->eos_id = 2;
+    tokenizer->add_bos = 1;
     rc = q_tok_finish(tokenizer, 4, diag);
     if (rc != Q_OK)
         q_tokenizer_free(tokenizer);
