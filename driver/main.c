@@ -38,7 +38,7 @@ static const char usage_top[] =
 
 static const char usage_run[] =
     "usage: qorus run MODEL [-z TOKENIZER] [-i PROMPT] [-n STEPS] [-t TEMP] [-p TOPP] [-s SEED]\n"
-    "                 [-j N] [--batch N] [--no-mmap | --mmap lazy|eager|read]\n"
+    "                 [-j N] [--batch N] [--special] [--no-mmap | --mmap lazy|eager|read]\n"
     "\n"
     "Generates text from MODEL (llama2.c .bin, legacy or ak42 v1/v2, or GGUF) and streams it\n"
     "to stdout, the prompt echoed first. Ends with one stats line on stderr.\n"
@@ -47,6 +47,8 @@ static const char usage_run[] =
     "                file is looked for); GGUF models use the vocabulary in their metadata\n"
     "                unless -z is given\n"
     "  -i PROMPT     prompt text (default: empty)\n"
+    "  --special     read special-token text in the prompt (\"<|im_start|>\") as those\n"
+    "                tokens (byte-level BPE vocabularies); without it it is plain text\n"
     "  -n STEPS      positions to run, prompt tokens included (default 256; 0 or more\n"
     "                than the model's seq_len means seq_len)\n"
     "  -t TEMP       temperature >= 0 (default 1.0; 0 = greedy, same text as llama2.c run.c)\n"
@@ -116,6 +118,7 @@ typedef struct options {
     size_t threads; /* 0: q_default_threads() */
     size_t batch;   /* 0: Q_DEFAULT_BATCH */
     q_mmap_strategy strategy;
+    int special;    /* --special: Q_ENCODE_SPECIAL for the prompt */
 } options;
 
 static int parse_size(const char *s, size_t *out)
@@ -182,6 +185,10 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o, int
         if (is_help(a)) {
             fputs(run ? usage_run : usage_inspect, stdout);
             return 0;
+        }
+        if (run && strcmp(a, "--special") == 0) {
+            o->special = 1;
+            continue;
         }
         if (strcmp(a, "--no-mmap") == 0) {
             o->strategy = Q_MMAP_READ;
@@ -307,7 +314,7 @@ static int load(loaded *L, const options *o, int need_tokenizer)
 
 static int cmd_run(int argc, char **argv)
 {
-    options o = {NULL, NULL, "", 256, 1.0f, 0.9f, 0, 0, 0, Q_MMAP_LAZY};
+    options o = {NULL, NULL, "", 256, 1.0f, 0.9f, 0, 0, 0, Q_MMAP_LAZY, 0};
     int rc = parse_options("run", argc, argv, &o, 1);
     if (rc >= 0)
         return rc;
@@ -327,8 +334,9 @@ static int cmd_run(int argc, char **argv)
         err = q_sampler_init(&sampler, L.model.config.vocab_size, o.temperature, o.topp,
                              o.seed);
         if (err == Q_OK)
-            err = q_generate(&st, &L.tok, &sampler, o.prompt, o.steps, q_out_emit, &out,
-                             &stats);
+            err = q_generate_ex(&st, &L.tok, &sampler, o.prompt, o.steps,
+                                o.special ? (unsigned)Q_ENCODE_SPECIAL : 0u, q_out_emit, &out,
+                                &stats);
         q_state_free(&st);
     }
     if (err == Q_ERR_IO && (rc = q_out_report(&out)) >= 0) {
@@ -384,7 +392,7 @@ static void print_tensor(const loaded *L, const char *name, const q_tensor *t)
 
 static int cmd_inspect(int argc, char **argv)
 {
-    options o = {NULL, NULL, "", 0, 0.0f, 0.0f, 0, 0, 0, Q_MMAP_LAZY};
+    options o = {NULL, NULL, "", 0, 0.0f, 0.0f, 0, 0, 0, Q_MMAP_LAZY, 0};
     int rc = parse_options("inspect", argc, argv, &o, 0);
     if (rc >= 0)
         return rc;
@@ -460,10 +468,20 @@ static int cmd_inspect(int argc, char **argv)
         for (size_t i = 0; i < t->vocab_size; i++)
             if (t->piece_lengths[i] > max_len)
                 max_len = t->piece_lengths[i];
+        static const char *const pre_names[] = {"none", "gpt-2", "llama-bpe", "qwen2"};
         printf("tokenizer: %s: vocab_size=%zu max_token_length=%zu (longest piece %zu) "
-               "bos=%u eos=%u byte_fallback=%s\n",
+               "bos=%u eos=%u byte_fallback=%s model=%s add_bos=%s",
                L.tok_source, t->vocab_size, t->max_token_length, max_len,
-               (unsigned)t->bos_id, (unsigned)t->eos_id, t->has_byte_fallback ? "yes" : "no");
+               (unsigned)t->bos_id, (unsigned)t->eos_id, t->has_byte_fallback ? "yes" : "no",
+               t->kind == Q_VOCAB_BPE ? "gpt2" : "llama", t->add_bos ? "yes" : "no");
+        if (t->eot_id != Q_TOKEN_NONE)
+            printf(" eot=%u", (unsigned)t->eot_id);
+        if (t->kind == Q_VOCAB_BPE)
+            printf(" pre=%s merges=%zu",
+                   (size_t)t->pretok < sizeof pre_names / sizeof pre_names[0]
+                       ? pre_names[t->pretok] : "?",
+                   t->n_merges);
+        printf("\n");
     } else {
         printf("tokenizer: none (llama2.c checkpoint; give one with -z)\n");
     }

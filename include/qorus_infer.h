@@ -456,7 +456,8 @@ typedef struct q_gen_stats {
 } q_gen_stats;
 
 /**
- * Generates as run.c's generate(): encodes `prompt` (NULL is "") with BOS; for pos = 0 ..
+ * Generates as run.c's generate(): encodes `prompt` (NULL is "") with BOS (when the
+ * vocabulary asks for it: see q_generate_ex); for pos = 0 ..
  * steps-1 runs the forward pass on the current token, takes the next prompt token while
  * the prompt lasts and samples afterwards, stops at a BOS token, and emits each next
  * token decoded after the current one (so the prompt is echoed without its BOS); finally
@@ -471,6 +472,21 @@ typedef struct q_gen_stats {
 q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
                         const char *prompt, size_t steps, q_emit_fn emit, void *user,
                         q_gen_stats *stats);
+
+/**
+ * q_generate with the vocabulary's own conventions spelled out: the prompt starts with BOS
+ * when tok->add_bos (1 for llama2.c and SentencePiece GGUF files, tokenizer.ggml.add_bos_token
+ * otherwise; an empty prompt without BOS still starts from BOS); `encode_flags` may hold
+ * Q_ENCODE_SPECIAL (control-token text in the prompt becomes those tokens); the text ends
+ * at a sampled BOS for SentencePiece vocabularies (run.c), at a sampled EOS or end-of-turn
+ * token (tok->eot_id) for byte-level BPE ones, whose prompts never stop early.
+ * q_generate(...) is q_generate_ex(..., 0, ...).
+ * Errors: those of q_generate, Q_ERR_INVALID_ARG for unknown flag bits, Q_ERR_BAD_TOKEN (an
+ * empty prompt and bos_id >= vocab_size).
+ */
+q_error_code q_generate_ex(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
+                           const char *prompt, size_t steps, unsigned encode_flags,
+                           q_emit_fn emit, void *user, q_gen_stats *stats);
 
 #ifdef __cplusplus
 }

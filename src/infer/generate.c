@@ -4,6 +4,11 @@
  * after the current one; BOS ends the text; "\n" closes it. Unlike run.c the prompt runs
  * through the model in batches (q_forward_batch: the same logits, each weight read once
  * per batch instead of once per token); the text is the same.
+ *
+ * Byte-level BPE vocabularies (Llama 3, Qwen2, GPT-2) follow their metadata instead: BOS
+ * only when tok->add_bos says so (an empty prompt still starts from BOS: the model needs a
+ * first token), and a sampled EOS or end-of-turn token ends the text; special-token text
+ * in the prompt is read as those tokens only with Q_ENCODE_SPECIAL.
  */
 #include "qorus_infer.h"
 
@@ -39,13 +44,30 @@ static q_error_code decode_emit(q_decoder *dec, uint32_t token, uint32_t next, q
     return emit_bytes(emit, user, out, out_len);
 }
 
+/* Whether the sampled token `id` ends the text: BOS for SentencePiece vocabularies (as
+ * run.c), EOS or end of turn for BPE ones. */
+static int ends_text(const q_tokenizer *tok, uint32_t id)
+{
+    if (tok->kind == Q_VOCAB_BPE)
+        return id == tok->eos_id || (tok->eot_id != Q_TOKEN_NONE && id == tok->eot_id);
+    return id == tok->bos_id;
+}
+
 q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
                         const char *prompt, size_t steps, q_emit_fn emit, void *user,
                         q_gen_stats *stats)
 {
+    return q_generate_ex(st, tok, sampler, prompt, steps, 0, emit, user, stats);
+}
+
+q_error_code q_generate_ex(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
+                           const char *prompt, size_t steps, unsigned encode_flags,
+                           q_emit_fn emit, void *user, q_gen_stats *stats)
+{
     if (stats != NULL)
         memset(stats, 0, sizeof *stats);
-    if (st == NULL || st->model == NULL || tok == NULL || sampler == NULL)
+    if (st == NULL || st->model == NULL || tok == NULL || sampler == NULL ||
+        (encode_flags & ~(unsigned)Q_ENCODE_SPECIAL) != 0)
         return Q_ERR_INVALID_ARG;
     const q_config *c = &st->model->config;
     if (tok->vocab_size != c->vocab_size || sampler->vocab_size != c->vocab_size)
@@ -74,8 +96,15 @@ q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
     else if ((tokens = q_os_malloc(cap * sizeof *tokens)) == NULL)
         err = Q_ERR_ALLOC;
     else
-        err = q_encode(&enc, prompt, text_len, 1, 0, tokens, cap, &n_prompt);
+        err = q_encode_ex(&enc, prompt, text_len, encode_flags | (tok->add_bos ? Q_ENCODE_BOS : 0u),
+                          tokens, cap, &n_prompt);
     q_encoder_free(&enc);
+    if (err == Q_OK && n_prompt == 0) { /* no BOS asked and no text: start from BOS */
+        if (tok->bos_id >= tok->vocab_size)
+            err = Q_ERR_BAD_TOKEN;
+        else
+            tokens[n_prompt++] = tok->bos_id;
+    }
 
     size_t pos = 0, n_sampled = 0, n_prefill = 0;
     double t_first = -1.0, t_prefill_end = t0, prefill_seconds = 0.0;
@@ -84,7 +113,7 @@ q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
          * (the prompt's own) except after the last prompt token, whose logits are sampled;
          * a forced BOS ends the text after its position, as in run.c's loop. */
         size_t n_run = n_prompt < steps ? n_prompt : steps;
-        for (size_t p = 0; p + 1 < n_run; p++) {
+        for (size_t p = 0; tok->kind == Q_VOCAB_SPM && p + 1 < n_run; p++) {
             if (tokens[p + 1] == tok->bos_id) {
                 n_run = p + 1; /* the loop below stops there */
                 break;
@@ -103,7 +132,7 @@ q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
         for (pos = 0; err == Q_OK && pos < n_run; pos++) {
             if (pos + 1 < n_prompt) { /* forced: the next prompt token */
                 uint32_t next = tokens[pos + 1];
-                if (next == tok->bos_id) {
+                if (tok->kind == Q_VOCAB_SPM && next == tok->bos_id) {
                     stop = 1;
                     pos++;
                     break;
@@ -120,7 +149,7 @@ q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
                     break;
                 if (n_sampled++ == 0)
                     t_first = now_seconds();
-                if (next == tok->bos_id)
+                if (ends_text(tok, next))
                     break;
                 if ((err = decode_emit(&dec, token, next, emit, user)) != Q_OK)
                     break;
