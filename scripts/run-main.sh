@@ -21,7 +21,7 @@ done
 
 # Every tool first (installed with apt-get as root, else one line saying how), then build.
 . scripts/lib/require.sh
-if [ -z "$models" ]; then qorus_require cmake cc make curl; else qorus_require cmake cc make; fi
+if [ -z "$models" ]; then qorus_require cmake cc make pcre2 curl; else qorus_require cmake cc make pcre2; fi
 
 mkdir -p build
 if ! { cmake --preset release && cmake --build --preset release -j "${QORUS_JOBS:-2}"; } >build/run-main-build.log 2>&1; then

@@ -47,7 +47,9 @@ presets=${QORUS_PRESETS:-"release debug asan msan tsan"}
 # Every tool the chosen presets need, before anything is built: installed with apt-get as
 # root, otherwise one line with the install command and exit 1 (scripts/lib/require.sh).
 . scripts/lib/require.sh
-need=(cmake cc make)
+# pcre2: the BPE pre-tokenizers; node, npm: the original tokenizers' reference ids
+# (tests/scripts/bpe_reference.sh).
+need=(cmake cc make pcre2 node npm)
 case " $presets " in *" asan "* | *" msan "* | *" tsan "*) need+=(clang llvm asan-rt) ;; esac
 case " $presets " in *" release "* | *" debug "*) need+=(valgrind) ;; esac
 if [ -x scripts/fuzz-smoke.sh ] && [ "${QORUS_SKIP_FUZZ_SMOKE:-0}" != 1 ]; then

@@ -4,6 +4,7 @@
 # install command and the script exits 1 — never a "command not found" halfway through.
 #
 #   qorus_require NAME...   NAME: cmake cc make clang llvm asan-rt fuzzer-rt valgrind curl
+#                           pcre2 node npm
 #
 # Environment (for tests): QORUS_REQUIRE_AS_ROOT=0 behaves as a non-root user even as root,
 # =1 as root; QORUS_REQUIRE_DRY_RUN=1 prints the apt-get commands instead of running them.
@@ -18,6 +19,9 @@ qorus_require_package() {
     asan-rt | fuzzer-rt) echo "libclang-rt-$(qorus_clang_major)-dev" ;;
     valgrind) echo valgrind ;;
     curl) echo "curl ca-certificates" ;;
+    pcre2) echo libpcre2-dev ;;
+    node) echo nodejs ;;
+    npm) echo "npm ca-certificates" ;;
     *) echo "$1" ;;
   esac
 }
@@ -43,6 +47,7 @@ qorus_require_check() {
     fuzzer-rt) command -v clang >/dev/null 2>&1 && qorus_clang_links -fsanitize=fuzzer,address ;;
     valgrind) command -v valgrind >/dev/null 2>&1 ;;
     curl) command -v curl >/dev/null 2>&1 ;;
+    pcre2) [ -f /usr/include/pcre2.h ] || [ -f /usr/local/include/pcre2.h ] ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }
