@@ -34,7 +34,13 @@ case "${SANITIZER:-}" in
   *) qsan="" ;;
 esac
 
-cmake -S "$src" -B "$work" \
+# PCRE2 statically, so the fuzzers run on a runner image without it.
+pcre2_static=""
+for a in /usr/lib/x86_64-linux-gnu/libpcre2-8.a /usr/lib/libpcre2-8.a /usr/local/lib/libpcre2-8.a; do
+  if [ -f "$a" ]; then pcre2_static="-DQORUS_PCRE2_LIB=$a"; break; fi
+done
+
+cmake -S "$src" -B "$work" $pcre2_static \
   -DCMAKE_C_COMPILER="$CC" -DCMAKE_C_FLAGS="$CFLAGS" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_C_FLAGS_RELEASE="-O1" \
   -DQORUS_SANITIZER="$qsan" -DQORUS_FUZZ_ENGINE=external \
@@ -53,13 +59,14 @@ for t in $(cat "$work/fuzz/targets.txt"); do
     fuzz_model_llama2c) dict=llama2c ;;
     fuzz_gguf) dict=gguf ;;
     fuzz_tokenizer) dict=tokenizer ;;
+    fuzz_bpe) dict=bpe ;;
   esac
   if [ -n "$dict" ]; then
     cp "$src/fuzz/dict/$dict.dict" "$OUT/$t.dict"
   fi
 done
 # The release-arena (fast path) builds of the arena targets.
-cmake -S "$src" -B "$work-fast" \
+cmake -S "$src" -B "$work-fast" $pcre2_static \
   -DCMAKE_C_COMPILER="$CC" -DCMAKE_C_FLAGS="$CFLAGS" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_C_FLAGS_RELEASE="-O1" \
   -DQORUS_SANITIZER="$qsan" -DQORUS_FUZZ_ENGINE=external -DQORUS_ARENA_FAST=ON \

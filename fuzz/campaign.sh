@@ -173,6 +173,7 @@ dict_for() {
     fuzz_model_llama2c) echo "$root/fuzz/dict/llama2c.dict" ;;
     fuzz_gguf) echo "$root/fuzz/dict/gguf.dict" ;;
     fuzz_tokenizer) echo "$root/fuzz/dict/tokenizer.dict" ;;
+    fuzz_bpe) echo "$root/fuzz/dict/bpe.dict" ;;
     fuzz_generate) echo "$root/fuzz/dict/generate.dict" ;;
     *) echo "" ;;
   esac

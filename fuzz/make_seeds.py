@@ -261,6 +261,9 @@ def main():
     if len(args) == 2 and args[1] == "fuzz_kernels":
         kernel_seeds(args[0])
         return
+    if len(args) == 2 and args[1] == "fuzz_bpe":
+        bpe_seeds(args[0])
+        return
     if len(args) != 1:
         sys.exit("usage: make_seeds.py [--valid-only] OUT_ROOT")
     root = args[0]
@@ -309,6 +312,41 @@ def main():
     write(root, T, "bad-byte-token", tokenizer_bin([b"<unk>", b"<s>", b"</s>", b"<0x-1>", b"<0xZZ>"]))
 
     kernel_seeds(root)
+    bpe_seeds(root)
+
+
+# ---- fuzz_bpe: the reference strings of the BPE tests, with each configuration ----
+
+def unescape_line(line):
+    if line == "\\e":
+        return ""
+    out, i = [], 0
+    while i < len(line):
+        c = line[i]
+        if c == "\\":
+            i += 1
+            c = {"\\": "\\", "n": "\n", "r": "\r", "t": "\t"}[line[i]]
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def bpe_seeds(root):
+    """One seed per reference string of tests/model/bpe (strings.txt, special_strings.txt),
+    each with a configuration in its tail, drawn as fuzz/fuzz_bpe.c draws it: pre-tokenizer
+    (0..2, the last byte), flags (0..7), merges to learn (0..64), then 4 seed bytes."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    data = os.path.join(here, "..", "tests", "model", "bpe")
+    texts = []
+    for name in ("strings.txt", "special_strings.txt"):
+        with open(os.path.join(data, name), encoding="utf-8") as f:
+            for line in f.read().split("\n"):
+                if line and not line.startswith("#"):
+                    texts.append(unescape_line(line).encode("utf-8"))
+    for i, text in enumerate(texts):
+        seed = struct.pack("<I", 2654435761 * (i + 1) % 2**32)
+        tail = seed[::-1] + bytes([(i * 7) % 65, i % 8, i % 3])
+        write(root, "fuzz_bpe", "ref-%03d" % i, text[:512] + tail)
 
 
 # ---- fuzz_kernels: parameters drawn from the tail (fuzz/fuzz_helpers.h fuzz_producer) ----

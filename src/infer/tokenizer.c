@@ -184,10 +184,10 @@ static int cmp_ids(const void *pa, const void *pb)
     return (a > b) - (a < b);
 }
 
-/* Lowest id whose piece is s[0..n), or -1. */
-static int64_t lookup(const q_encoder *enc, const char *s, size_t n)
+/* The first index of enc->sorted whose piece is >= s[0..n). */
+static size_t lower_bound(const q_encoder *enc, const char *s, size_t n)
 {
-    size_t lo = 0, hi = enc->tok->vocab_size; /* first index whose piece >= s */
+    size_t lo = 0, hi = enc->tok->vocab_size;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         uint32_t id = enc->sorted[mid];
@@ -196,9 +196,16 @@ static int64_t lookup(const q_encoder *enc, const char *s, size_t n)
         else
             hi = mid;
     }
-    if (lo == enc->tok->vocab_size)
+    return lo;
+}
+
+/* Lowest id whose piece is s[0..n), or -1. */
+static int64_t lookup(const q_encoder *enc, const char *s, size_t n)
+{
+    size_t at = lower_bound(enc, s, n);
+    if (at == enc->tok->vocab_size)
         return -1;
-    uint32_t id = enc->sorted[lo];
+    uint32_t id = enc->sorted[at];
     if (cmp_bytes(enc->pieces[id], enc->piece_lengths[id], s, n) != 0)
         return -1;
     return id;
@@ -522,11 +529,15 @@ static q_error_code bpe_word(void *user, size_t start, size_t end)
     const q_tokenizer *tok = enc->tok;
     const unsigned char *w = (const unsigned char *)o->text + start;
     size_t len = end - start, n;
-    if (enc->ignore_merges) {
-        int64_t id = lookup(enc, (const char *)w, len);
-        if (id >= 0 && bpe_decoded(tok, (size_t)id)) {
-            o->tokens[o->n++] = (uint32_t)id;
-            return Q_OK;
+    if (enc->ignore_merges) { /* the lowest normal or byte id standing for the word */
+        for (size_t at = lower_bound(enc, (const char *)w, len); at < tok->vocab_size; at++) {
+            uint32_t id = enc->sorted[at];
+            if (cmp_bytes(enc->pieces[id], enc->piece_lengths[id], (const char *)w, len) != 0)
+                break;
+            if (bpe_decoded(tok, id)) {
+                o->tokens[o->n++] = id;
+                return Q_OK;
+            }
         }
     }
     uint32_t *t = o->tokens + o->n;
