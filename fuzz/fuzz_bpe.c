@@ -16,7 +16,7 @@
 
 #define MAX_TEXT 512u   /* the reference is O(n^2 * merges) */
 #define MAX_MERGES 64u
-#define MAX_PIECES (256u + MAX_MERGES + 2u)
+#define MAX_PIECES (256u + MAX_MERGES + 3u) /* bytes, merges, control, user-defined, <|end|> */
 
 typedef struct vocab {
     q_tokenizer tok;
