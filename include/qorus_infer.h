@@ -1,7 +1,7 @@
 /*
  * qorus inference: the building blocks (F16 conversion, RMSNorm, softmax, matrix-vector
  * products on F32 / F16 / Q8_0 / Q8_SPLIT weights), the tokenizer (llama2.c BPE encode,
- * streaming UTF-8-safe decode), the forward pass of a llama-family transformer, the sampler
+ * byte-level BPE encode, streaming UTF-8-safe decode), the forward pass of a llama-family transformer, the sampler
  * and the generation loop of the `qorus run` command.
  *
  * Memory: the forward pass takes every activation from the scratch arena of a q_context

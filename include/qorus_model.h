@@ -1,6 +1,7 @@
 /*
  * qorus model files: llama2.c checkpoints (legacy v0, ak42 v1 float32, ak42 v2 Q8_0),
- * llama2.c tokenizer.bin, and GGUF (v2/v3, llama architecture, F32/F16/Q8_0).
+ * llama2.c tokenizer.bin, and GGUF (v2/v3; llama and qwen2 architectures; F32, F16, BF16,
+ * Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; SentencePiece and byte-level BPE vocabularies).
  *
  * Parsing is separate from file access: every parser takes (buf, len) and validates the
  * whole file before anything is used; weights stay views into `buf`. The file loaders are

@@ -7,6 +7,12 @@
  * -1e10). Unlike run.c (O(n^2) lookups), merges run in O(n log n) with a heap; the merge
  * order and the result are the same.
  *
+ * Byte-level BPE vocabularies (GGUF "gpt2": GPT-2, Llama 3, Qwen2) share the heap: special
+ * pieces are cut out of the text, the pre-tokenizer (pretok.c) splits the rest into words,
+ * each word starts as its byte pieces and merges the pair of lowest rank (a hash of the
+ * merge list) first, leftmost on ties — the original tokenizers' order. The plain reference
+ * of that path is fuzz/bpe_naive.h, compared by fuzz_bpe.
+ *
  * Decode: see q_decoder in qorus_infer.h.
  */
 #include "qorus_infer.h"

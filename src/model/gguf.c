@@ -1,5 +1,5 @@
 /*
- * GGUF (ggml docs/gguf.md), versions 2 and 3, little-endian, llama architecture.
+ * GGUF (ggml docs/gguf.md), versions 2 and 3, little-endian, llama and qwen2 architectures.
  *
  *   1. uint32 magic "GGUF" (bytes 47 47 55 46)                          offset 0
  *   2. uint32 version, 2 or 3 (v1 used 32-bit counts; a byte-swapped
@@ -43,10 +43,15 @@
  * (must be head_size if present), A.vocab_size (must match if present),
  * A.rope.scaling.type ("none" or "linear"; others are rejected) with A.rope.scaling.factor
  * (>= 1, required for linear), or the older A.rope.scale_linear; tokenizer.ggml.model
- * ("llama" if present), tokenizer.ggml.tokens (string array), tokenizer.ggml.scores (f32
- * array), tokenizer.ggml.token_type (i32 array, optional), tokenizer.ggml.bos_token_id /
- * eos_token_id (default 1 / 2). Integer keys take u8, i8, u16, i16, u32, i32, u64 or i64
- * (not bool); float keys f32, or f64 within the float range.
+ * (absent or "llama": SentencePiece; "gpt2": byte-level BPE), tokenizer.ggml.tokens (string
+ * array), tokenizer.ggml.scores (f32 array; optional for gpt2), tokenizer.ggml.token_type
+ * (i32 array, optional; for gpt2 each 1..6: normal, unknown, control, user-defined, unused,
+ * byte), tokenizer.ggml.bos_token_id / eos_token_id (default 1 / 2; required for gpt2),
+ * tokenizer.ggml.eot_token_id (optional), tokenizer.ggml.add_bos_token (bool, optional);
+ * gpt2 only: tokenizer.ggml.pre (required: "gpt-2"/"gpt2", "llama-bpe"/"llama3"/"llama-v3",
+ * "qwen2") and tokenizer.ggml.merges (string array, "left right" in rank order; rules in
+ * src/model/tokenizer.c q_tok_bpe_finish). Integer keys take u8, i8, u16, i16, u32, i32,
+ * u64 or i64 (not bool); float keys f32, or f64 within the float range.
  * Tensors: token_embd.weight (dim, vocab), output_norm.weight (dim), output.weight
  * (absent: shared classifier), blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output,
  * ffn_norm, ffn_gate, ffn_down, ffn_up}.weight; optional: blk.N.{attn_q, attn_k,

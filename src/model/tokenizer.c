@@ -1,5 +1,6 @@
 /*
- * llama2.c tokenizer.bin, and the tokenizer construction shared with GGUF.
+ * llama2.c tokenizer.bin, and the tokenizer construction shared with GGUF (SentencePiece
+ * vocabularies, and the checks of byte-level BPE ones: q_tok_bpe_finish).
  *
  * On-disk format (little-endian, no header magic, no token count: the count is the model's
  * vocab_size):
