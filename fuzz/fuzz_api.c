@@ -12,6 +12,9 @@
  *     e.g. Q_ERR_ARENA_OOM when the caller has taken the state's arena space);
  * and checks the memory core's visible state (q_context fields, read-only) against a shadow
  * kept by the target after every call. Never a crash, never a silent success.
+ * The encode, decode and generate operations reach both forms of each entry point:
+ * q_encode / q_encode_ex (drawn flags, unknown bits included), q_decoder_next /
+ * q_decoder_piece, q_generate / q_generate_ex (Q_ENCODE_SPECIAL, none, or a refused flag).
  *
  * The world of one input (all locals, nothing survives the input):
  *   - a tiny llama2.c v0 checkpoint and tokenizer.bin, generated in code (deterministic,
@@ -812,14 +815,18 @@ static void op_encoder(fuzz_producer *p, world *w)
         size_t n_tok = 99;
         size_t *np = fuzz_producer_u32(p, 0, 7) == 0 ? NULL : &n_tok;
         q_encoder *e = fuzz_producer_u32(p, 0, 7) == 0 ? NULL : &w->enc;
-        int add_bos = fuzz_producer_bool(p), add_eos = fuzz_producer_bool(p);
+        /* 0..3: q_encode(add_bos, add_eos); 4..15: q_encode_ex with flags 0..11 (8.. unknown) */
+        unsigned how = fuzz_producer_u32(p, 0, 15), flags = how < 4 ? how : how - 4;
+        int add_bos = (flags & Q_ENCODE_BOS) != 0, add_eos = (flags & Q_ENCODE_EOS) != 0;
+        int bad_flags = how >= 4 && (flags & ~7u) != 0;
         q_error_code want = e == NULL || !w->enc_live || tp == NULL || np == NULL ||
-                                    (tx == NULL && text_len > 0)
+                                    (tx == NULL && text_len > 0) || bad_flags
                                 ? Q_ERR_INVALID_ARG
                             : cap < need ? Q_ERR_OVERFLOW
                                          : Q_OK;
-        q_error_code rc = q_encode(e, tx, text_len, add_bos, add_eos, tp, cap, np);
-        EXPECT(rc, want, "q_encode");
+        q_error_code rc = how < 4 ? q_encode(e, tx, text_len, add_bos, add_eos, tp, cap, np)
+                                  : q_encode_ex(e, tx, text_len, flags, tp, cap, np);
+        EXPECT(rc, want, how < 4 ? "q_encode" : "q_encode_ex");
         if (np != NULL && rc != Q_OK)
             FUZZ_ASSERT_MSG(n_tok == 0, "q_encode error left *n_tokens %zu", n_tok);
         if (rc == Q_OK) {
@@ -877,12 +884,14 @@ static void op_decoder(fuzz_producer *p, world *w)
                                 ? Q_ERR_INVALID_ARG
                             : tok >= VOCAB ? Q_ERR_BAD_TOKEN
                                            : Q_OK;
-        q_error_code rc = q_decoder_next(d, prev, tok, op, olp);
-        EXPECT(rc, want, "q_decoder_next");
+        int exact = fuzz_producer_u32(p, 0, 3) == 0; /* q_decoder_piece: same rules */
+        q_error_code rc = exact ? q_decoder_piece(d, tok, op, olp)
+                                : q_decoder_next(d, prev, tok, op, olp);
+        EXPECT(rc, want, exact ? "q_decoder_piece" : "q_decoder_next");
         if (olp != NULL && rc != Q_OK)
             FUZZ_ASSERT(ol == 0);
         if (rc == Q_OK) {
-            FUZZ_ASSERT(ol <= strlen(pieces[tok]) + 3);
+            FUZZ_ASSERT(ol <= strlen(pieces[tok]) + (exact ? 0 : 3));
             if (ol)
                 fuzz_touch_bytes(o, ol);
         }
@@ -1019,14 +1028,20 @@ static void op_generate(fuzz_producer *p, world *w)
     memset(&stats, 0x5a, sizeof stats);
     q_gen_stats *sp = fuzz_producer_bool(p) ? &stats : NULL;
 
+    /* q_generate, or q_generate_ex with Q_ENCODE_SPECIAL, none, or a flag it refuses */
+    unsigned how = fuzz_producer_u32(p, 0, 7);
+    unsigned gflags = how == 1 ? (unsigned)Q_ENCODE_SPECIAL : how == 2 ? (unsigned)Q_ENCODE_BOS : 0u;
+
     q_error_code want;
-    if (!live || t == NULL || s == NULL)
+    if (!live || t == NULL || s == NULL || gflags == (unsigned)Q_ENCODE_BOS)
         want = Q_ERR_INVALID_ARG;
     else if (!w->smp_live || w->smp.vocab_size != VOCAB)
         want = Q_ERR_VOCAB_MISMATCH;
     else
         want = Q_OK;
-    q_error_code rc = q_generate(st, t, s, pp, steps, with_emit ? emit : NULL, &snk, sp);
+    q_error_code rc =
+        how == 0 ? q_generate(st, t, s, pp, steps, with_emit ? emit : NULL, &snk, sp)
+                 : q_generate_ex(st, t, s, pp, steps, gflags, with_emit ? emit : NULL, &snk, sp);
     if (want == Q_OK && rc == Q_ERR_ARENA_OOM && state_arena_taken(w, si))
         want = Q_ERR_ARENA_OOM;
     if (want == Q_OK && rc == Q_ERR_IO && with_emit && snk.stop_after >= 0)
