@@ -748,24 +748,217 @@ static inline int oracle_gguf_model(oracle_gguf *g, int64_t f[7], oracle_verdict
     return ok;
 }
 
-/* The metadata vocabulary: tokens (strings), scores (f32, not NaN), optional token_type
- * (i32), all of length vocab; pieces up to Q_MAX_TOKEN_BYTES; bos/eos in range;
- * byte-fallback pieces. */
+/* ---- byte-level BPE (tokenizer.ggml.model "gpt2") ---- */
+
+/* GPT-2's byte-level alphabet, from its definition (bytes_to_unicode): a byte printable in
+ * Latin-1 ('!'..'~', 0xA1..0xAC, 0xAE..0xFF) is its own character; the other 68 bytes, in
+ * increasing order, are U+0100, U+0101, ... `others` lists those 68 bytes. */
+static inline int oracle_bl_printable(unsigned b)
+{
+    return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+}
+
+static inline void oracle_bl_others(uint8_t others[68])
+{
+    unsigned k = 0;
+    for (unsigned b = 0; b < 256; b++)
+        if (!oracle_bl_printable(b))
+            others[k++] = (uint8_t)b;
+}
+
+/* The UTF-8 spelling of byte b in the alphabet: 1 or 2 bytes written to out. */
+static inline size_t oracle_bl_spell(unsigned b, const uint8_t others[68], uint8_t out[2])
+{
+    uint32_t cp = b;
+    if (!oracle_bl_printable(b))
+        for (unsigned k = 0; k < 68; k++)
+            if (others[k] == b)
+                cp = 0x100 + k;
+    if (cp < 0x80) {
+        out[0] = (uint8_t)cp;
+        return 1;
+    }
+    out[0] = (uint8_t)(0xC0 | (cp >> 6));
+    out[1] = (uint8_t)(0x80 | (cp & 0x3F));
+    return 2;
+}
+
+/* Whether s[0..n) is non-empty, valid UTF-8, and every character is in the alphabet. */
+static inline int oracle_bl_text(const uint8_t *s, uint64_t n)
+{
+    if (n == 0)
+        return 0;
+    for (uint64_t i = 0; i < n;) {
+        uint32_t cp;
+        if (s[i] < 0x80) {
+            cp = s[i];
+            i += 1;
+        } else if ((s[i] & 0xE0) == 0xC0) {
+            if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80)
+                return 0;
+            cp = (uint32_t)(s[i] & 0x1F) << 6 | (s[i + 1] & 0x3F);
+            if (cp < 0x80)
+                return 0; /* overlong */
+            i += 2;
+        } else {
+            return 0; /* continuation bytes, 3- and 4-byte forms: U+0800 and up, never in it */
+        }
+        if (cp < 0x100 ? !oracle_bl_printable(cp) : cp >= 0x100 + 68)
+            return 0;
+    }
+    return 1;
+}
+
+typedef struct oracle_piece {
+    const uint8_t *s;
+    uint64_t n;
+} oracle_piece;
+
+static inline int oracle_piece_cmp(const void *a, const void *b)
+{
+    const oracle_piece *x = a, *y = b;
+    return oracle_sort_cmp(x->s, x->n, y->s, y->n);
+}
+
+/* Whether s[0..n) is one of the `count` pieces sorted by oracle_piece_cmp. */
+static inline int oracle_has_piece(const oracle_piece *sorted, size_t count, const uint8_t *s,
+                                   uint64_t n)
+{
+    oracle_piece key = {s, n};
+    return count > 0 && bsearch(&key, sorted, count, sizeof key, oracle_piece_cmp) != NULL;
+}
+
+/* The BPE rules past the arrays: token types 1..6; normal (1) and byte (6) pieces, all
+ * pieces without types, byte-level text; every byte's spelling a piece; merges a string
+ * array of at most 2^24 "left right" strings (one space, both sides non-empty pieces, their
+ * concatenation a piece), no pair twice. */
+static inline int oracle_bpe(const oracle_gguf *g, const oracle_kv *tokens, const oracle_kv *types,
+                             uint64_t vocab, oracle_verdict *v)
+{
+    const oracle_kv *merges = oracle_find(g, "tokenizer.ggml.merges");
+    if (merges == NULL)
+        ORACLE_REJECT(v, "BPE: tokenizer.ggml.merges present");
+    if (merges->type != OG_ARRAY || merges->elem_type != OG_STRING)
+        ORACLE_REJECT(v, "BPE: merges an array of strings");
+    if (merges->count > ((uint64_t)1 << 24))
+        ORACLE_REJECT(v, "BPE: at most 2^24 merges");
+    oracle_piece *pieces = malloc((size_t)(vocab ? vocab : 1) * sizeof *pieces);
+    oracle_piece *pairs = malloc((size_t)(merges->count ? merges->count : 1) * sizeof *pairs);
+    uint8_t others[68];
+    const char *why = NULL;
+    if (pieces == NULL || pairs == NULL)
+        abort();
+    oracle_bl_others(others);
+    const uint8_t *p = tokens->value;
+    for (uint64_t i = 0; i < vocab; i++) {
+        uint64_t n = oracle_u64(p);
+        int64_t type = types != NULL ? oracle_i32(types->value + 4 * i) : 1;
+        if (why == NULL && (type < 1 || type > 6))
+            why = "BPE: token_type 1..6";
+        if (why == NULL && (type == 1 || type == 6) && !oracle_bl_text(p + 8, n))
+            why = "BPE: normal and byte pieces non-empty byte-level text";
+        pieces[i].s = p + 8;
+        pieces[i].n = n;
+        p += 8 + n;
+    }
+    qsort(pieces, (size_t)vocab, sizeof *pieces, oracle_piece_cmp);
+    for (unsigned b = 0; why == NULL && b < 256; b++) {
+        uint8_t sp[2];
+        size_t n = oracle_bl_spell(b, others, sp);
+        if (!oracle_has_piece(pieces, (size_t)vocab, sp, n))
+            why = "BPE: every byte's one-character piece present";
+    }
+    p = merges->value;
+    for (uint64_t m = 0; why == NULL && m < merges->count; m++) {
+        uint64_t n = oracle_u64(p), spaces = 0, at = 0;
+        const uint8_t *s = p + 8;
+        for (uint64_t k = 0; k < n; k++)
+            if (s[k] == ' ') {
+                spaces++;
+                at = k;
+            }
+        if (spaces != 1 || at == 0 || at == n - 1) {
+            why = "BPE: merge is \"left right\" (one space, both sides non-empty)";
+        } else if (!oracle_has_piece(pieces, (size_t)vocab, s, at) ||
+                   !oracle_has_piece(pieces, (size_t)vocab, s + at + 1, n - at - 1)) {
+            why = "BPE: merge sides are pieces";
+        } else {
+            uint8_t *joined = malloc((size_t)n);
+            if (joined == NULL)
+                abort();
+            memcpy(joined, s, (size_t)at);
+            memcpy(joined + at, s + at + 1, (size_t)(n - at - 1));
+            if (!oracle_has_piece(pieces, (size_t)vocab, joined, n - 1))
+                why = "BPE: merge result is a piece";
+            free(joined);
+        }
+        pairs[m].s = s;
+        pairs[m].n = n;
+        p += 8 + n;
+    }
+    if (why == NULL) {
+        /* one space each: the same string is the same (left, right) pair */
+        qsort(pairs, (size_t)merges->count, sizeof *pairs, oracle_piece_cmp);
+        for (uint64_t m = 1; why == NULL && m < merges->count; m++)
+            if (oracle_piece_cmp(&pairs[m - 1], &pairs[m]) == 0)
+                why = "BPE: no merge twice";
+    }
+    free(pieces);
+    free(pairs);
+    if (why != NULL)
+        ORACLE_REJECT(v, why);
+    return 1;
+}
+
+/* A token id key: integer-typed and < vocab; absent: `def` (-1: none, any value fine). */
+static inline int oracle_token_id(const oracle_gguf *g, const char *key, int64_t def,
+                                  uint64_t vocab, oracle_verdict *v, const char *why)
+{
+    const oracle_kv *kv = oracle_find(g, key);
+    int64_t id = def;
+    if (kv == NULL && def == -1)
+        return 1;
+    if (kv != NULL && !oracle_int(kv, &id))
+        ORACLE_REJECT(v, why);
+    if (id < 0 || (uint64_t)id >= vocab)
+        ORACLE_REJECT(v, why);
+    return 1;
+}
+
+/* The metadata vocabulary. tokenizer.ggml.model absent or "llama": SentencePiece (scores
+ * required, byte-fallback pieces <0xHH>, bos / eos default 1 / 2); "gpt2": byte-level BPE
+ * (tokenizer.ggml.pre a known name, scores optional, bos / eos required, oracle_bpe).
+ * Both: tokens (strings), scores (f32, not NaN) and token_type (i32) of length vocab,
+ * pieces up to Q_MAX_TOKEN_BYTES, eot_token_id optional and < vocab, add_bos_token a bool. */
 static inline int oracle_gguf_vocab(oracle_gguf *g, uint64_t vocab, oracle_verdict *v)
 {
+    static const char *const pre_names[] = {"gpt-2", "gpt2", "llama-bpe", "llama3", "llama-v3",
+                                            "qwen2"};
     const oracle_kv *kv = oracle_find(g, "tokenizer.ggml.model");
-    if (kv != NULL && !oracle_string_is(kv, "llama"))
-        ORACLE_REJECT(v, "tokenizer.ggml.model string llama");
+    int bpe = 0;
+    if (kv != NULL && !oracle_string_is(kv, "llama")) {
+        if (!oracle_string_is(kv, "gpt2"))
+            ORACLE_REJECT(v, "tokenizer.ggml.model string llama or gpt2");
+        bpe = 1;
+        kv = oracle_find(g, "tokenizer.ggml.pre");
+        if (kv == NULL)
+            ORACLE_REJECT(v, "BPE: tokenizer.ggml.pre present");
+        int known = 0;
+        for (size_t i = 0; i < sizeof pre_names / sizeof pre_names[0]; i++)
+            known |= oracle_string_is(kv, pre_names[i]);
+        if (!known)
+            ORACLE_REJECT(v, "BPE: tokenizer.ggml.pre a known string");
+    }
     const oracle_kv *tokens = oracle_find(g, "tokenizer.ggml.tokens");
     const oracle_kv *scores = oracle_find(g, "tokenizer.ggml.scores");
     const oracle_kv *types = oracle_find(g, "tokenizer.ggml.token_type");
-    if (tokens == NULL || scores == NULL)
-        ORACLE_REJECT(v, "tokenizer.ggml.tokens and scores present");
+    if (tokens == NULL || (scores == NULL && !bpe))
+        ORACLE_REJECT(v, "tokenizer.ggml.tokens and scores (SentencePiece) present");
     if (tokens->type != OG_ARRAY || tokens->elem_type != OG_STRING ||
-        scores->type != OG_ARRAY || scores->elem_type != OG_F32 ||
+        (scores != NULL && (scores->type != OG_ARRAY || scores->elem_type != OG_F32)) ||
         (types != NULL && (types->type != OG_ARRAY || types->elem_type != OG_I32)))
         ORACLE_REJECT(v, "tokenizer array element types");
-    if (tokens->count != vocab || scores->count != vocab ||
+    if (tokens->count != vocab || (scores != NULL && scores->count != vocab) ||
         (types != NULL && types->count != vocab))
         ORACLE_REJECT(v, "tokenizer array lengths = vocab");
     const uint8_t *p = tokens->value;
@@ -774,27 +967,31 @@ static inline int oracle_gguf_vocab(oracle_gguf *g, uint64_t vocab, oracle_verdi
         uint64_t n = oracle_u64(p); /* framing checked with the metadata */
         if (n > Q_MAX_TOKEN_BYTES)
             ORACLE_REJECT(v, "GGUF piece length <= Q_MAX_TOKEN_BYTES");
-        if (!oracle_byte_piece_ok(p + 8, n, seen, v))
+        if (!bpe && !oracle_byte_piece_ok(p + 8, n, seen, v))
             return 0;
         p += 8 + n;
-        float s = oracle_f32(scores->value + 4 * i);
-        if (s != s)
-            ORACLE_REJECT(v, "score not NaN");
+        if (scores != NULL) {
+            float s = oracle_f32(scores->value + 4 * i);
+            if (s != s)
+                ORACLE_REJECT(v, "score not NaN");
+        }
     }
-    int64_t id;
-    kv = oracle_find(g, "tokenizer.ggml.bos_token_id");
-    id = 1;
-    if (kv != NULL && !oracle_int(kv, &id))
-        ORACLE_REJECT(v, "bos_token_id integer-typed");
-    if (id < 0 || (uint64_t)id >= vocab)
-        ORACLE_REJECT(v, "bos_token_id in range");
-    kv = oracle_find(g, "tokenizer.ggml.eos_token_id");
-    id = 2;
-    if (kv != NULL && !oracle_int(kv, &id))
-        ORACLE_REJECT(v, "eos_token_id integer-typed");
-    if (id < 0 || (uint64_t)id >= vocab)
-        ORACLE_REJECT(v, "eos_token_id in range");
-    return 1;
+    if (bpe) {
+        if (oracle_find(g, "tokenizer.ggml.bos_token_id") == NULL ||
+            oracle_find(g, "tokenizer.ggml.eos_token_id") == NULL)
+            ORACLE_REJECT(v, "BPE: bos_token_id and eos_token_id present");
+    }
+    if (!oracle_token_id(g, "tokenizer.ggml.bos_token_id", 1, vocab, v,
+                         "bos_token_id integer-typed, in range") ||
+        !oracle_token_id(g, "tokenizer.ggml.eos_token_id", 2, vocab, v,
+                         "eos_token_id integer-typed, in range") ||
+        !oracle_token_id(g, "tokenizer.ggml.eot_token_id", -1, vocab, v,
+                         "eot_token_id integer-typed, in range"))
+        return 0;
+    kv = oracle_find(g, "tokenizer.ggml.add_bos_token");
+    if (kv != NULL && kv->type != OG_BOOL)
+        ORACLE_REJECT(v, "add_bos_token a bool");
+    return bpe ? oracle_bpe(g, tokens, types, vocab, v) : 1;
 }
 
 static inline int oracle_gguf_file(const uint8_t *buf, size_t len, int want_tokenizer,

@@ -35,6 +35,13 @@
  *   header                    version; n_tensors or n_kv that lie (framing break)
  *   data                      special floats in a tensor; general.alignment changed and the
  *                              data laid out again
+ *   byte-level BPE            tokenizer.ggml.pre (the six names, unknown ones, not a string),
+ *                              the model name, one token type (0..7; an all-normal array
+ *                              added), eot_token_id, add_bos_token (bool or not), pieces in
+ *                              byte-level shapes; merges: sides swapped, a side replaced by an
+ *                              unknown or a real piece, the space dropped / doubled / at an
+ *                              end, a merge duplicated, deleted, moved to another rank or
+ *                              added by splitting a real piece, the element type changed
  * Cross-over: one file's metadata with the other's tensors (and their bytes), a run of the
  * other's metadata pairs, the other's llama.* / qwen2.* hyperparameters, or one tensor of the other.
  */
@@ -675,7 +682,9 @@ static const char *const gg_known_keys[] = {
     "qwen2.attention.head_count", "qwen2.attention.head_count_kv", "qwen2.context_length",
     "qwen2.rope.freq_base", "qwen2.rope.scaling.type", "qwen2.rope.scaling.factor",
     "tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.scores",
-    "tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"};
+    "tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+    "tokenizer.ggml.pre", "tokenizer.ggml.merges", "tokenizer.ggml.eot_token_id",
+    "tokenizer.ggml.add_bos_token"};
 #define GG_N_KNOWN (sizeof gg_known_keys / sizeof gg_known_keys[0])
 
 static const char *const gg_known_tensors[] = {
@@ -712,7 +721,8 @@ static int gg_value_change(qm_rng *r, qm_pool *pool, gg_file *f)
     }
     if (kv->type == GT_STRING) {
         static const char *const s[] = {"llama", "gpt2",   "",     "LLAMA",  "llama\0x",
-                                        "mistral", "qwen2", "none", "linear", "yarn"};
+                                        "mistral", "qwen2", "none", "linear", "yarn",
+                                        "llama-bpe", "gpt-2"};
         size_t i = qm_below(r, sizeof s / sizeof s[0]);
         return gg_set_string(pool, kv, s[i], i == 4 ? 7 : strlen(s[i]));
     }
@@ -968,9 +978,310 @@ static int gg_ti_structure(qm_rng *r, qm_pool *pool, gg_file *f, size_t max_size
     return 1;
 }
 
+/* ---- byte-level BPE vocabularies (tokenizer.ggml.model "gpt2") ---- */
+
+typedef struct gg_str {
+    const uint8_t *s;
+    size_t n;
+} gg_str;
+
+/* The elements of string array kv, with room for `extra` more; 0 if kv is not one. */
+static int gg_strings(qm_pool *pool, const gg_kv *kv, size_t extra, gg_str **out, size_t *n)
+{
+    if (kv == NULL || kv->type != GT_ARRAY || kv->val_len < 12 || qm_rd32(kv->val) != GT_STRING)
+        return 0;
+    uint64_t count = qm_rd64(kv->val + 4);
+    if (count > (kv->val_len - 12) / 8) /* each element has its 8-byte length */
+        return 0;
+    gg_str *a = qm_alloc(pool, ((size_t)count + extra + 1) * sizeof *a);
+    if (a == NULL)
+        return 0;
+    qm_reader rd = {kv->val + 12, kv->val_len - 12, 0};
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t len;
+        if (!qm_get64(&rd, &len) || len > rd.len - rd.pos || !qm_take(&rd, (size_t)len, &a[i].s))
+            return 0;
+        a[i].n = (size_t)len;
+    }
+    *out = a;
+    *n = (size_t)count;
+    return 1;
+}
+
+/* kv becomes a string array of a[0..n). */
+static int gg_set_strings(qm_pool *pool, gg_kv *kv, const gg_str *a, size_t n)
+{
+    size_t len = 12;
+    for (size_t i = 0; i < n; i++)
+        len += 8 + a[i].n;
+    uint8_t *b = qm_alloc(pool, len);
+    if (b == NULL)
+        return 0;
+    qm_wr32(b, GT_STRING);
+    qm_wr64(b + 4, n);
+    size_t at = 12;
+    for (size_t i = 0; i < n; i++) {
+        qm_wr64(b + at, a[i].n);
+        if (a[i].n)
+            memcpy(b + at + 8, a[i].s, a[i].n);
+        at += 8 + a[i].n;
+    }
+    kv->type = GT_ARRAY;
+    kv->val = b;
+    kv->val_len = len;
+    return 1;
+}
+
+/* The pair `key` (added, empty, when absent). */
+static gg_kv *gg_find_or_add(qm_pool *pool, gg_file *f, const char *key)
+{
+    gg_kv *kv = gg_find(f, key);
+    gg_file g;
+    if (kv != NULL)
+        return kv;
+    if (!gg_clone(pool, f, &g, 1))
+        return NULL;
+    kv = &g.kv[g.n_kv++];
+    memset(kv, 0, sizeof *kv);
+    kv->key = (const uint8_t *)key;
+    kv->key_len = strlen(key);
+    *f = g;
+    return kv;
+}
+
+/* "left right" of a[i]: the offset of its first space, or n when it has none. */
+static size_t gg_space(const gg_str *a)
+{
+    const uint8_t *sp = a->n ? memchr(a->s, ' ', a->n) : NULL;
+    return sp != NULL ? (size_t)(sp - a->s) : a->n;
+}
+
+/* "x y" from two byte ranges, in the pool. */
+static int gg_join(qm_pool *pool, gg_str *out, const uint8_t *x, size_t nx, const char *mid,
+                   const uint8_t *y, size_t ny)
+{
+    size_t nm = strlen(mid);
+    uint8_t *b = qm_alloc(pool, nx + nm + ny + 1);
+    if (b == NULL)
+        return 0;
+    if (nx)
+        memcpy(b, x, nx);
+    memcpy(b + nx, mid, nm);
+    if (ny)
+        memcpy(b + nx + nm, y, ny);
+    out->s = b;
+    out->n = nx + nm + ny;
+    return 1;
+}
+
+/* One merge of tokenizer.ggml.merges changes: sides swapped, a side replaced by an unknown or
+ * a real piece, the space dropped or doubled or moved to an end, a merge duplicated, deleted,
+ * moved (another rank) or added by splitting a real piece (often valid), or the array's
+ * element type changed. */
+static int gg_merges_change(qm_rng *r, qm_pool *pool, gg_file *f)
+{
+    gg_kv *kv = gg_find(f, "tokenizer.ggml.merges");
+    gg_str *m, *tok = NULL;
+    size_t n, n_tok = 0;
+    if (!gg_strings(pool, kv, 1, &m, &n))
+        return 0;
+    (void)gg_strings(pool, gg_find(f, "tokenizer.ggml.tokens"), 0, &tok, &n_tok);
+    size_t i = n ? (qm_one_in(r, 2) ? qm_below(r, n < 8 ? n : 8) : qm_below(r, n)) : 0;
+    const gg_str *piece = n_tok ? &tok[qm_below(r, n_tok)] : NULL;
+    switch (qm_below(r, 8)) {
+    case 0: { /* swap sides */
+        size_t sp = n ? gg_space(&m[i]) : 0;
+        if (n == 0 || sp == m[i].n)
+            return 0;
+        gg_str a = m[i];
+        return gg_join(pool, &m[i], a.s + sp + 1, a.n - sp - 1, " ", a.s, sp) &&
+               gg_set_strings(pool, kv, m, n);
+    }
+    case 1: { /* a side becomes an unknown piece or a real one */
+        static const char *const unknown[] = {"zq\x01", "\xc4", "<0x41>", "\xc4\xa0\xc4\xa0\xc4\xa0x"};
+        size_t sp = n ? gg_space(&m[i]) : 0;
+        if (n == 0 || sp == m[i].n)
+            return 0;
+        const uint8_t *w;
+        size_t nw;
+        if (piece != NULL && qm_one_in(r, 2)) {
+            w = piece->s;
+            nw = piece->n;
+        } else {
+            const char *u = unknown[qm_below(r, sizeof unknown / sizeof unknown[0])];
+            w = (const uint8_t *)u;
+            nw = strlen(u);
+        }
+        gg_str a = m[i];
+        int ok = qm_one_in(r, 2) ? gg_join(pool, &m[i], w, nw, " ", a.s + sp + 1, a.n - sp - 1)
+                                 : gg_join(pool, &m[i], a.s, sp, " ", w, nw);
+        return ok && gg_set_strings(pool, kv, m, n);
+    }
+    case 2: { /* the space: dropped, doubled, or at an end */
+        if (n == 0)
+            return 0;
+        size_t sp = gg_space(&m[i]);
+        gg_str a = m[i];
+        int ok;
+        switch (qm_below(r, 4)) {
+        case 0: ok = sp < a.n && gg_join(pool, &m[i], a.s, sp, "", a.s + sp + 1, a.n - sp - 1); break;
+        case 1: ok = gg_join(pool, &m[i], a.s, sp, sp < a.n ? "  " : " ", a.s + sp + (sp < a.n),
+                             a.n - sp - (sp < a.n)); break;
+        case 2: ok = gg_join(pool, &m[i], (const uint8_t *)"", 0, " ", a.s, a.n); break;
+        default: ok = gg_join(pool, &m[i], a.s, a.n, " ", (const uint8_t *)"", 0); break;
+        }
+        return ok && gg_set_strings(pool, kv, m, n);
+    }
+    case 3: { /* duplicated at another rank */
+        if (n == 0)
+            return 0;
+        size_t j = qm_below(r, n + 1);
+        gg_str a = m[i];
+        memmove(m + j + 1, m + j, (n - j) * sizeof *m);
+        m[j] = a;
+        return gg_set_strings(pool, kv, m, n + 1);
+    }
+    case 4: /* deleted */
+        if (n == 0)
+            return 0;
+        memmove(m + i, m + i + 1, (n - i - 1) * sizeof *m);
+        return gg_set_strings(pool, kv, m, n - 1);
+    case 5: { /* moved: another rank */
+        if (n < 2)
+            return 0;
+        size_t j = qm_below(r, n);
+        gg_str a = m[i];
+        m[i] = m[j];
+        m[j] = a;
+        return gg_set_strings(pool, kv, m, n);
+    }
+    case 6: { /* a new merge splitting a real piece of 2+ bytes (both halves often pieces) */
+        if (piece == NULL || piece->n < 2)
+            return 0;
+        size_t k = 1 + qm_below(r, piece->n - 1), j = qm_below(r, n + 1);
+        memmove(m + j + 1, m + j, (n - j) * sizeof *m);
+        return gg_join(pool, &m[j], piece->s, k, " ", piece->s + k, piece->n - k) &&
+               gg_set_strings(pool, kv, m, n + 1);
+    }
+    default: { /* the element type: i32 / u32 elements, or one string instead of an array */
+        if (qm_one_in(r, 3))
+            return gg_set_string(pool, kv, n ? m[0].s : (const uint8_t *)"", n ? m[0].n : 0);
+        uint8_t *b = qm_alloc(pool, 12 + 4 * n);
+        if (b == NULL)
+            return 0;
+        qm_wr32(b, qm_one_in(r, 2) ? GT_I32 : GT_U32);
+        qm_wr64(b + 4, n);
+        for (size_t k = 0; k < n; k++)
+            qm_wr32(b + 12 + 4 * k, (uint32_t)k);
+        kv->type = GT_ARRAY;
+        kv->val = b;
+        kv->val_len = 12 + 4 * n;
+        return 1;
+    }
+    }
+}
+
+/* The other BPE keys: tokenizer.ggml.pre (known, unknown, not a string), the model name, one
+ * token type (0..7; an all-normal array added when there is none), eot_token_id, add_bos_token
+ * (bool or another type), one piece in byte-level shapes (raw space, invalid UTF-8, empty...).
+ * Absent keys are added. */
+static int gg_bpe_change(qm_rng *r, qm_pool *pool, gg_file *f)
+{
+    static const char *const pre[] = {"gpt-2", "gpt2", "llama-bpe", "llama3", "llama-v3",
+                                      "qwen2", "",      "falcon",    "LLAMA-BPE", "qwen2\0"};
+    gg_kv *kv;
+    gg_cfg c;
+    gg_read_cfg(f, &c);
+    switch (qm_below(r, 7)) {
+    case 0: {
+        size_t k = qm_below(r, sizeof pre / sizeof pre[0]);
+        if ((kv = gg_find_or_add(pool, f, "tokenizer.ggml.pre")) == NULL)
+            return 0;
+        if (qm_one_in(r, 8))
+            return gg_set_scalar(pool, kv, GT_U32, k);
+        return gg_set_string(pool, kv, pre[k], k == 9 ? 6 : strlen(pre[k]));
+    }
+    case 1: {
+        static const char *const model[] = {"gpt2", "gpt2", "llama", "bert"};
+        const char *s = model[qm_below(r, 4)];
+        if ((kv = gg_find_or_add(pool, f, "tokenizer.ggml.model")) == NULL)
+            return 0;
+        return gg_set_string(pool, kv, s, strlen(s));
+    }
+    case 2: { /* one token type */
+        gg_kv *tokens = gg_find(f, "tokenizer.ggml.tokens");
+        uint64_t count = tokens != NULL && tokens->type == GT_ARRAY && tokens->val_len >= 12
+                             ? qm_rd64(tokens->val + 4) : 0;
+        if ((kv = gg_find(f, "tokenizer.ggml.token_type")) == NULL) {
+            if (count == 0 || count > 1u << 20 || (kv = gg_find_or_add(pool, f,
+                                                        "tokenizer.ggml.token_type")) == NULL)
+                return 0;
+            uint8_t *b = qm_alloc(pool, 12 + 4 * (size_t)count);
+            if (b == NULL)
+                return 0;
+            qm_wr32(b, GT_I32);
+            qm_wr64(b + 4, count);
+            for (uint64_t k = 0; k < count; k++)
+                qm_wr32(b + 12 + 4 * k, 1);
+            kv->type = GT_ARRAY;
+            kv->val = b;
+            kv->val_len = 12 + 4 * (size_t)count;
+            if (qm_one_in(r, 2))
+                return 1; /* all normal */
+        }
+        if (kv->type != GT_ARRAY || kv->val_len < 16 || qm_rd32(kv->val) != GT_I32)
+            return 0;
+        size_t n = (kv->val_len - 12) / 4;
+        uint8_t *b = qm_dup(pool, kv->val, kv->val_len);
+        if (b == NULL)
+            return 0;
+        size_t at = qm_one_in(r, 2) ? n - 1 - qm_below(r, n < 4 ? n : 4) : qm_below(r, n);
+        qm_wr32(b + 12 + 4 * at, (uint32_t)qm_below(r, 8));
+        kv->val = b;
+        return 1;
+    }
+    case 3: { /* eot_token_id */
+        uint64_t nb[] = {c.vocab - 1, c.vocab, 0, 1, 2, 0xffffffffu};
+        if ((kv = gg_find_or_add(pool, f, "tokenizer.ggml.eot_token_id")) == NULL)
+            return 0;
+        return gg_set_scalar(pool, kv, qm_one_in(r, 4) ? GT_I32 : GT_U32,
+                             nb[qm_below(r, sizeof nb / sizeof nb[0])]);
+    }
+    case 4: { /* add_bos_token */
+        static const uint32_t types[] = {GT_BOOL, GT_BOOL, GT_BOOL, GT_U8, GT_I32, GT_STRING};
+        uint32_t t = types[qm_below(r, sizeof types / sizeof types[0])];
+        if ((kv = gg_find_or_add(pool, f, "tokenizer.ggml.add_bos_token")) == NULL)
+            return 0;
+        if (t == GT_STRING)
+            return gg_set_string(pool, kv, "true", 4);
+        return gg_set_scalar(pool, kv, t, qm_below(r, 2));
+    }
+    case 5: { /* one piece in a byte-level shape */
+        static const char *const shapes[] = {"\xc4\xa0",     " ",        "\xff",
+                                             "",             "\xc4\x8a", "<|endoftext|>",
+                                             "\xc3\xa9",     "\xc0\x80", "\xc4\xa0\xc4\xa0",
+                                             "\xe2\x96\x81", "t",        "\xc4\xa0the"};
+        gg_str *tok;
+        size_t n;
+        kv = gg_find(f, "tokenizer.ggml.tokens");
+        if (!gg_strings(pool, kv, 0, &tok, &n) || n == 0)
+            return 0;
+        const char *sh = shapes[qm_below(r, sizeof shapes / sizeof shapes[0])];
+        size_t at = qm_one_in(r, 2) ? qm_below(r, n < 260 ? n : 260) : qm_below(r, n);
+        tok[at].s = (const uint8_t *)sh;
+        tok[at].n = strlen(sh);
+        return gg_set_strings(pool, kv, tok, n);
+    }
+    default:
+        return gg_merges_change(r, pool, f);
+    }
+}
+
 static int gg_mutate_once(qm_rng *r, qm_pool *pool, gg_file *f, size_t max_size)
 {
-    switch (qm_below(r, 14)) {
+    switch (qm_below(r, 16)) {
+    case 14: case 15: /* BPE keys and merges; the merges again half the time */
+        return qm_one_in(r, 2) ? gg_merges_change(r, pool, f) : gg_bpe_change(r, pool, f);
     case 0: case 1: case 2: case 3:
         return gg_config_change(r, pool, f, max_size);
     case 4:

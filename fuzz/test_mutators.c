@@ -13,6 +13,9 @@
  *   - include well-framed outputs of another size (a config/shape change made consistent
  *     by resizing the data) that the library's parser accepts (q_model_parse or
  *     q_tokenizer_parse), at least 10 of them;
+ * for a byte-level BPE seed, well-framed outputs reach both verdicts: at least 50 accepted
+ * (5 of them with another merge list) and 50 rejected by a vocabulary rule (pre, merges,
+ * token types, byte-level text, special ids);
  * and 200 cross-overs of the seed with the next seed of the same format (or itself) are
  * bounded and deterministic. A hostile seed (extreme header values: the mutators compute
  * with them, e.g. a GGUF block count of 2^63) gets the same checks except the library's
@@ -101,6 +104,44 @@ static int library_accepts(const fmt_entry *e, const uint8_t *data, size_t size)
     return rc == Q_OK;
 }
 
+/* Whether a rejection's diagnostic field names a rule of byte-level BPE vocabularies (or the
+ * keys both kinds share that BPE seeds carry: eot_token_id, add_bos_token). */
+static int bpe_field(const char *field)
+{
+    static const char *const prefixes[] = {
+        "tokenizer.ggml.model", "tokenizer.ggml.pre",  "tokenizer.ggml.merges",
+        "merge ",               "tokenizer.ggml.token_type", "token (",
+        "byte-level token",     "tokenizer.ggml.eot_token_id", "tokenizer.ggml.add_bos_token",
+        "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (strncmp(field, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* A GGUF output's verdict: 1 accepted, 0 rejected; *bpe_rule says whether the rejection was
+ * a BPE vocabulary rule; *merges_differ whether an accepted BPE vocabulary's merges differ
+ * from `seed_tok`'s. */
+static int gguf_verdict(const uint8_t *data, size_t size, const q_tokenizer *seed_tok,
+                        int *bpe_rule, int *merges_differ)
+{
+    q_model m;
+    q_tokenizer t;
+    q_diag d;
+    q_error_code rc = q_model_parse(&m, &t, data, size, &d);
+    *bpe_rule = rc != Q_OK && bpe_field(d.field);
+    *merges_differ = 0;
+    if (rc != Q_OK)
+        return 0;
+    if (t.kind == Q_VOCAB_BPE &&
+        (t.n_merges != seed_tok->n_merges ||
+         (t.n_merges && memcmp(t.merges, seed_tok->merges, 3 * t.n_merges * sizeof(uint32_t)))))
+        *merges_differ = 1;
+    q_model_free(&m);
+    q_tokenizer_free(&t);
+    return 1;
+}
+
 /* Reads every byte (MSan reports an uninitialized one). */
 static unsigned touch(const uint8_t *p, size_t n)
 {
@@ -115,6 +156,17 @@ static void check_format(const fmt_entry *e, const uint8_t *seed, size_t size,
 {
     CHECK(e->well_framed(seed, size), "%s: the seed itself is not well framed", e->name);
     size_t ok = 0, framed = 0, resized = 0, accepted_resized = 0, sum = 0;
+    /* BPE seeds: the verdicts of the well-framed outputs */
+    q_tokenizer seed_tok;
+    q_model seed_model;
+    int bpe = 0;
+    size_t bpe_accepted = 0, bpe_rejected = 0, bpe_new_merges = 0;
+    memset(&seed_tok, 0, sizeof seed_tok);
+    if (strcmp(e->name, "gguf") == 0 && !hostile &&
+        q_model_parse(&seed_model, &seed_tok, seed, size, NULL) == Q_OK) {
+        q_model_free(&seed_model);
+        bpe = seed_tok.kind == Q_VOCAB_BPE;
+    }
     for (unsigned s = 1; s <= N_MUTATIONS; s++) {
         size_t max_size = s % 10 == 0 ? size / 2 + 1 : 2 * size;
         uint8_t *a = malloc(max_size), *b = malloc(max_size);
@@ -136,6 +188,15 @@ static void check_format(const fmt_entry *e, const uint8_t *seed, size_t size,
             sum += touch(a, na);
             if (e->well_framed(a, na)) {
                 framed++;
+                if (bpe) {
+                    int rule, differ;
+                    if (gguf_verdict(a, na, &seed_tok, &rule, &differ)) {
+                        bpe_accepted++;
+                        bpe_new_merges += (size_t)differ;
+                    } else {
+                        bpe_rejected += (size_t)rule;
+                    }
+                }
                 if (na != size) {
                     resized++;
                     accepted_resized += (size_t)library_accepts(e, a, na);
@@ -153,6 +214,15 @@ static void check_format(const fmt_entry *e, const uint8_t *seed, size_t size,
     CHECK(framed * 10 >= ok * 7, "%s: only %zu of %zu outputs well framed", e->name, framed, ok);
     CHECK(hostile || accepted_resized >= 10,
           "%s: only %zu resized outputs accepted by the library", e->name, accepted_resized);
+    if (bpe) {
+        printf("%s (byte-level BPE seed): %zu well-framed outputs accepted (%zu with other "
+               "merges), %zu rejected by a vocabulary rule\n",
+               e->name, bpe_accepted, bpe_new_merges, bpe_rejected);
+        CHECK(bpe_accepted >= 50 && bpe_new_merges >= 5 && bpe_rejected >= 50,
+              "%s: BPE seed mutants: %zu accepted, %zu with other merges, %zu rejected by a "
+              "vocabulary rule", e->name, bpe_accepted, bpe_new_merges, bpe_rejected);
+    }
+    q_tokenizer_free(&seed_tok);
 
     size_t crossed = 0;
     for (unsigned s = 1; s <= N_CROSSOVERS; s++) {

@@ -369,6 +369,125 @@ static void gen_gguf_archs(gen *g, const tm_model *m32, tm_tok *t)
     tm_free(&ml);
 }
 
+/* The id of piece s in t (the sample vocabulary's pieces are unique), or t->n. */
+static size_t tok_find(const tm_tok *t, const char *s)
+{
+    size_t n = strlen(s), i;
+    for (i = 0; i < t->n; i++)
+        if (t->lens[i] == n && memcmp(t->pieces[i], s, n) == 0)
+            break;
+    return i;
+}
+
+/*
+ * Byte-level BPE vocabularies (tokenizer.ggml.model "gpt2"): valid seeds for the three
+ * pre-tokenizers (llama3 / qwen2 / gpt-2 models), a vocab-only file, and one file per rule
+ * of the vocabulary: model and pre names and types, merges (presence, element type, form,
+ * known pieces, result, duplicates), token types, byte-level text, the byte pieces, the
+ * special ids and add_bos_token. One layer, dim 8, 2 heads of 4, 1 kv head.
+ */
+static void gen_gguf_bpe(gen *g, tm_tok *spm_tok, const tm_model *spm_model)
+{
+    tm_tok bt, *t = &bt;
+    tm_model ml, mq, mg;
+    q_config c = {.dim = 8, .hidden_dim = 12, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
+                  .seq_len = 16, .rope_theta = 500000.0f, .norm_eps = 1e-5f};
+    q_config cq;
+    size_t spare, tilde = 0x7E; /* '~' spells itself; no merge uses it */
+    tok_bpe_sample(t, "llama-bpe");
+    c.vocab_size = t->n;
+    cq = c;
+    cq.arch = Q_ARCH_QWEN2;
+    cq.rope_neox = 1;
+    cq.rope_theta = 1000000.0f;
+    tm_random(&ml, &c, 1, 21);
+    tm_add_arch(&ml, "llama3", 21);
+    tm_random(&mq, &cq, 1, 22);
+    tm_add_arch(&mq, "qwen2", 22);
+    c.rope_theta = 10000.0f;
+    tm_random(&mg, &c, 1, 23);
+    spare = tok_find(t, "xyz");
+
+    const tm_model *m = &ml;
+    GG("valid_bpe_llama3.gguf", "Q_OK");
+    GG("vocab_only_bpe_llama3.gguf", "Q_ERR_MISSING", .vocab_only = 1);
+    m = &mq;
+    snprintf(t->pre, sizeof t->pre, "qwen2");
+    GG("valid_bpe_qwen2.gguf", "Q_OK");
+    m = &mg;
+    snprintf(t->pre, sizeof t->pre, "gpt-2");
+    GG("valid_bpe_gpt2.gguf", "Q_OK");
+    {
+        int32_t *types = t->types; /* without token types every piece is byte-level text */
+        t->types = NULL;
+        GG("valid_bpe_no_token_types.gguf", "Q_OK");
+        t->types = types;
+    }
+    m = &ml;
+    snprintf(t->pre, sizeof t->pre, "llama-bpe");
+
+    /* names */
+    GG("gguf_bpe_model_unknown", "Q_ERR_UNSUPPORTED_TYPE", .tok_model = "bert");
+    GG("gguf_bpe_model_not_string", "Q_ERR_UNSUPPORTED_TYPE", .tok_model_gtype = 4);
+    GG("gguf_bpe_pre_missing", "Q_ERR_MISSING", .omit_key = "tokenizer.ggml.pre");
+    GG("gguf_bpe_pre_not_string", "Q_ERR_UNSUPPORTED_TYPE", .pre_gtype = 4);
+    snprintf(t->pre, sizeof t->pre, "falcon");
+    GG("gguf_bpe_pre_unknown", "Q_ERR_UNSUPPORTED_TYPE");
+    snprintf(t->pre, sizeof t->pre, "llama-bpe");
+
+    /* merges */
+    GG("gguf_bpe_merges_missing", "Q_ERR_MISSING", .omit_key = "tokenizer.ggml.merges");
+    GG("gguf_bpe_merges_i32", "Q_ERR_UNSUPPORTED_TYPE", .merges_gtype = 5);
+    {
+        static const struct { const char *name, *merge, *expect; } bad[] = {
+            {"gguf_bpe_merge_no_space", "he", "Q_ERR_BAD_TOKEN"},
+            {"gguf_bpe_merge_two_spaces", "h  e", "Q_ERR_BAD_TOKEN"},
+            {"gguf_bpe_merge_empty_side", "h ", "Q_ERR_BAD_TOKEN"},
+            {"gguf_bpe_merge_unknown_token", "hello e", "Q_ERR_BAD_TOKEN"},
+            {"gguf_bpe_merge_result_not_token", "q x", "Q_ERR_BAD_TOKEN"},
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            tok_set_merge(t, 1, bad[i].merge);
+            GG(bad[i].name, bad[i].expect);
+        }
+        tok_set_merge(t, 1, "h e");
+        tok_add_merge(t, "h e"); /* rank 1 again, last */
+        GG("gguf_bpe_merge_duplicate", "Q_ERR_DUPLICATE");
+        t->n_merges--;
+        free(t->merges[t->n_merges]);
+    }
+
+    /* token types, byte-level text, byte pieces */
+    GG("gguf_bpe_token_type_0", "Q_ERR_BAD_TOKEN", .set_type = 1, .type_index = 5, .type_value = 0);
+    GG("gguf_bpe_token_type_7", "Q_ERR_BAD_TOKEN", .set_type = 1, .type_index = 5, .type_value = 7);
+    tok_set_piece(t, spare, "x z", 3);
+    GG("gguf_bpe_token_raw_space", "Q_ERR_BAD_TOKEN");
+    tok_set_piece(t, spare, "x\xff", 2);
+    GG("gguf_bpe_token_not_utf8", "Q_ERR_BAD_TOKEN");
+    tok_set_piece(t, spare, "", 0);
+    GG("gguf_bpe_token_empty", "Q_ERR_BAD_TOKEN");
+    tok_set_piece(t, spare, "xyz", 3);
+    tok_set_piece(t, tilde, "~~", 2);
+    GG("gguf_bpe_byte_piece_missing", "Q_ERR_MISSING");
+    tok_set_piece(t, tilde, "~", 1);
+
+    /* special ids, add_bos_token */
+    GG("gguf_bpe_bos_missing", "Q_ERR_MISSING", .omit_key = "tokenizer.ggml.bos_token_id");
+    GG("gguf_bpe_eos_out_of_range", "Q_ERR_BAD_TOKEN", .set_eos = 1, .eos = (int64_t)t->n);
+    GG("gguf_bpe_eot_out_of_range", "Q_ERR_BAD_TOKEN", .set_eot = 1, .eot = (int64_t)t->n + 5);
+    GG("gguf_bpe_add_bos_not_bool", "Q_ERR_UNSUPPORTED_TYPE", .add_bos_gtype = 4);
+    /* eot and add_bos_token are read for SentencePiece vocabularies too */
+    t = spm_tok;
+    m = spm_model;
+    GG("gguf_spm_eot_out_of_range", "Q_ERR_BAD_TOKEN", .set_eot = 1, .eot = (int64_t)t->n);
+    GG("gguf_spm_add_bos_not_bool", "Q_ERR_UNSUPPORTED_TYPE", .add_bos_gtype = 1 /* i8 */);
+
+    tm_free(&ml);
+    tm_free(&mq);
+    tm_free(&mg);
+    tok_free(&bt);
+}
+
 static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_model *m32,
                      const tm_model *mk, tm_tok *t)
 {
@@ -397,6 +516,7 @@ static void gen_gguf(gen *g, const tm_model *m, const tm_model *mu, const tm_mod
         emit_gguf(g, "valid_q5_k.gguf", mk, t, &q, "Q_OK");
     }
     gen_gguf_archs(g, m32, t);
+    gen_gguf_bpe(g, t, m);
 
     /* header */
     tm_write_gguf(&b, m, t, &o);

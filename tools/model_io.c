@@ -421,10 +421,117 @@ static void tok_alloc(tm_tok *t, size_t n)
 {
     memset(t, 0, sizeof *t);
     t->n = n;
-    t->pieces = xrealloc(NULL, xmul(n, sizeof(char *)));
+    t->pieces = xrealloc(NULL, xmul(n ? n : 1, sizeof(char *)));
     memset(t->pieces, 0, n * sizeof(char *));
-    t->lens = xrealloc(NULL, xmul(n, sizeof(size_t)));
-    t->scores = falloc(n, 1, 1);
+    t->lens = xrealloc(NULL, xmul(n ? n : 1, sizeof(size_t)));
+    t->scores = falloc(n ? n : 1, 1, 1);
+    t->kind = Q_VOCAB_SPM;
+    t->bos = 1;
+    t->eos = 2;
+    t->eot = -1;
+    t->add_bos = -1;
+}
+
+void tok_set_type(tm_tok *t, size_t i, int32_t type)
+{
+    if (t->types == NULL) {
+        t->types = xrealloc(NULL, xmul(t->n ? t->n : 1, sizeof(int32_t)));
+        for (size_t k = 0; k < t->n; k++)
+            t->types[k] = Q_TOKEN_TYPE_NORMAL;
+    }
+    t->types[i] = type;
+}
+
+size_t tok_add(tm_tok *t, const char *piece, size_t len)
+{
+    size_t i = t->n++;
+    t->pieces = xrealloc(t->pieces, xmul(t->n, sizeof(char *)));
+    t->pieces[i] = NULL;
+    t->lens = xrealloc(t->lens, xmul(t->n, sizeof(size_t)));
+    t->scores = xrealloc(t->scores, xmul(t->n, sizeof(float)));
+    t->scores[i] = 0.0f;
+    if (t->types != NULL) {
+        t->types = xrealloc(t->types, xmul(t->n, sizeof(int32_t)));
+        t->types[i] = Q_TOKEN_TYPE_NORMAL;
+    }
+    tok_set_piece(t, i, piece, len);
+    return i;
+}
+
+void tok_set_merge(tm_tok *t, size_t i, const char *merge)
+{
+    size_t len = strlen(merge);
+    free(t->merges[i]);
+    t->merges[i] = xrealloc(NULL, len + 1);
+    memcpy(t->merges[i], merge, len + 1);
+    t->merge_lens[i] = len;
+}
+
+void tok_add_merge(tm_tok *t, const char *merge)
+{
+    size_t i = t->n_merges++;
+    t->merges = xrealloc(t->merges, xmul(t->n_merges, sizeof(char *)));
+    t->merges[i] = NULL;
+    t->merge_lens = xrealloc(t->merge_lens, xmul(t->n_merges, sizeof(size_t)));
+    tok_set_merge(t, i, merge);
+}
+
+/* GPT-2's byte-level alphabet, written from its definition (bytes_to_unicode): the bytes
+ * printable in Latin-1 stand for themselves, the other 68 become U+0100.. in byte order. */
+static size_t tok_byte_spell(unsigned b, char out[2])
+{
+    unsigned cp = b, k = 0;
+    int printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+    if (!printable) {
+        for (unsigned x = 0; x < b; x++)
+            if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE))
+                k++;
+        cp = 0x100 + k;
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    out[0] = (char)(0xC0 | (cp >> 6));
+    out[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+}
+
+void tok_bpe_sample(tm_tok *t, const char *pre)
+{
+    /* rank order; each side and the result is a piece ("Ġ" is a space, "Ċ" a newline) */
+    static const char *const merges[] = {
+        "\xc4\xa0 t", "h e", "\xc4\xa0t he", "\xc4\xa0 a", "i n", "\xc4\xa0 s", "e r",
+        "o n", "\xc4\xa0" "a n", "\xc4\xa0" "an d", "r e", "\xc4\xa0 o", "\xc4\xa0o f", "i s",
+        "\xc4\xa0 is", "\xc4\xa0 w", "o r", "\xc4\xa0w or", "l d", "\xc4\xa0wor ld",
+        "in g", "i t", "\xc4\xa0 it", "1 2", "3 4", "12 34", "0 0", "00 0",
+        "\xc4\x8a \xc4\x8a", "\xc4\xa0 \xc4\xa0", "\xc4\xa0\xc4\xa0 \xc4\xa0\xc4\xa0",
+        "h i", "\xc4\xa0t hi",
+    };
+    size_t n_m = sizeof merges / sizeof merges[0], id;
+    tok_alloc(t, 0);
+    t->kind = Q_VOCAB_BPE;
+    snprintf(t->pre, sizeof t->pre, "%s", pre);
+    for (unsigned b = 0; b < 256; b++) {
+        char s[2];
+        tok_add(t, s, tok_byte_spell(b, s));
+    }
+    for (size_t m = 0; m < n_m; m++) {
+        char joined[64];
+        const char *sp = strchr(merges[m], ' ');
+        size_t nl = (size_t)(sp - merges[m]), nr = strlen(sp + 1);
+        memcpy(joined, merges[m], nl);
+        memcpy(joined + nl, sp + 1, nr);
+        tok_add(t, joined, nl + nr);
+        tok_add_merge(t, merges[m]);
+    }
+    tok_add(t, "xyz", 3);
+    id = tok_add(t, "<|endoftext|>", 13);
+    tok_set_type(t, id, Q_TOKEN_TYPE_CONTROL);
+    t->bos = t->eos = t->eot = (int64_t)id;
+    id = tok_add(t, "<tool>", 6);
+    tok_set_type(t, id, Q_TOKEN_TYPE_USER_DEFINED);
+    t->add_bos = 0;
 }
 
 void tok_random(tm_tok *t, size_t n, uint64_t seed)
@@ -459,10 +566,36 @@ void tok_random(tm_tok *t, size_t n, uint64_t seed)
 
 void tok_from_q(tm_tok *t, const q_tokenizer *q)
 {
+    static const char *const pre_names[] = {"", "gpt-2", "llama-bpe", "qwen2"};
     tok_alloc(t, q->vocab_size);
     for (size_t i = 0; i < q->vocab_size; i++) {
         tok_set_piece(t, i, q->pieces[i], q->piece_lengths[i]);
         t->scores[i] = q->scores[i];
+        if (q->scores[i] != 0.0f)
+            t->has_scores = 1;
+    }
+    t->kind = q->kind;
+    t->bos = q->bos_id;
+    t->eos = q->eos_id;
+    t->eot = q->eot_id == Q_TOKEN_NONE ? -1 : (int64_t)q->eot_id;
+    t->add_bos = q->add_bos;
+    if (q->kind != Q_VOCAB_BPE)
+        return;
+    if ((size_t)q->pretok < sizeof pre_names / sizeof pre_names[0])
+        snprintf(t->pre, sizeof t->pre, "%s", pre_names[q->pretok]);
+    if (q->token_types != NULL)
+        for (size_t i = 0; i < q->vocab_size; i++)
+            tok_set_type(t, i, q->token_types[i]);
+    for (size_t m = 0; m < q->n_merges; m++) {
+        uint32_t l = q->merges[3 * m], r = q->merges[3 * m + 1];
+        size_t nl = q->piece_lengths[l], nr = q->piece_lengths[r];
+        char *s = xrealloc(NULL, nl + nr + 2);
+        memcpy(s, q->pieces[l], nl);
+        s[nl] = ' ';
+        memcpy(s + nl + 1, q->pieces[r], nr);
+        s[nl + 1 + nr] = '\0';
+        tok_add_merge(t, s);
+        free(s);
     }
 }
 
@@ -484,6 +617,11 @@ void tok_free(tm_tok *t)
     free(t->pieces);
     free(t->lens);
     free(t->scores);
+    free(t->types);
+    for (size_t m = 0; m < t->n_merges; m++)
+        free(t->merges[m]);
+    free(t->merges);
+    free(t->merge_lens);
     memset(t, 0, sizeof *t);
 }
 
@@ -531,7 +669,7 @@ uint16_t tm_f32_to_f16(float f)
     return (uint16_t)(sign | half);
 }
 
-enum { GT_U32 = 4, GT_I32 = 5, GT_F32 = 6, GT_STRING = 8, GT_ARRAY = 9, GT_U64 = 10, GT_I64 = 11 };
+enum { GT_U32 = 4, GT_I32 = 5, GT_F32 = 6, GT_BOOL = 7, GT_STRING = 8, GT_ARRAY = 9, GT_U64 = 10, GT_I64 = 11 };
 
 typedef struct gg_tensor {
     char name[64];
@@ -793,11 +931,27 @@ static void gg_string(gg_kvs *k, const char *key, const char *v)
 static void gg_tokenizer(gg_kvs *k, const tm_tok *t)
 {
     const gguf_opts *o = k->o;
+    int bpe = t->kind == Q_VOCAB_BPE;
     size_t n = t->n - (size_t)o->tokens_drop;
     uint32_t tt = o->tokens_gtype ? o->tokens_gtype : GT_STRING;
     uint32_t st = o->scores_gtype ? o->scores_gtype : GT_F32;
     uint32_t yt = o->types_gtype ? o->types_gtype : GT_I32;
-    gg_string(k, "tokenizer.ggml.model", "llama");
+    if (o->tok_model_gtype) {
+        if (!gg_skip(k, "tokenizer.ggml.model")) {
+            gg_key(k, "tokenizer.ggml.model", GT_U32);
+            tb_u32(&k->b, 0);
+        }
+    } else {
+        gg_string(k, "tokenizer.ggml.model", o->tok_model ? o->tok_model : bpe ? "gpt2" : "llama");
+    }
+    if (bpe && o->pre_gtype) {
+        if (!gg_skip(k, "tokenizer.ggml.pre")) {
+            gg_key(k, "tokenizer.ggml.pre", GT_U32);
+            tb_u32(&k->b, 0);
+        }
+    } else if (bpe) {
+        gg_string(k, "tokenizer.ggml.pre", t->pre);
+    }
     if (!gg_skip(k, "tokenizer.ggml.tokens")) {
         gg_key(k, "tokenizer.ggml.tokens", GT_ARRAY);
         tb_u32(&k->b, tt);
@@ -811,7 +965,9 @@ static void gg_tokenizer(gg_kvs *k, const tm_tok *t)
             tb_put(&k->b, t->pieces[i], t->lens[i]);
         }
     }
-    if (!gg_skip(k, "tokenizer.ggml.scores")) {
+    /* byte-level BPE vocabularies carry scores only when they have some */
+    if (!gg_skip(k, "tokenizer.ggml.scores") && (!bpe || t->has_scores || o->scores_gtype ||
+                                                  o->scores_drop)) {
         n = t->n - (size_t)o->scores_drop;
         gg_key(k, "tokenizer.ggml.scores", GT_ARRAY);
         tb_u32(&k->b, st);
@@ -823,20 +979,65 @@ static void gg_tokenizer(gg_kvs *k, const tm_tok *t)
                 tb_i32(&k->b, (int32_t)t->scores[i]);
         }
     }
-    if (!gg_skip(k, "tokenizer.ggml.token_type")) {
+    if (!gg_skip(k, "tokenizer.ggml.token_type") &&
+        (!bpe || t->types != NULL || o->types_gtype || o->set_type)) {
         gg_key(k, "tokenizer.ggml.token_type", GT_ARRAY);
         tb_u32(&k->b, yt);
         tb_u64(&k->b, t->n);
         for (size_t i = 0; i < t->n; i++) {
-            int32_t ty = i < 3 ? (i == 0 ? 2 : 3) : (t->lens[i] == 6 && t->pieces[i][0] == '<') ? 6 : 1;
+            int32_t ty;
+            if (t->types != NULL)
+                ty = t->types[i];
+            else if (bpe)
+                ty = Q_TOKEN_TYPE_NORMAL;
+            else
+                ty = i < 3 ? (i == 0 ? 2 : 3) : (t->lens[i] == 6 && t->pieces[i][0] == '<') ? 6 : 1;
+            if (o->set_type && i == o->type_index)
+                ty = o->type_value;
             if (yt == GT_I32)
                 tb_i32(&k->b, ty);
             else
                 tb_f32(&k->b, (float)ty);
         }
     }
-    gg_int(k, "tokenizer.ggml.bos_token_id", o->set_bos ? o->bos : 1);
-    gg_int(k, "tokenizer.ggml.eos_token_id", 2);
+    if (bpe && !gg_skip(k, "tokenizer.ggml.merges")) {
+        gg_key(k, "tokenizer.ggml.merges", GT_ARRAY);
+        tb_u32(&k->b, o->merges_gtype ? o->merges_gtype : GT_STRING);
+        tb_u64(&k->b, t->n_merges);
+        for (size_t m = 0; m < t->n_merges; m++) {
+            if (o->merges_gtype) {
+                tb_u32(&k->b, (uint32_t)m);
+                continue;
+            }
+            tb_u64(&k->b, t->merge_lens[m]);
+            tb_put(&k->b, t->merges[m], t->merge_lens[m]);
+        }
+    }
+    gg_int(k, "tokenizer.ggml.bos_token_id", o->set_bos ? o->bos : t->bos);
+    gg_int(k, "tokenizer.ggml.eos_token_id", o->set_eos ? o->eos : t->eos);
+    if (o->set_eot || t->eot >= 0)
+        gg_int(k, "tokenizer.ggml.eot_token_id", o->set_eot ? o->eot : t->eot);
+    /* add_bos_token: written for BPE when known, for SentencePiece only when not the default */
+    if (!gg_skip(k, "tokenizer.ggml.add_bos_token") &&
+        (o->add_bos_gtype || (bpe ? t->add_bos >= 0 : t->add_bos == 0))) {
+        if (o->add_bos_gtype) { /* an integer type: 1, 2, 4 or 8 bytes */
+            uint32_t g = o->add_bos_gtype;
+            gg_key(k, "tokenizer.ggml.add_bos_token", g);
+            if (g <= 1) {
+                tb_u8(&k->b, t->add_bos > 0);
+            } else if (g <= 3) {
+                tb_u8(&k->b, t->add_bos > 0);
+                tb_u8(&k->b, 0);
+            } else if (g <= 6) {
+                tb_u32(&k->b, t->add_bos > 0);
+            } else {
+                tb_u64(&k->b, t->add_bos > 0);
+            }
+        } else {
+            gg_key(k, "tokenizer.ggml.add_bos_token", GT_BOOL);
+            tb_u8(&k->b, t->add_bos > 0);
+        }
+    }
 }
 
 /* llama.cpp's use_more_bits: the layers whose attn_v and ffn_down Q4_K_M keeps in Q6_K */
@@ -975,6 +1176,8 @@ void tm_write_gguf(tbuf *b, const tm_model *m, const tm_tok *t, const gguf_opts 
         ADD("blk.%zu.ffn_up.weight", i, h, d, 0, m->w3 + i * h * d);
     }
 #undef ADD
+    if (o->vocab_only)
+        nt = 0;
     for (i = 0; i < nt; i++) {
         ts[i].bytes = gg_bytes(ts[i].type, ts[i].rows, ts[i].cols);
         ts[i].offset = off;

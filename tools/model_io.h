@@ -53,13 +53,26 @@ typedef struct tm_model {
     float *rope_factors; /* (head_size / 2) Llama 3's rope_freqs.weight, NULL when none */
 } tm_model;
 
-/* A tokenizer vocabulary owned by the tool. */
+/* A tokenizer vocabulary owned by the tool. SentencePiece (kind Q_VOCAB_SPM, what tok_random
+ * makes) or byte-level BPE (Q_VOCAB_BPE: GGUF tokenizer.ggml.model "gpt2"), which only the
+ * GGUF writer can hold (a llama2.c tokenizer.bin has no merges). */
 typedef struct tm_tok {
     size_t n;
     char **pieces;
     size_t *lens;
     float *scores;
     size_t max_len;
+    q_vocab_kind kind;
+    char pre[32];        /* BPE: tokenizer.ggml.pre ("llama-bpe", "qwen2", "gpt-2"...) */
+    int has_scores;      /* BPE: write tokenizer.ggml.scores (SentencePiece always does) */
+    int32_t *types;      /* n token types; NULL: BPE writes none, SentencePiece guesses them
+                            from the pieces (unk 2, control 3, <0xHH> 6, else 1) */
+    size_t n_merges;
+    char **merges;       /* BPE: n_merges "left right" strings, rank order */
+    size_t *merge_lens;
+    int64_t bos, eos;    /* 1 and 2 unless the vocabulary says otherwise */
+    int64_t eot;         /* tokenizer.ggml.eot_token_id; -1: key absent */
+    int add_bos;         /* tokenizer.ggml.add_bos_token; -1: key absent */
 } tm_tok;
 
 void tm_alloc(tm_model *m, const q_config *cfg, int shared);
@@ -78,6 +91,19 @@ void tm_write_llama2c(tbuf *out, const tm_model *m, int version, size_t group_si
 void tok_random(tm_tok *t, size_t n, uint64_t seed);
 void tok_from_q(tm_tok *t, const q_tokenizer *q);
 void tok_set_piece(tm_tok *t, size_t i, const char *piece, size_t len);
+/* Sets token types (allocating t->types, all 1, on first use). */
+void tok_set_type(tm_tok *t, size_t i, int32_t type);
+/* Appends a token (score 0, type 1 when t->types is set); returns its id. */
+size_t tok_add(tm_tok *t, const char *piece, size_t len);
+/* Appends merge "left right" (any text: the malformed generator writes broken ones). */
+void tok_add_merge(tm_tok *t, const char *merge);
+void tok_set_merge(tm_tok *t, size_t i, const char *merge);
+/* A small valid byte-level BPE vocabulary: the 256 byte-level pieces (ids 0..255 in byte
+ * order), merged pieces with their merges, a spare normal piece "xyz" (no merge makes it),
+ * the control token "<|endoftext|>" (type 3, bos = eos = eot) and the user-defined
+ * "<tool>" (type 4); `pre` is tokenizer.ggml.pre, add_bos_token false. */
+void tok_bpe_sample(tm_tok *t, const char *pre);
+/* The llama2.c tokenizer.bin of t; only a SentencePiece vocabulary (t->kind Q_VOCAB_SPM). */
 void tok_write(tbuf *out, const tm_tok *t);
 void tok_free(tm_tok *t);
 
@@ -135,6 +161,16 @@ typedef struct gguf_opts {
     int scores_drop;
     int token_len_max;        /* token 5's length = UINT64_MAX */
     int set_bos; int64_t bos;
+    /* byte-level BPE corruptions (and eot / add_bos for both kinds) */
+    const char *tok_model;    /* tokenizer.ggml.model written as this string instead */
+    uint32_t tok_model_gtype; /* 0: string; else written as u32 0 */
+    uint32_t pre_gtype;       /* 0: string; else tokenizer.ggml.pre written as u32 0 */
+    uint32_t merges_gtype;    /* 0: string array; else an array of that (u32-sized) type */
+    int set_eos; int64_t eos;
+    int set_eot; int64_t eot;
+    uint32_t add_bos_gtype;   /* 0: bool; else add_bos_token written as that integer type */
+    int set_type; size_t type_index; int32_t type_value; /* one token type overridden */
+    int vocab_only;           /* no tensors (llama.cpp's vocab-only files): metadata only */
 } gguf_opts;
 
 void tm_write_gguf(tbuf *out, const tm_model *m, const tm_tok *t, const gguf_opts *o);

@@ -46,8 +46,9 @@ static int usage_random(FILE *f)
             "                        llama3: Llama 3.1's rope frequency factors (rope_freqs),\n"
             "                        theta 500000; qwen2: q/k/v biases, NEOX rotary pairs,\n"
             "                        theta 1000000 (both need --gguf)\n"
-            "  --vocab-from FILE     the vocabulary of FILE (a llama2.c tokenizer.bin or a GGUF\n"
-            "                        model's metadata) instead of a random one; sets --vocab\n"
+            "  --vocab-from FILE     the vocabulary of FILE (a llama2.c tokenizer.bin, or a GGUF\n"
+            "                        model or vocab-only file: SentencePiece or byte-level BPE,\n"
+            "                        which needs --gguf) instead of a random one; sets --vocab\n"
             "  --seed N (1)          weights and tokenizer are a function of the seed\n");
     return f == stdout ? 0 : 2;
 }
@@ -214,7 +215,23 @@ static int write_model(const tm_model *m, const tm_tok *tok, const char *out, in
     return rc;
 }
 
-/* The vocabulary of `path`: a GGUF model's metadata, or a llama2.c tokenizer.bin. */
+/* A llama2.c checkpoint's tokenizer.bin has pieces and scores only: a byte-level BPE
+ * vocabulary (its pre-tokenizer, token types and merges) can only be written as GGUF.
+ * Returns 0, or 1 after one line naming the vocabulary's file. */
+static int refuse_bpe_llama2c(const tm_tok *t, const char *from, int gguf, const char *tok_out)
+{
+    if (t == NULL || t->kind != Q_VOCAB_BPE || (gguf && tok_out == NULL))
+        return 0;
+    fprintf(stderr, "qorus-model: %s: a byte-level BPE vocabulary (tokenizer.ggml.model gpt2) "
+                    "cannot be written as a llama2.c %s (it has no place for merges): write "
+                    "--gguf%s\n",
+            from, gguf ? "tokenizer.bin" : "checkpoint or tokenizer.bin",
+            tok_out != NULL ? " without -z / --tokenizer-out" : "");
+    return 1;
+}
+
+/* The vocabulary of `path`: a GGUF file's metadata (a whole model or a vocab-only file), or
+ * a llama2.c tokenizer.bin. */
 static int load_vocab(const char *path, tm_tok *t)
 {
     q_diag d;
@@ -230,17 +247,7 @@ static int load_vocab(const char *path, tm_tok *t)
     size_t got = fread(magic, 1, 4, f);
     fclose(f);
     if (got == 4 && memcmp(magic, "GGUF", 4) == 0) {
-        q_context ctx = {0};
-        q_model qm;
-        e = q_model_load(&qm, &qt, &ctx, path, Q_MMAP_LAZY, &d);
-        if (e == Q_OK) {
-            q_model_free(&qm);
-            q_free_memory(&ctx);
-            if (qt.vocab_size == 0) {
-                fprintf(stderr, "qorus-model: %s: no vocabulary in its metadata\n", path);
-                return 1;
-            }
-        }
+        e = q_vocab_load(&qt, path, &d);
     } else {
         e = q_tokenizer_load(&qt, path, 0, &d);
     }
@@ -321,6 +328,10 @@ static int cmd_random(int argc, char **argv)
             return 1;
         c.vocab_size = t.n;
         have_vocab = 1;
+        if (refuse_bpe_llama2c(&t, vocab_from, gguf, tok_out) != 0) {
+            tok_free(&t);
+            return 1;
+        }
     }
     /* the shape is checked by parsing the result; guard only what the writer needs */
     if (c.dim == 0 || c.n_heads == 0 || c.n_kv_heads == 0 || c.dim > Q_MAX_DIM ||
@@ -411,6 +422,13 @@ static int cmd_convert(int argc, char **argv)
     } else if (qt.vocab_size > 0) {
         tok_from_q(&t, &qt);
         have_tok = 1;
+    }
+    if (have_tok && refuse_bpe_llama2c(&t, in, gguf, tok_out) != 0) {
+        tok_free(&t);
+        q_model_free(&qm);
+        q_tokenizer_free(&qt);
+        q_free_memory(&ctx);
+        return 1;
     }
     e = tm_from_model(&m, &qm);
     q_model_free(&qm);

@@ -8,6 +8,9 @@
  *   - random --arch qwen2 / llama3: the architecture, biases and rope factors survive a
  *     GGUF -> GGUF conversion bit for bit, a llama2.c checkpoint refuses them, and llama3's
  *     factors follow Llama 3.1's rule; --vocab-from takes another file's vocabulary;
+ *   - --vocab-from a byte-level BPE GGUF (vocab-only or a whole model): the model and its
+ *     GGUF -> GGUF conversion carry the whole vocabulary (kind, pre-tokenizer, pieces, types,
+ *     merges, special ids, add_bos); llama2.c outputs refuse it with one line;
  *   - stories260K.bin -> v1 -> v0 has identical tensors, -> v2 within the Q8 bound
  *     (skipped without the models folder);
  *   - q_model_free / q_tokenizer_free on zeroed structs and twice; NULL arguments.
@@ -303,6 +306,113 @@ static void test_vocab_from(void)
     snprintf(args, sizeof args, "random -o '%s' --gguf --vocab-from '%s' 2>/dev/null",
              wpath("vbad.gguf"), wpath("missing.tok"));
     CHECK(run(args) != 0);
+}
+
+/* Whether two vocabularies are the same: kind, pre-tokenizer, pieces, scores, token types,
+ * merges, special ids and add_bos. */
+static int same_vocab(const q_tokenizer *a, const q_tokenizer *b)
+{
+    if (a->vocab_size != b->vocab_size || a->kind != b->kind || a->pretok != b->pretok ||
+        a->bos_id != b->bos_id || a->eos_id != b->eos_id || a->eot_id != b->eot_id ||
+        a->add_bos != b->add_bos || a->n_merges != b->n_merges ||
+        (a->token_types == NULL) != (b->token_types == NULL))
+        return 0;
+    for (size_t i = 0; i < a->vocab_size; i++)
+        if (a->piece_lengths[i] != b->piece_lengths[i] ||
+            memcmp(a->pieces[i], b->pieces[i], a->piece_lengths[i]) != 0 ||
+            a->scores[i] != b->scores[i] ||
+            (a->token_types != NULL && a->token_types[i] != b->token_types[i]))
+            return 0;
+    return a->n_merges == 0 || memcmp(a->merges, b->merges, 3 * a->n_merges * sizeof(uint32_t)) == 0;
+}
+
+/* Runs the tool expecting failure with exactly one stderr line naming `name`. */
+static int refused_one_line(const char *args, const char *name)
+{
+    char cmd[16384], line[4096];
+    int lines = 0, named = 0;
+    snprintf(cmd, sizeof cmd, "'%s' %s >/dev/null 2>'%s'", tool, args, wpath("err.txt"));
+    if (system(cmd) == 0)
+        return 0;
+    FILE *f = fopen(wpath("err.txt"), "r");
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        lines++;
+        named |= strstr(line, name) != NULL;
+    }
+    fclose(f);
+    return lines == 1 && named;
+}
+
+/* --vocab-from a byte-level BPE vocabulary (the generator's vocab-only GGUF, and a whole
+ * qwen2 model): the model GGUF carries the whole vocabulary, and so does a GGUF -> GGUF
+ * conversion; llama2.c outputs refuse it with one line. */
+static void test_vocab_from_bpe(void)
+{
+    char args[8192], src[4096], src_q[4096];
+    q_tokenizer want, got;
+    q_diag d;
+    loaded a, b;
+    snprintf(args, sizeof args, "malformed '%s' --no-manifest", wpath("mal"));
+    CHECK(run(args) == 0);
+    snprintf(src, sizeof src, "%s", wpath("mal/fuzz_gguf/vocab_only_bpe_llama3.gguf"));
+    snprintf(src_q, sizeof src_q, "%s", wpath("mal/fuzz_gguf/valid_bpe_qwen2.gguf"));
+    memset(&want, 0, sizeof want);
+    CHECK_EQ_ERR(q_vocab_load(&want, src, &d), Q_OK);
+    CHECK(want.kind == Q_VOCAB_BPE && want.pretok == Q_PRETOK_LLAMA3 && want.n_merges > 20 &&
+          want.token_types != NULL && want.eot_id != Q_TOKEN_NONE && want.add_bos == 0);
+
+    snprintf(args, sizeof args,
+             "random -o '%s' --gguf --arch llama3 --vocab-from '%s' --dim 32 --hidden 64 "
+             "--layers 1 --heads 2 --seq 8 --seed 5",
+             wpath("vbpe.gguf"), src);
+    CHECK(run(args) == 0);
+    load(&a, wpath("vbpe.gguf"));
+    CHECK(a.rc == Q_OK && a.m.config.vocab_size == want.vocab_size);
+    CHECK(a.rc == Q_OK && same_vocab(&want, &a.t));
+
+    /* GGUF -> GGUF keeps it (q8_0 matrices: dim 32) */
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --type q8_0", wpath("vbpe.gguf"),
+             wpath("vbpe_q8.gguf"));
+    CHECK(run(args) == 0);
+    load(&b, wpath("vbpe_q8.gguf"));
+    CHECK(b.rc == Q_OK && same_vocab(&want, &b.t));
+    unload(&b);
+    unload(&a);
+    q_tokenizer_free(&want);
+
+    /* a whole model's vocabulary (qwen2 pre-tokenizer) */
+    memset(&want, 0, sizeof want);
+    CHECK_EQ_ERR(q_vocab_load(&want, src_q, &d), Q_OK);
+    CHECK(want.kind == Q_VOCAB_BPE && want.pretok == Q_PRETOK_QWEN2);
+    snprintf(args, sizeof args,
+             "random -o '%s' --gguf --arch qwen2 --vocab-from '%s' --dim 16 --hidden 32 "
+             "--layers 1 --heads 2 --seq 8",
+             wpath("vbpe_q.gguf"), src_q);
+    CHECK(run(args) == 0);
+    memset(&got, 0, sizeof got);
+    CHECK_EQ_ERR(q_vocab_load(&got, wpath("vbpe_q.gguf"), &d), Q_OK);
+    CHECK(same_vocab(&want, &got));
+    q_tokenizer_free(&got);
+    q_tokenizer_free(&want);
+
+    /* llama2.c outputs: no place for merges */
+    snprintf(args, sizeof args, "random -o '%s' --vocab-from '%s' --dim 32 --hidden 48 "
+             "--layers 1 --heads 2 --seq 8", wpath("vbpe.bin"), src);
+    CHECK(refused_one_line(args, "vocab_only_bpe_llama3.gguf"));
+    snprintf(args, sizeof args, "random -o '%s' --gguf -z '%s' --vocab-from '%s' --dim 32 "
+             "--hidden 48 --layers 1 --heads 2 --seq 8", wpath("vbpe2.gguf"), wpath("vbpe.tok"),
+             src);
+    CHECK(refused_one_line(args, "vocab_only_bpe_llama3.gguf"));
+    snprintf(args, sizeof args, "convert '%s' '%s'", wpath("vbpe.gguf"), wpath("vbpe_c.bin"));
+    CHECK(refused_one_line(args, "vbpe.gguf"));
+    snprintf(args, sizeof args, "convert '%s' '%s' --gguf --tokenizer-out '%s'",
+             wpath("vbpe.gguf"), wpath("vbpe_c.gguf"), wpath("vbpe_c.tok"));
+    CHECK(refused_one_line(args, "vbpe.gguf"));
+    struct stat st;
+    CHECK(stat(wpath("vbpe.bin"), &st) != 0 && stat(wpath("vbpe_c.bin"), &st) != 0 &&
+          stat(wpath("vbpe_c.tok"), &st) != 0);
 }
 
 /* Q4_K and Q5_K, like Q6_K: a model of width 256 */
@@ -607,6 +717,7 @@ int main(int argc, char **argv)
     RUN_TEST(test_q4_k_m_recipe);
     RUN_TEST(test_arch_round_trips);
     RUN_TEST(test_vocab_from);
+    RUN_TEST(test_vocab_from_bpe);
     RUN_TEST(test_real_round_trips);
     return check_failures ? 1 : 0;
 }
