@@ -479,7 +479,8 @@ q_error_code q_generate(q_state *st, const q_tokenizer *tok, q_sampler *sampler,
  * otherwise; an empty prompt without BOS still starts from BOS); `encode_flags` may hold
  * Q_ENCODE_SPECIAL (control-token text in the prompt becomes those tokens); the text ends
  * at a sampled BOS for SentencePiece vocabularies (run.c), at a sampled EOS or end-of-turn
- * token (tok->eot_id) for byte-level BPE ones, whose prompts never stop early.
+ * token (tok->eot_id) for byte-level BPE ones, whose prompts never stop early. A prompt
+ * that does not start with BOS is echoed whole (run.c skips only its BOS).
  * q_generate(...) is q_generate_ex(..., 0, ...).
  * Errors: those of q_generate, Q_ERR_INVALID_ARG for unknown flag bits, Q_ERR_BAD_TOKEN (an
  * empty prompt and bos_id >= vocab_size).

@@ -99,11 +99,13 @@ q_error_code q_generate_ex(q_state *st, const q_tokenizer *tok, q_sampler *sampl
         err = q_encode_ex(&enc, prompt, text_len, encode_flags | (tok->add_bos ? Q_ENCODE_BOS : 0u),
                           tokens, cap, &n_prompt);
     q_encoder_free(&enc);
+    int starts_with_bos = tok->add_bos; /* run.c never prints the first token: its BOS */
     if (err == Q_OK && n_prompt == 0) { /* no BOS asked and no text: start from BOS */
         if (tok->bos_id >= tok->vocab_size)
             err = Q_ERR_BAD_TOKEN;
         else
             tokens[n_prompt++] = tok->bos_id;
+        starts_with_bos = 1;
     }
 
     size_t pos = 0, n_sampled = 0, n_prefill = 0;
@@ -129,6 +131,8 @@ q_error_code q_generate_ex(q_state *st, const q_tokenizer *tok, q_sampler *sampl
             prefill_seconds = t_prefill_end - t_prefill;
         }
         uint32_t token = tokens[0];
+        if (err == Q_OK && !starts_with_bos) /* a prompt without BOS is echoed whole */
+            err = decode_emit(&dec, Q_TOKEN_NONE, token, emit, user);
         for (pos = 0; err == Q_OK && pos < n_run; pos++) {
             if (pos + 1 < n_prompt) { /* forced: the next prompt token */
                 uint32_t next = tokens[pos + 1];

@@ -763,6 +763,96 @@ static void case_types_arch(const char *tool, const char *arch, const char *seed
     }
 }
 
+/*
+ * Byte-level BPE models end to end: random llama3 and qwen2 models carrying the real Llama 3
+ * and Qwen2.5 vocabularies (the vocab-only GGUFs of tests/scripts/bpe_reference.sh, given
+ * with --vocab-from), Q8_0 and the Q4_K_M mix, dim 256, a shared classifier. With
+ * --special the chat markup of the prompt becomes control tokens, which print nothing, so
+ * the echo is the prompt's plain text; without it the markup is text and is echoed. The
+ * greedy text is byte-identical on every kernel path against the scalar reference one
+ * token at a time, and inspect names the vocabulary (model=gpt2, the pre-tokenizer).
+ */
+static int case_bpe(const char *tool, const char *vocab_dir)
+{
+    static const struct {
+        const char *arch, *vocab, *pre, *prompt, *echo_special, *seed;
+    } models_bpe[] = {
+        {"llama3", "llama3", "pre=llama-bpe", "<|begin_of_text|>Hello world", "Hello world", "3"},
+        {"qwen2", "qwen2", "pre=qwen2",
+         "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+         "user\nHi there\nassistant\n", "3"},
+    };
+    static const char *types[] = {"q8_0", "q4_k_m"};
+    static const struct {
+        const char *kernels, *threads, *batch;
+    } paths[] = {{NULL, "2", "48"}, {"avx2", "1", "5"}, {"scalar", "2", "7"}};
+    for (size_t m = 0; m < sizeof models_bpe / sizeof models_bpe[0]; m++) {
+        char vocab[4200];
+        snprintf(vocab, sizeof vocab, "%s/%s.vocab.gguf", vocab_dir, models_bpe[m].vocab);
+        for (size_t ty = 0; ty < sizeof types / sizeof types[0]; ty++) {
+            char path[4200];
+            snprintf(path, sizeof path, "%s/bpe-%s-%s.gguf", work, models_bpe[m].arch, types[ty]);
+            result g = run((char *[]){(char *)tool, "random", "-o", path, "--dim", "256",
+                                      "--hidden", "512", "--layers", "2", "--heads", "4",
+                                      "--kv-heads", "2", "--seq", "64", "--seed",
+                                      (char *)models_bpe[m].seed, "--gguf", "--type",
+                                      (char *)types[ty], "--arch", (char *)models_bpe[m].arch,
+                                      "--vocab-from", vocab, NULL});
+            if (g.status != 0)
+                fprintf(stderr, "random %s %s: %s", models_bpe[m].arch, types[ty], g.err);
+            CHECK_EQ_INT(g.status, 0);
+            free_result(&g);
+
+            result in = run((char *[]){(char *)qorus, "inspect", path, NULL});
+            CHECK_EQ_INT(in.status, 0);
+            CHECK(strstr(in.out, "model=gpt2") != NULL && strstr(in.out, models_bpe[m].pre) != NULL);
+            free_result(&in);
+
+            char *argv[] = {(char *)qorus, "run", path, "-t", "0", "-n", "24", "-i",
+                            (char *)models_bpe[m].prompt, "--special", "-j", "1", "--batch",
+                            "1", NULL};
+            setenv("QORUS_KERNELS", "scalar", 1);
+            result ref = run(argv);
+            check_ok_run(&ref);
+            size_t echo = strlen(models_bpe[m].echo_special);
+            CHECK(ref.out_len >= echo && memcmp(ref.out, models_bpe[m].echo_special, echo) == 0);
+            for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++) {
+                if (paths[k].kernels != NULL && strcmp(paths[k].kernels, "avx2") == 0 &&
+                    q_kernels_avx2() == NULL)
+                    continue;
+                if (paths[k].kernels != NULL)
+                    setenv("QORUS_KERNELS", paths[k].kernels, 1);
+                else
+                    unsetenv("QORUS_KERNELS");
+                argv[11] = (char *)paths[k].threads;
+                argv[13] = (char *)paths[k].batch;
+                result r = run(argv);
+                check_ok_run(&r);
+                size_t agree = common_prefix(&r, &ref);
+                if (agree != ref.out_len || r.out_len != ref.out_len)
+                    fprintf(stderr, "bpe %s %s [kernels=%s]: first %zu of %zu bytes equal\n",
+                            models_bpe[m].arch, types[ty],
+                            paths[k].kernels ? paths[k].kernels : "auto", agree, ref.out_len);
+                CHECK(agree == ref.out_len && r.out_len == ref.out_len);
+                free_result(&r);
+            }
+            /* without --special the markup is plain text, echoed as written */
+            unsetenv("QORUS_KERNELS");
+            char *plain_argv[] = {(char *)qorus, "run", path, "-t", "0", "-n", "64", "-i",
+                                  (char *)models_bpe[m].prompt, NULL};
+            result plain = run(plain_argv);
+            check_ok_run(&plain);
+            size_t plen = strlen(models_bpe[m].prompt);
+            CHECK(plain.out_len >= plen && memcmp(plain.out, models_bpe[m].prompt, plen) == 0);
+            free_result(&plain);
+            printf("BPE %s %s: %zu bytes, the same on every kernel path\n", models_bpe[m].arch,
+                   types[ty], ref.out_len);
+            free_result(&ref);
+        }
+    }
+    return check_result("bpe");
+}
+
 /* ---- valgrind ---- */
 
 static int case_valgrind(const char *valgrind)
@@ -827,6 +917,8 @@ int main(int argc, char **argv)
         return case_ak42(arg);
     if (strcmp(c, "types") == 0)
         return case_types(arg);
+    if (strcmp(c, "bpe") == 0)
+        return argc > 6 ? case_bpe(arg, argv[6]) : 1;
     if (strcmp(c, "valgrind") == 0)
         return case_valgrind(arg);
     fprintf(stderr, "unknown case %s\n", c);
