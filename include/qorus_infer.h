@@ -104,9 +104,13 @@ typedef struct q_encoder {
  * (tok->scores NULL) every merge has score 0.
  * `enc` is an output: its previous contents are ignored, so an initialized encoder must be
  * freed with q_encoder_free before it is initialized again (or its index leaks).
- * Errors: Q_ERR_INVALID_ARG (enc or tok NULL, empty vocabulary, missing pieces),
- * Q_ERR_OVERFLOW, Q_ERR_ALLOC. On error `enc` (when not NULL) is zeroed and nothing is
- * allocated.
+ * A byte-level BPE tokenizer (tok->kind Q_VOCAB_BPE) also gets its merge-rank table, its
+ * list of special pieces and its compiled pre-tokenizer.
+ * Errors: Q_ERR_INVALID_ARG (enc or tok NULL, empty vocabulary, missing pieces; BPE: a merge
+ * naming an id >= vocab_size, merges NULL with n_merges > 0, pretok not a known
+ * pre-tokenizer), Q_ERR_BAD_TOKEN (BPE: a normal or byte piece that is not byte-level text,
+ * which the parsers refuse, in a tokenizer built by hand), Q_ERR_OVERFLOW, Q_ERR_ALLOC. On
+ * error `enc` (when not NULL) is zeroed and nothing is allocated.
  */
 q_error_code q_encoder_init(q_encoder *enc, const q_tokenizer *tok);
 
@@ -195,7 +199,8 @@ typedef struct q_decoder {
  * Prepares a decoder for `tok` (which must outlive it). `dec` is an output: an initialized
  * decoder must be freed with q_decoder_free before it is initialized again.
  * Errors: Q_ERR_INVALID_ARG (dec or tok NULL, empty vocabulary, missing pieces),
- * Q_ERR_OVERFLOW, Q_ERR_ALLOC. On error `dec` (when not NULL) is zeroed.
+ * Q_ERR_BAD_TOKEN (BPE: a normal or byte piece that is not byte-level text, in a tokenizer
+ * built by hand), Q_ERR_OVERFLOW, Q_ERR_ALLOC. On error `dec` (when not NULL) is zeroed.
  */
 q_error_code q_decoder_init(q_decoder *dec, const q_tokenizer *tok);
 

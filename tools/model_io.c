@@ -586,6 +586,12 @@ void tok_from_q(tm_tok *t, const q_tokenizer *q)
     if (q->token_types != NULL)
         for (size_t i = 0; i < q->vocab_size; i++)
             tok_set_type(t, i, q->token_types[i]);
+    /* sized once: growing by one merge at a time copies the arrays every time (quadratic in
+     * Llama 3's 280k merges; minutes under ASan, whose realloc always moves) */
+    t->n_merges = q->n_merges;
+    t->merges = xrealloc(NULL, xmul(q->n_merges ? q->n_merges : 1, sizeof(char *)));
+    memset(t->merges, 0, q->n_merges * sizeof(char *));
+    t->merge_lens = xrealloc(NULL, xmul(q->n_merges ? q->n_merges : 1, sizeof(size_t)));
     for (size_t m = 0; m < q->n_merges; m++) {
         uint32_t l = q->merges[3 * m], r = q->merges[3 * m + 1];
         size_t nl = q->piece_lengths[l], nr = q->piece_lengths[r];
@@ -594,7 +600,7 @@ void tok_from_q(tm_tok *t, const q_tokenizer *q)
         s[nl] = ' ';
         memcpy(s + nl + 1, q->pieces[r], nr);
         s[nl + 1 + nr] = '\0';
-        tok_add_merge(t, s);
+        tok_set_merge(t, m, s);
         free(s);
     }
 }
