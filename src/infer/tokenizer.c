@@ -45,6 +45,31 @@ static int has_spm_space(const char *p, size_t n)
 static q_error_code bpe_piece_text(const q_tokenizer *tok, const char *const **pieces,
                                    const size_t **lengths, void **owned);
 
+/* One heap block for n translated pieces of at most `bytes` bytes in all: *ptrs (n
+ * pointers), *lens (n lengths), then *text (bytes + 1, so an empty vocabulary text is no
+ * zero-byte request). Returns the block (free it with q_os_free) or NULL with *err set. */
+static unsigned char *piece_block(size_t n, size_t bytes, const char ***ptrs, size_t **lens,
+                                  char **text, q_error_code *err)
+{
+    size_t ptr_bytes, len_bytes, total;
+    if (!q_mul_size(n, sizeof(char *), &ptr_bytes) ||
+        !q_mul_size(n, sizeof(size_t), &len_bytes) ||
+        !q_add_size(ptr_bytes, len_bytes, &total) || !q_add_size(total, bytes, &total) ||
+        !q_add_size(total, 1, &total)) {
+        *err = Q_ERR_OVERFLOW;
+        return NULL;
+    }
+    unsigned char *block = q_os_malloc(total);
+    if (block == NULL) {
+        *err = Q_ERR_ALLOC;
+        return NULL;
+    }
+    *ptrs = (const char **)(void *)block;                 /* (n) */
+    *lens = (size_t *)(void *)(block + ptr_bytes);        /* (n) */
+    *text = (char *)block + ptr_bytes + len_bytes;        /* (bytes + 1) */
+    return block;
+}
+
 static q_error_code piece_text(const q_tokenizer *tok, const char *const **pieces,
                                const size_t **lengths, void **owned)
 {
@@ -69,17 +94,13 @@ static q_error_code piece_text(const q_tokenizer *tok, const char *const **piece
         *lengths = tok->piece_lengths;
         return Q_OK;
     }
-    size_t ptr_bytes, len_bytes, total;
-    if (!q_mul_size(n, sizeof(char *), &ptr_bytes) ||
-        !q_mul_size(n, sizeof(size_t), &len_bytes) ||
-        !q_add_size(ptr_bytes, len_bytes, &total) || !q_add_size(total, bytes, &total))
-        return Q_ERR_OVERFLOW;
-    unsigned char *block = q_os_malloc(total);
+    const char **ptrs;
+    size_t *lens;
+    char *text;
+    q_error_code err = Q_OK;
+    unsigned char *block = piece_block(n, bytes, &ptrs, &lens, &text, &err);
     if (block == NULL)
-        return Q_ERR_ALLOC;
-    const char **ptrs = (const char **)(void *)block;      /* (n) */
-    size_t *lens = (size_t *)(void *)(block + ptr_bytes);  /* (n) */
-    char *text = (char *)block + ptr_bytes + len_bytes;     /* (bytes) */
+        return err;
     for (size_t i = 0; i < n; i++) {
         const char *p = tok->pieces[i];
         size_t len = tok->piece_lengths[i], out = 0;
@@ -119,24 +140,20 @@ static int bpe_shown(const q_tokenizer *tok, size_t i)
 static q_error_code bpe_piece_text(const q_tokenizer *tok, const char *const **pieces,
                                    const size_t **lengths, void **owned)
 {
-    size_t n = tok->vocab_size, bytes = 0, ptr_bytes, len_bytes, total;
+    size_t n = tok->vocab_size, bytes = 0;
     for (size_t i = 0; i < n; i++) {
         if (tok->pieces[i] == NULL)
             return Q_ERR_INVALID_ARG;
         if (!q_add_size(bytes, tok->piece_lengths[i], &bytes))
             return Q_ERR_OVERFLOW;
     }
-    if (!q_mul_size(n, sizeof(char *), &ptr_bytes) ||
-        !q_mul_size(n, sizeof(size_t), &len_bytes) ||
-        !q_add_size(ptr_bytes, len_bytes, &total) || !q_add_size(total, bytes, &total) ||
-        !q_add_size(total, 1, &total))
-        return Q_ERR_OVERFLOW;
-    unsigned char *block = q_os_malloc(total);
+    const char **ptrs;
+    size_t *lens;
+    char *text;
+    q_error_code err = Q_OK;
+    unsigned char *block = piece_block(n, bytes, &ptrs, &lens, &text, &err);
     if (block == NULL)
-        return Q_ERR_ALLOC;
-    const char **ptrs = (const char **)(void *)block;      /* (n) */
-    size_t *lens = (size_t *)(void *)(block + ptr_bytes);  /* (n) */
-    char *text = (char *)block + ptr_bytes + len_bytes;     /* (bytes) */
+        return err;
     for (size_t i = 0; i < n; i++) {
         const unsigned char *p = (const unsigned char *)tok->pieces[i];
         size_t len = tok->piece_lengths[i], out = 0, used = 1;

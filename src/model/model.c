@@ -162,8 +162,10 @@ q_error_code q_model_load(q_model *model, q_tokenizer *tokenizer, q_context *ctx
     return rc;
 }
 
-q_error_code q_tokenizer_load(q_tokenizer *tokenizer, const char *path, size_t expected_vocab,
-                              q_diag *diag)
+/* Maps `path`, parses it as a llama2.c tokenizer.bin (q_tokenizer_parse with
+ * `expected_vocab`) or a GGUF vocabulary (`gguf`: q_vocab_parse), unmaps it. */
+static q_error_code q_tokenizer_map_parse(q_tokenizer *tokenizer, const char *path, int gguf,
+                                          size_t expected_vocab, q_diag *diag)
 {
     q_context tmp;
     q_error_code rc;
@@ -176,7 +178,9 @@ q_error_code q_tokenizer_load(q_tokenizer *tokenizer, const char *path, size_t e
     rc = q_init_memory_ex(&tmp, path, Q_MMAP_LAZY);
     if (rc != Q_OK)
         return q_fail(diag, rc, NULL, 0, 0); /* the file itself: no field */
-    rc = q_tokenizer_parse(tokenizer, tmp.weights_mmap, tmp.weights_size, expected_vocab, diag);
+    rc = gguf ? q_vocab_parse(tokenizer, tmp.weights_mmap, tmp.weights_size, diag)
+              : q_tokenizer_parse(tokenizer, tmp.weights_mmap, tmp.weights_size, expected_vocab,
+                                  diag);
     if (q_mapping_status(&tmp) != Q_OK) { /* the file shrank under the parser */
         if (rc == Q_OK)
             q_tokenizer_free(tokenizer);
@@ -184,6 +188,12 @@ q_error_code q_tokenizer_load(q_tokenizer *tokenizer, const char *path, size_t e
     }
     q_free_memory(&tmp);
     return rc;
+}
+
+q_error_code q_tokenizer_load(q_tokenizer *tokenizer, const char *path, size_t expected_vocab,
+                              q_diag *diag)
+{
+    return q_tokenizer_map_parse(tokenizer, path, 0, expected_vocab, diag);
 }
 
 q_error_code q_vocab_parse(q_tokenizer *tokenizer, const void *buf, size_t len, q_diag *diag)
@@ -205,25 +215,7 @@ q_error_code q_vocab_parse(q_tokenizer *tokenizer, const void *buf, size_t len, 
 
 q_error_code q_vocab_load(q_tokenizer *tokenizer, const char *path, q_diag *diag)
 {
-    q_context tmp;
-    q_error_code rc;
-    if (diag != NULL)
-        memset(diag, 0, sizeof *diag);
-    if (tokenizer == NULL || path == NULL)
-        return q_fail(diag, Q_ERR_INVALID_ARG, tokenizer == NULL ? "tokenizer" : "path", 0, 0);
-    memset(tokenizer, 0, sizeof *tokenizer);
-    memset(&tmp, 0, sizeof tmp);
-    rc = q_init_memory_ex(&tmp, path, Q_MMAP_LAZY);
-    if (rc != Q_OK)
-        return q_fail(diag, rc, NULL, 0, 0); /* the file itself: no field */
-    rc = q_vocab_parse(tokenizer, tmp.weights_mmap, tmp.weights_size, diag);
-    if (q_mapping_status(&tmp) != Q_OK) { /* the file shrank under the parser */
-        if (rc == Q_OK)
-            q_tokenizer_free(tokenizer);
-        rc = q_fail(diag, Q_ERR_MODEL_CHANGED, NULL, 0, 0);
-    }
-    q_free_memory(&tmp);
-    return rc;
+    return q_tokenizer_map_parse(tokenizer, path, 1, 0, diag);
 }
 
 void q_model_free(q_model *model)
