@@ -63,9 +63,57 @@ static void countdown(const char *path)
     CHECK(n > 1);
 }
 
+/* The encoder of a file's vocabulary, by countdown too: q_encoder_init (for byte-level BPE
+ * also the merge table and PCRE2's compiled pre-tokenizer, whose allocations go through
+ * the same OS layer) and one q_encode_ex with special pieces. Every failure is Q_ERR_ALLOC,
+ * leaves the encoder zeroed and leaks nothing. */
+static void countdown_encoder(const char *path)
+{
+    static const char text[] = "Hello <|endoftext|> w\xc3\xb6rld 123 <tool>!";
+    q_context ctx = {0};
+    q_model m;
+    q_tokenizer t;
+    q_diag d;
+    uint32_t ids[sizeof text + 3];
+    unsigned long n;
+    if (q_model_load(&m, &t, &ctx, path, Q_MMAP_LAZY, &d) != Q_OK || t.vocab_size == 0) {
+        if (t.vocab_size == 0)
+            q_model_free(&m);
+        q_free_memory(&ctx);
+        return;
+    }
+    for (n = 1; n < 100000; n++) {
+        q_encoder enc;
+        size_t n_ids = 0;
+        q_test_fail_nth_os_call(n);
+        q_error_code rc = q_encoder_init(&enc, &t);
+        if (rc == Q_OK)
+            rc = q_encode_ex(&enc, text, sizeof text - 1, Q_ENCODE_BOS | Q_ENCODE_SPECIAL, ids,
+                             sizeof ids / sizeof ids[0], &n_ids);
+        int fired = q_test_failure_fired();
+        q_test_fail_nth_os_call(0);
+        if (!fired) {
+            CHECK_EQ_ERR(rc, Q_OK);
+            q_encoder_free(&enc);
+            break;
+        }
+        CHECK_EQ_ERR(rc, Q_ERR_ALLOC);
+        CHECK_EQ_INT(n_ids, 0);
+        q_encoder_free(&enc);
+    }
+    fprintf(stderr, "  %s: encoder: %lu failure points\n", path, n - 1);
+    CHECK(n > 1);
+    q_tokenizer_free(&t);
+    q_model_free(&m);
+    q_free_memory(&ctx);
+}
+
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc; i++) {
         countdown(argv[i]);
+        if (strstr(argv[i], ".gguf") != NULL)
+            countdown_encoder(argv[i]);
+    }
     return check_failures ? 1 : 0;
 }
