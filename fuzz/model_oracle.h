@@ -829,9 +829,9 @@ static inline int oracle_has_piece(const oracle_piece *sorted, size_t count, con
 }
 
 /* The BPE rules past the arrays: token types 1..6; normal (1) and byte (6) pieces, all
- * pieces without types, byte-level text; every byte's spelling a piece; merges a string
- * array of at most 2^24 "left right" strings (one space, both sides non-empty pieces, their
- * concatenation a piece), no pair twice. */
+ * pieces without types, byte-level text; every byte's spelling a normal or byte piece;
+ * merges a string array of at most 2^24 "left right" strings (one space, both sides
+ * non-empty normal or byte pieces, their concatenation one too), no pair twice. */
 static inline int oracle_bpe(const oracle_gguf *g, const oracle_kv *tokens, const oracle_kv *types,
                              uint64_t vocab, oracle_verdict *v)
 {
@@ -846,6 +846,7 @@ static inline int oracle_bpe(const oracle_gguf *g, const oracle_kv *tokens, cons
     oracle_piece *pairs = malloc((size_t)(merges->count ? merges->count : 1) * sizeof *pairs);
     uint8_t others[68];
     const char *why = NULL;
+    size_t n_text = 0;
     if (pieces == NULL || pairs == NULL)
         abort();
     oracle_bl_others(others);
@@ -857,16 +858,19 @@ static inline int oracle_bpe(const oracle_gguf *g, const oracle_kv *tokens, cons
             why = "BPE: token_type 1..6";
         if (why == NULL && (type == 1 || type == 6) && !oracle_bl_text(p + 8, n))
             why = "BPE: normal and byte pieces non-empty byte-level text";
-        pieces[i].s = p + 8;
-        pieces[i].n = n;
+        if (type == 1 || type == 6) { /* byte pieces and merges name text pieces only */
+            pieces[n_text].s = p + 8;
+            pieces[n_text].n = n;
+            n_text++;
+        }
         p += 8 + n;
     }
-    qsort(pieces, (size_t)vocab, sizeof *pieces, oracle_piece_cmp);
+    qsort(pieces, n_text, sizeof *pieces, oracle_piece_cmp);
     for (unsigned b = 0; why == NULL && b < 256; b++) {
         uint8_t sp[2];
         size_t n = oracle_bl_spell(b, others, sp);
-        if (!oracle_has_piece(pieces, (size_t)vocab, sp, n))
-            why = "BPE: every byte's one-character piece present";
+        if (!oracle_has_piece(pieces, n_text, sp, n))
+            why = "BPE: every byte's one-character piece present (normal or byte)";
     }
     p = merges->value;
     for (uint64_t m = 0; why == NULL && m < merges->count; m++) {
@@ -879,17 +883,17 @@ static inline int oracle_bpe(const oracle_gguf *g, const oracle_kv *tokens, cons
             }
         if (spaces != 1 || at == 0 || at == n - 1) {
             why = "BPE: merge is \"left right\" (one space, both sides non-empty)";
-        } else if (!oracle_has_piece(pieces, (size_t)vocab, s, at) ||
-                   !oracle_has_piece(pieces, (size_t)vocab, s + at + 1, n - at - 1)) {
-            why = "BPE: merge sides are pieces";
+        } else if (!oracle_has_piece(pieces, n_text, s, at) ||
+                   !oracle_has_piece(pieces, n_text, s + at + 1, n - at - 1)) {
+            why = "BPE: merge sides are normal or byte pieces";
         } else {
             uint8_t *joined = malloc((size_t)n);
             if (joined == NULL)
                 abort();
             memcpy(joined, s, (size_t)at);
             memcpy(joined + at, s + at + 1, (size_t)(n - at - 1));
-            if (!oracle_has_piece(pieces, (size_t)vocab, joined, n - 1))
-                why = "BPE: merge result is a piece";
+            if (!oracle_has_piece(pieces, n_text, joined, n - 1))
+                why = "BPE: merge result is a normal or byte piece";
             free(joined);
         }
         pairs[m].s = s;

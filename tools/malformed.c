@@ -445,6 +445,8 @@ static void gen_gguf_bpe(gen *g, tm_tok *spm_tok, const tm_model *spm_model)
             {"gguf_bpe_merge_empty_side", "h ", "Q_ERR_BAD_TOKEN"},
             {"gguf_bpe_merge_unknown_token", "hello e", "Q_ERR_BAD_TOKEN"},
             {"gguf_bpe_merge_result_not_token", "q x", "Q_ERR_BAD_TOKEN"},
+            /* "<tool>" is a user-defined piece: merges name normal or byte pieces only */
+            {"gguf_bpe_merge_side_user_defined", "<tool> h", "Q_ERR_BAD_TOKEN"},
         };
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
             tok_set_merge(t, 1, bad[i].merge);
@@ -470,6 +472,9 @@ static void gen_gguf_bpe(gen *g, tm_tok *spm_tok, const tm_model *spm_model)
     tok_set_piece(t, tilde, "~~", 2);
     GG("gguf_bpe_byte_piece_missing", "Q_ERR_MISSING");
     tok_set_piece(t, tilde, "~", 1);
+    /* a byte's piece typed control is no byte piece: it would decode to nothing */
+    GG("gguf_bpe_byte_piece_control", "Q_ERR_MISSING", .set_type = 1, .type_index = tilde,
+       .type_value = 3);
 
     /* special ids, add_bos_token */
     GG("gguf_bpe_bos_missing", "Q_ERR_MISSING", .omit_key = "tokenizer.ggml.bos_token_id");

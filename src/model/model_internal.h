@@ -137,10 +137,11 @@ q_error_code q_tok_finish(q_tokenizer *t, uint64_t offset, q_diag *diag);
 
 /* Finishes a byte-level BPE vocabulary whose pieces (and token_types, when not NULL) are
  * set: every normal and byte piece must be non-empty byte-level text (byte_level.h), every
- * byte's one-character piece must exist (byte_tokens), and the `n_merges` merges, GGUF
- * strings "left right" framed from base + merges_at (framing already validated), must each
- * name two pieces whose concatenation is a piece, no pair twice. Fills t->merges. Checks
- * bos / eos / eot. On error the caller frees with q_tokenizer_free. */
+ * byte's one-character piece must exist as a normal or byte piece (byte_tokens), and the
+ * `n_merges` merges, GGUF strings "left right" framed from base + merges_at (framing
+ * already validated), must each name two normal or byte pieces whose concatenation is one
+ * too, no pair twice. Fills t->merges. Checks bos / eos. On error the caller frees with
+ * q_tokenizer_free. */
 q_error_code q_tok_bpe_finish(q_tokenizer *t, const unsigned char *base, size_t merges_at,
                               size_t n_merges, uint64_t tokens_at, q_diag *diag);
 

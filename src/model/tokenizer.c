@@ -128,7 +128,16 @@ static int q_id_cmp(const void *pa, const void *pb)
     return c != 0 ? c : (a > b) - (a < b);
 }
 
-/* Lowest id whose piece is s[0..n) in the id list sorted by q_id_cmp, or -1. */
+/* Whether piece i must be byte-level text: normal and byte tokens (all, without types). */
+static int q_is_text_token(const q_tokenizer *t, size_t i)
+{
+    return t->token_types == NULL || t->token_types[i] == Q_TOKEN_TYPE_NORMAL ||
+           t->token_types[i] == Q_TOKEN_TYPE_BYTE;
+}
+
+/* Lowest normal or byte id whose piece is s[0..n) in the id list sorted by q_id_cmp, or -1:
+ * the byte pieces and merges of a BPE vocabulary are text, never a control or user-defined
+ * piece spelled the same (that would decode to nothing, or to other bytes). */
 static int64_t q_sorted_find(const q_tokenizer *t, const uint32_t *sorted,
                              const unsigned char *s, size_t n)
 {
@@ -141,12 +150,14 @@ static int64_t q_sorted_find(const q_tokenizer *t, const uint32_t *sorted,
         else
             hi = mid;
     }
-    if (lo == t->vocab_size)
-        return -1;
-    uint32_t id = sorted[lo];
-    if (q_piece_cmp((const unsigned char *)t->pieces[id], t->piece_lengths[id], s, n) != 0)
-        return -1;
-    return id;
+    for (; lo < t->vocab_size; lo++) {
+        uint32_t id = sorted[lo];
+        if (q_piece_cmp((const unsigned char *)t->pieces[id], t->piece_lengths[id], s, n) != 0)
+            return -1;
+        if (q_is_text_token(t, id))
+            return id;
+    }
+    return -1;
 }
 
 static int q_merge_cmp(const void *pa, const void *pb)
@@ -157,13 +168,6 @@ static int q_merge_cmp(const void *pa, const void *pb)
     if (a[1] != b[1])
         return a[1] < b[1] ? -1 : 1;
     return (a[2] > b[2]) - (a[2] < b[2]);
-}
-
-/* Whether piece i must be byte-level text: normal and byte tokens (all, without types). */
-static int q_is_text_token(const q_tokenizer *t, size_t i)
-{
-    return t->token_types == NULL || t->token_types[i] == Q_TOKEN_TYPE_NORMAL ||
-           t->token_types[i] == Q_TOKEN_TYPE_BYTE;
 }
 
 static q_error_code q_bpe_resolve_merges(q_tokenizer *t, const uint32_t *sorted,
