@@ -122,17 +122,12 @@ static q_error_code piece_text(const q_tokenizer *tok, const char *const **piece
     return Q_OK;
 }
 
-/* What a BPE token stands for: its bytes (normal and byte tokens, through the byte-level
- * alphabet, which the parser checked), its text (user-defined), nothing (the others). */
-static int bpe_decoded(const q_tokenizer *tok, size_t i)
-{
-    return tok->token_types == NULL || tok->token_types[i] == Q_TOKEN_TYPE_NORMAL ||
-           tok->token_types[i] == Q_TOKEN_TYPE_BYTE;
-}
-
+/* What a BPE token stands for: its bytes (text tokens, q_bpe_is_text_token, through the
+ * byte-level alphabet, which the parser checked), its text (user-defined), nothing (the
+ * others). */
 static int bpe_shown(const q_tokenizer *tok, size_t i)
 {
-    return bpe_decoded(tok, i) || tok->token_types[i] == Q_TOKEN_TYPE_USER_DEFINED;
+    return q_bpe_is_text_token(tok, i) || tok->token_types[i] == Q_TOKEN_TYPE_USER_DEFINED;
 }
 
 /* Like piece_text for byte-level BPE: one heap block (pointers, lengths, bytes) holding the
@@ -158,7 +153,7 @@ static q_error_code bpe_piece_text(const q_tokenizer *tok, const char *const **p
         const unsigned char *p = (const unsigned char *)tok->pieces[i];
         size_t len = tok->piece_lengths[i], out = 0, used = 1;
         ptrs[i] = text;
-        if (bpe_decoded(tok, i)) {
+        if (q_bpe_is_text_token(tok, i)) {
             for (size_t j = 0; j < len; j += used) {
                 int b = q_byte_unspell(p + j, len - j, &used);
                 if (b < 0) { /* the parser refuses these vocabularies; a hand-built one */
@@ -557,7 +552,7 @@ static q_error_code bpe_word(void *user, size_t start, size_t end)
             uint32_t id = enc->sorted[at];
             if (cmp_bytes(enc->pieces[id], enc->piece_lengths[id], (const char *)w, len) != 0)
                 break;
-            if (bpe_decoded(tok, id)) {
+            if (q_bpe_is_text_token(tok, id)) {
                 o->tokens[o->n++] = id;
                 return Q_OK;
             }

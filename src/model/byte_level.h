@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qorus_model.h"
+
 /* The codepoint that spells byte b. */
 static inline uint32_t q_byte_to_cp(unsigned b)
 {
@@ -66,6 +68,15 @@ static inline int q_byte_unspell(const unsigned char *s, size_t n, size_t *used)
         return -1;
     *used = 2;
     return q_cp_to_byte(((uint32_t)(s[0] & 0x1Fu) << 6) | (s[1] & 0x3Fu));
+}
+
+/* Whether token i of a BPE vocabulary is byte-level text: normal and byte tokens (every
+ * token when the file has no types). The parser checks exactly these pieces against the
+ * alphabet, and the encoder and decoder read exactly these through it. */
+static inline int q_bpe_is_text_token(const q_tokenizer *t, size_t i)
+{
+    return t->token_types == NULL || t->token_types[i] == Q_TOKEN_TYPE_NORMAL ||
+           t->token_types[i] == Q_TOKEN_TYPE_BYTE;
 }
 
 #endif

@@ -771,7 +771,7 @@ static q_error_code q_gguf_array(const q_gguf *g, const char *key, uint32_t elem
 }
 
 /* The vocabulary kind and, for BPE, the pre-tokenizer named in the metadata. */
-static q_error_code q_gguf_vocab_kind(const q_gguf *g, q_tokenizer *t)
+static q_error_code q_gguf_vocab_kind(const q_gguf *g, q_vocab_kind *kind, q_pretok *pretok)
 {
     static const struct { const char *name; q_pretok pretok; } pre_names[] = {
         {"gpt-2", Q_PRETOK_GPT2},       {"gpt2", Q_PRETOK_GPT2},
@@ -781,8 +781,8 @@ static q_error_code q_gguf_vocab_kind(const q_gguf *g, q_tokenizer *t)
     const q_gguf_kv *kv = q_gguf_find(g, "tokenizer.ggml.model");
     const unsigned char *s;
     size_t n;
-    t->kind = Q_VOCAB_SPM;
-    t->pretok = Q_PRETOK_NONE;
+    *kind = Q_VOCAB_SPM;
+    *pretok = Q_PRETOK_NONE;
     if (kv == NULL)
         return Q_OK;
     if (kv->type != GT_STRING)
@@ -794,7 +794,7 @@ static q_error_code q_gguf_vocab_kind(const q_gguf *g, q_tokenizer *t)
     if (!q_is(s, n, "gpt2"))
         return q_fail_named(g->diag, Q_ERR_UNSUPPORTED_TYPE, "tokenizer.ggml.model ", s, n,
                             kv->value_at, 0);
-    t->kind = Q_VOCAB_BPE;
+    *kind = Q_VOCAB_BPE;
     kv = q_gguf_find(g, "tokenizer.ggml.pre");
     if (kv == NULL)
         return q_fail(g->diag, Q_ERR_MISSING, "tokenizer.ggml.pre", 0, 0);
@@ -804,7 +804,7 @@ static q_error_code q_gguf_vocab_kind(const q_gguf *g, q_tokenizer *t)
     s = g->r.base + kv->value_at + 8;
     for (size_t i = 0; i < sizeof pre_names / sizeof pre_names[0]; i++)
         if (q_is(s, n, pre_names[i].name)) {
-            t->pretok = pre_names[i].pretok;
+            *pretok = pre_names[i].pretok;
             return Q_OK;
         }
     return q_fail_named(g->diag, Q_ERR_UNSUPPORTED_TYPE, "tokenizer.ggml.pre ", s, n,
@@ -852,11 +852,12 @@ static q_error_code q_gguf_tokenizer(const q_gguf *g, q_tokenizer *t, size_t voc
 {
     const q_gguf_kv *tokens, *scores, *types, *merges = NULL, *kv;
     size_t i, text = 0, used = 0;
-    q_tokenizer kind;
+    q_vocab_kind kind;
+    q_pretok pretok;
     q_reader r;
     q_error_code rc;
 
-    if ((rc = q_gguf_vocab_kind(g, &kind)) != Q_OK)
+    if ((rc = q_gguf_vocab_kind(g, &kind, &pretok)) != Q_OK)
         return rc;
     kv = q_gguf_find(g, "tokenizer.ggml.tokens");
     if (kv == NULL)
@@ -865,11 +866,11 @@ static q_error_code q_gguf_tokenizer(const q_gguf *g, q_tokenizer *t, size_t voc
         return rc;
     if ((rc = q_gguf_array(g, "tokenizer.ggml.scores", GT_F32, vocab, &scores)) != Q_OK)
         return rc;
-    if (scores == NULL && kind.kind == Q_VOCAB_SPM)
+    if (scores == NULL && kind == Q_VOCAB_SPM)
         return q_fail(g->diag, Q_ERR_MISSING, "tokenizer.ggml.scores", 0, 0);
     if ((rc = q_gguf_array(g, "tokenizer.ggml.token_type", GT_I32, vocab, &types)) != Q_OK)
         return rc;
-    if (kind.kind == Q_VOCAB_BPE) {
+    if (kind == Q_VOCAB_BPE) {
         merges = q_gguf_find(g, "tokenizer.ggml.merges");
         if (merges == NULL)
             return q_fail(g->diag, Q_ERR_MISSING, "tokenizer.ggml.merges", 0, 0);
@@ -899,8 +900,8 @@ static q_error_code q_gguf_tokenizer(const q_gguf *g, q_tokenizer *t, size_t voc
     rc = q_tok_alloc(t, vocab, text);
     if (rc != Q_OK)
         return q_fail(g->diag, rc, "tokenizer", 0, (int64_t)vocab);
-    t->kind = kind.kind;
-    t->pretok = kind.pretok;
+    t->kind = kind;
+    t->pretok = pretok;
     r.pos = tokens->arr_at;
     for (i = 0; i < vocab; i++) {
         size_t n = (size_t)q_load_u64(r.base + r.pos);

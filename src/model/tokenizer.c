@@ -128,13 +128,6 @@ static int q_id_cmp(const void *pa, const void *pb)
     return c != 0 ? c : (a > b) - (a < b);
 }
 
-/* Whether piece i must be byte-level text: normal and byte tokens (all, without types). */
-static int q_is_text_token(const q_tokenizer *t, size_t i)
-{
-    return t->token_types == NULL || t->token_types[i] == Q_TOKEN_TYPE_NORMAL ||
-           t->token_types[i] == Q_TOKEN_TYPE_BYTE;
-}
-
 /* Lowest normal or byte id whose piece is s[0..n) in the id list sorted by q_id_cmp, or -1:
  * the byte pieces and merges of a BPE vocabulary are text, never a control or user-defined
  * piece spelled the same (that would decode to nothing, or to other bytes). */
@@ -154,7 +147,7 @@ static int64_t q_sorted_find(const q_tokenizer *t, const uint32_t *sorted,
         uint32_t id = sorted[lo];
         if (q_piece_cmp((const unsigned char *)t->pieces[id], t->piece_lengths[id], s, n) != 0)
             return -1;
-        if (q_is_text_token(t, id))
+        if (q_bpe_is_text_token(t, id))
             return id;
     }
     return -1;
@@ -237,7 +230,7 @@ q_error_code q_tok_bpe_finish(q_tokenizer *t, const unsigned char *base, size_t 
     for (size_t i = 0; i < n; i++) {
         const unsigned char *p = (const unsigned char *)t->pieces[i];
         size_t len = t->piece_lengths[i], used;
-        if (!q_is_text_token(t, i))
+        if (!q_bpe_is_text_token(t, i))
             continue;
         if (len == 0)
             return q_fail(diag, Q_ERR_BAD_TOKEN, "token (empty)", tokens_at, (int64_t)i);
