@@ -14,6 +14,22 @@
 
 #include "kernels/quant_layout.h"
 
+/*
+ * Q_MCA_BEGIN(name, k) / Q_MCA_END(name, k): llvm-mca region markers ("name_k", k an integer
+ * constant such as the weight type of an inlined copy) around the body of a decode kernel's
+ * inner loop. They exist only when bench/mca.sh compiles a kernel file to assembly with
+ * -DQ_MCA_MARKERS, for llvm-mca to report the loop's cycles per iteration on a CPU model: a
+ * repeatable figure where time on this machine is not, and one for the AVX-512 loops, which
+ * valgrind's CPU cannot run. A normal build has nothing there.
+ */
+#if defined(Q_MCA_MARKERS)
+#define Q_MCA_BEGIN(name, k) __asm__ volatile("# LLVM-MCA-BEGIN " name "_%c0" ::"i"(k))
+#define Q_MCA_END(name, k) __asm__ volatile("# LLVM-MCA-END " name "_%c0" ::"i"(k))
+#else
+#define Q_MCA_BEGIN(name, k) ((void)0)
+#define Q_MCA_END(name, k) ((void)0)
+#endif
+
 static inline float q_load_f32(const unsigned char *p)
 {
     float f;

@@ -278,16 +278,18 @@ static qrow qrow_at(const q_tensor *w, size_t row, float *ws)
 }
 
 /* The nibbles (codes + 8, unsigned 0..15) of Q4_0 blocks b and b + 1 of a row (code bytes
- * at q0 and q0 + step), in weight order: block b in the low 256 bits, b + 1 in the high. */
+ * at q0 and q0 + step), in weight order: block b in the low 256 bits, b + 1 in the high.
+ * Each block's 16 bytes go into both 128-bit lanes of its half by broadcast loads (no
+ * shuffle uop), and one variable shift moves the upper lane's high nibbles down (weights
+ * 16..31) while the lower lane keeps its low nibbles (weights 0..15). */
 QZ_INLINE __m512i q4_0_nibbles2(const unsigned char *q0, size_t step)
 {
-    __m256i v = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)q0)),
-        _mm_loadu_si128((const __m128i *)(const void *)(q0 + step)), 1);
-    /* 128-bit lanes: [b low, b+1 low, b high, b+1 high] -> [b low, b high, b+1 low, ...] */
-    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
-    z = _mm512_and_si512(z, _mm512_set1_epi8(15));
-    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+    const long long nib = 0x0004000400040004LL; /* 16-bit lanes shifted by 4 */
+    const __m512i shift = _mm512_setr_epi64(0, 0, nib, nib, 0, 0, nib, nib);
+    __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)q0));
+    v = _mm512_mask_broadcast_i32x4(v, (__mmask16)0xFF00,
+                                    _mm_loadu_si128((const __m128i *)(const void *)(q0 + step)));
+    return _mm512_and_si512(_mm512_srlv_epi16(v, shift), _mm512_set1_epi8(15));
 }
 
 /* -128 * (sum of the 16 signed bytes at p), exact: Q6_K's half-block offset share. */
@@ -498,11 +500,11 @@ QZ_INLINE __m512i merge_rows2(__m512i *part)
  * one gather: Q8_0 from the block headers (a constant offset per row), Q8_SPLIT from the
  * scale array at each row's current group (8 group counters in vectors).
  */
-static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1,
-                              const int8_t *xq, const float *xd)
+QZ_INLINE void int8_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
+                           const int8_t *xq, const float *xd, int type)
 {
     size_t n = w->cols, nb = n / Q_QBLOCK;
-    int split = w->type == Q_TENSOR_Q8_SPLIT, q4 = w->type == Q_TENSOR_Q4_0;
+    int split = type == Q_TENSOR_Q8_SPLIT, q4 = type == Q_TENSOR_Q4_0;
     size_t step = split ? Q_QBLOCK : q4 ? Q_Q4_0_BLOCK_BYTES : Q_Q8_0_BLOCK_BYTES;
     size_t row_bytes = nb * step;
     const unsigned char *base = (const unsigned char *)w->data;
@@ -578,6 +580,7 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
         /* Two blocks at a time in 512-bit registers (merge_rows2) */
         const __m512i bias2 = _mm512_set1_epi8((char)0x80);
         for (; b + 2 <= nb; b += 2) {
+            Q_MCA_BEGIN("avx512_int8_decode", type);
             pf_end += 2 * pf_step;
             for (; pf < pf_end; pf += 64)
                 _mm_prefetch((const char *)pf, _MM_HINT_T0);
@@ -609,6 +612,7 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
             acc = _mm256_fmadd_ps(_mm512_castps512_ps256(sf), sc0, acc);
             acc = _mm256_fmadd_ps(
                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sf), 1)), sc1, acc);
+            Q_MCA_END("avx512_int8_decode", type);
         }
         for (; b < nb; b++) { /* an odd last block: the 256-bit tree */
             pf_end += pf_step;
@@ -638,13 +642,33 @@ static void int8_decode_token(float *out, const q_tensor *w, size_t r0, size_t r
     }
 }
 
+/* int8_decode with the weight type a compile-time constant: one copy per type, with no
+ * per-row test of the type in its loops */
+static void int8_decode_q8_0(float *out, const q_tensor *w, size_t r0, size_t r1,
+                             const int8_t *xq, const float *xd)
+{
+    int8_decode(out, w, r0, r1, xq, xd, Q_TENSOR_Q8_0);
+}
+
+static void int8_decode_q4_0(float *out, const q_tensor *w, size_t r0, size_t r1,
+                             const int8_t *xq, const float *xd)
+{
+    int8_decode(out, w, r0, r1, xq, xd, Q_TENSOR_Q4_0);
+}
+
+static void int8_decode_split(float *out, const q_tensor *w, size_t r0, size_t r1,
+                              const int8_t *xq, const float *xd)
+{
+    int8_decode(out, w, r0, r1, xq, xd, Q_TENSOR_Q8_SPLIT);
+}
+
 /*
  * Q6_K decode: one token against rows [r0, r1), 8 rows in the lanes, two blocks (weights
  * 32k .. 32k+63 of a super-block, k even) per step. The unsigned operand of vpdpbusd is
  * the 6-bit code itself (weight + 32), so each dword lane (4 weights, inside one 16-weight
  * half-block) loses 32 * (the sum of its 4 activations, the same for every row) and is
  * multiplied by its half-block's int8 scale; merge_rows2 then gives the exact block sums,
- * which go into the accumulator as in int8_decode_token (and as in the prefill).
+ * which go into the accumulator as in int8_decode (and as in the prefill).
  */
 static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1,
                              const int8_t *xq, const float *xd)
@@ -670,6 +694,7 @@ static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1
         uintptr_t pf = pf_end & ~(uintptr_t)63;
         __m256 acc = _mm256_setzero_ps(); /* lane r: row i + r */
         for (size_t b = 0; b + 2 <= nb; b += 2) {
+            Q_MCA_BEGIN("avx512_q6k_decode", Q_TENSOR_Q6_K);
             pf_end += 2 * pf_step;
             for (; pf < pf_end; pf += 64)
                 _mm_prefetch((const char *)pf, _MM_HINT_T0);
@@ -718,6 +743,7 @@ static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1
             acc = _mm256_fmadd_ps(_mm512_castps512_ps256(sf), sc0, acc);
             acc = _mm256_fmadd_ps(
                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sf), 1)), sc1, acc);
+            Q_MCA_END("avx512_q6k_decode", Q_TENSOR_Q6_K);
         }
         float res[QDR];
         _mm256_storeu_ps(res, acc);
@@ -777,6 +803,7 @@ QZ_INLINE void qk_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
         for (int a = 0; a < QDR / 2; a++)
             acc[a] = _mm512_setzero_ps();
         for (size_t c = 0; c < nb; c += 8) {
+            Q_MCA_BEGIN("avx512_qk_decode", q5 ? Q_TENSOR_Q5_K : Q_TENSOR_Q4_K);
             pf_end += pf_step;
             for (; pf < pf_end; pf += 64)
                 _mm_prefetch((const char *)pf, _MM_HINT_T0);
@@ -829,6 +856,7 @@ QZ_INLINE void qk_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
                 acc[a] = _mm512_fmadd_ps(qsum, _mm512_mul_ps(dv, xdv), acc[a]);
                 acc[a] = _mm512_fnmadd_ps(_mm512_mul_ps(minv, xsv), _mm512_mul_ps(dminv, xdv), acc[a]);
             }
+            Q_MCA_END("avx512_qk_decode", q5 ? Q_TENSOR_Q5_K : Q_TENSOR_Q4_K);
         }
         for (int a = 0; a < QDR / 2; a++) {
             size_t ra = i + 2 * (size_t)a;
@@ -907,9 +935,13 @@ static void matmul_int8(float *out, size_t out_stride, const q_tensor *w, size_t
 {
     size_t n = w->cols, nt = x->n_rows, nb = n / Q_QBLOCK;
     if (nt < 4) {
+        void (*decode)(float *, const q_tensor *, size_t, size_t, const int8_t *,
+                       const float *) = w->type == Q_TENSOR_Q6_K   ? q6k_decode_token
+                                        : w->type == Q_TENSOR_Q4_0 ? int8_decode_q4_0
+                                        : w->type == Q_TENSOR_Q8_0 ? int8_decode_q8_0
+                                                                   : int8_decode_split;
         for (size_t t = 0; t < nt; t++)
-            (w->type == Q_TENSOR_Q6_K ? q6k_decode_token : int8_decode_token)(
-                out + t * out_stride, w, r0, r1, x->q + t * n, x->d + t * nb);
+            decode(out + t * out_stride, w, r0, r1, x->q + t * n, x->d + t * nb);
         return;
     }
     /* as many token groups per pass as the transposed-activation buffer holds */
