@@ -9,7 +9,8 @@
 # region markers around each decode loop body (Q_MCA_BEGIN / Q_MCA_END in
 # src/kernels/kernels_internal.h). For each region llvm-mca reports the steady-state cycles
 # of one iteration ("Block RThroughput": the busiest port's share) and its micro-ops; an
-# iteration covers 8 weight rows x 64 weights (int8 and Q6_K) or 8 rows x 256 (Q4_K, Q5_K).
+# iteration covers 8 weight rows x 64 weights (int8: two blocks) or 8 rows x 256 (Q4_K, Q5_K,
+# Q6_K: a super-block).
 # The model is a CPU of the same family as this machine (icelake-server, the newest Intel
 # server model of LLVM 14), not a measurement: read the ratios between loops and between
 # revisions, not the absolute figures.
@@ -46,6 +47,6 @@ awk -v mcpu="$mcpu" '
   /^Total uOps:/ { uops = $3 }
   /^Block RThroughput:/ {
     n = split(name, part, "_"); id = part[n]; loop = substr(name, 1, length(name) - length(id) - 1)
-    w = (id == 12 || id == 13) ? 2048 : 512
+    w = (id == 12 || id == 13 || id == 14) ? 2048 : 512
     printf "%-28s %-9s %9d %11.1f %12.1f %12.1f\n", loop, tname(id), w, $3, uops / it, 1000 * $3 / w
   }' "$out/mca.txt"

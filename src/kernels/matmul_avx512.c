@@ -673,13 +673,12 @@ static void int8_decode_split(float *out, const q_tensor *w, size_t r0, size_t r
 static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1,
                              const int8_t *xq, const float *xd)
 {
-    size_t n = w->cols, nb = n / Q_QBLOCK, row_bytes = nb / 8 * Q_Q6_K_BLOCK_BYTES;
+    size_t n = w->cols, nb = n / Q_QBLOCK, nsb = nb / 8, row_bytes = nsb * Q_Q6_K_BLOCK_BYTES;
     const unsigned char *base = (const unsigned char *)w->data;
     const __m512i ones = _mm512_set1_epi8(1), low4 = _mm512_set1_epi8(15),
                   bits45 = _mm512_set1_epi8(0x30);
-    /* lane i: how far to shift a little-endian dword left so that its byte i / 4 is on top */
-    const __m512i byte_top = _mm512_setr_epi32(24, 24, 24, 24, 16, 16, 16, 16, 8, 8, 8, 8, 0,
-                                               0, 0, 0);
+    /* vpermd indices: dword lane i of step k (blocks k, k+1) takes half-block scale 2k + i / 4 */
+    const __m512i scale_at = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     for (size_t i = r0; i < r1; i += QDR) {
         const unsigned char *rows[QDR]; /* (QDR) each row's first super-block */
         int32_t row_off[QDR];           /* (QDR) row r's bytes from row 0's */
@@ -693,56 +692,65 @@ static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1
         uintptr_t pf_end = (uintptr_t)(base + i * row_bytes) + tile_bytes; /* never read */
         uintptr_t pf = pf_end & ~(uintptr_t)63;
         __m256 acc = _mm256_setzero_ps(); /* lane r: row i + r */
-        for (size_t b = 0; b + 2 <= nb; b += 2) {
+        for (size_t sbi = 0; sbi < nsb; sbi++) {
             Q_MCA_BEGIN("avx512_q6k_decode", Q_TENSOR_Q6_K);
-            pf_end += 2 * pf_step;
-            for (; pf < pf_end; pf += 64)
-                _mm_prefetch((const char *)pf, _MM_HINT_T0);
-            __m512i xv = _mm512_loadu_si512(xq + b * Q_QBLOCK); /* blocks b, b+1 */
-            /* 32 * the sum of each dword lane's 4 activations */
-            __m512i xoff = _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, xv), 5);
-            size_t sbo = b / 8 * Q_Q6_K_BLOCK_BYTES, k = b % 8, h = k / 4, q = k % 4; /* q: 0, 2 */
-            /* the high 2 bits of block b's codes are bits 2q of qh, of block b+1's 2q + 2:
-             * moved straight to bits 4-5 (q = 0: left by 4 and 2; q = 2: by 0 and right by
-             * 2), 16-bit shifts whose spill into the neighbouring byte the mask drops */
-            const __m512i qh_shift = q == 0 ? _mm512_inserti64x4(_mm512_set1_epi16(4),
-                                                                 _mm256_set1_epi16(2), 1)
-                                            : _mm512_inserti64x4(_mm512_setzero_si512(),
-                                                                 _mm256_set1_epi16(2), 1);
-            __m512i part[QDR]; /* (QDR) per row: 8 scaled lane sums of block b, then b+1 */
+            size_t sbo = sbi * Q_Q6_K_BLOCK_BYTES;
+            /* each row's 16 half-block scales, sign-extended to 16 bits in the low half of a
+             * dword whose high half is 0: vpmaddwd's operand for the exact lane * scale */
+            __m512i sc16[QDR]; /* (QDR) 16 dwords per row */
 #pragma GCC unroll 8
-            for (int r = 0; r < QDR; r++) {
-                const unsigned char *sb = rows[r] + sbo;
-                /* low 4 bits of both blocks: 64 contiguous ql bytes, low or high nibbles */
-                __m512i ql = _mm512_loadu_si512(sb + 64 * h);
-                __m512i lo = _mm512_and_si512(q == 0 ? ql : _mm512_srli_epi16(ql, 4), low4);
-                /* the 32 qh bytes in both halves: a broadcast load, no shuffle */
-                __m512i qh = _mm512_broadcast_i64x4(
-                    _mm256_loadu_si256((const __m256i *)(const void *)(sb + 128 + 32 * h)));
-                __m512i hi = _mm512_and_si512(q == 0 ? _mm512_sllv_epi16(qh, qh_shift)
-                                                     : _mm512_srlv_epi16(qh, qh_shift),
-                                              bits45);
-                __m512i code = _mm512_or_si512(lo, hi); /* 0..63 */
-                __m512i lanes = _mm512_sub_epi32(
-                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), code, xv), xoff);
-                int32_t s4; /* the int8 scales of the 4 half-blocks */
-                memcpy(&s4, sb + Q_Q6_K_SCALES + 2 * k, 4);
-                /* each lane times its half-block's scale, exactly (a lane is 4 products of
-                 * at most 32 * 128, times a scale of at most 128: below 2^21): the 4 scale
-                 * bytes in every lane, lane i's byte i / 4 moved to the top and shifted
-                 * back down with its sign; shifts and a multiply, no shuffle */
-                __m512i scv = _mm512_srai_epi32(_mm512_sllv_epi32(_mm512_set1_epi32(s4), byte_top), 24);
-                part[r] = _mm512_mullo_epi32(lanes, scv);
-            }
-            __m512 sf = _mm512_cvtepi32_ps(merge_rows2(part)); /* S_b per row | S_b+1 */
+            for (int r = 0; r < QDR; r++)
+                sc16[r] = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(
+                    _mm_loadu_si128((const __m128i *)(const void *)(rows[r] + sbo + Q_Q6_K_SCALES))));
             for (int r_ = 0; r_ < QDR; r_++)
                 Q_GATHER_CHECK(rows[0] + sbo + Q_Q6_K_D - 2 + row_off[r_], 4);
-            __m256 d = gather_q6k_d(rows[0] + sbo + Q_Q6_K_D - 2, hdr_idx); /* both blocks' */
-            __m256 sc0 = _mm256_mul_ps(d, _mm256_set1_ps(xd[b])); /* ws * xd */
-            __m256 sc1 = _mm256_mul_ps(d, _mm256_set1_ps(xd[b + 1]));
-            acc = _mm256_fmadd_ps(_mm512_castps512_ps256(sf), sc0, acc);
-            acc = _mm256_fmadd_ps(
-                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sf), 1)), sc1, acc);
+            __m256 d = gather_q6k_d(rows[0] + sbo + Q_Q6_K_D - 2, hdr_idx); /* every block's */
+#pragma GCC unroll 4
+            for (int k = 0; k < 8; k += 2) { /* blocks b = 8 sbi + k and b + 1 */
+                size_t b = 8 * sbi + (size_t)k;
+                const int h = k / 4, q = k % 4; /* q: 0, 2 */
+                pf_end += 2 * pf_step;
+                for (; pf < pf_end; pf += 64)
+                    _mm_prefetch((const char *)pf, _MM_HINT_T0);
+                __m512i xv = _mm512_loadu_si512(xq + b * Q_QBLOCK); /* blocks b, b+1 */
+                /* 32 * the sum of each dword lane's 4 activations */
+                __m512i xoff = _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, xv), 5);
+                /* the high 2 bits of block b's codes are bits 2q of qh, of block b+1's 2q + 2:
+                 * moved straight to bits 4-5 (q = 0: left by 4 and 2; q = 2: by 0 and right
+                 * by 2), 16-bit shifts whose spill into the neighbouring byte the mask drops */
+                const __m512i qh_shift = q == 0 ? _mm512_inserti64x4(_mm512_set1_epi16(4),
+                                                                     _mm256_set1_epi16(2), 1)
+                                                : _mm512_inserti64x4(_mm512_setzero_si512(),
+                                                                     _mm256_set1_epi16(2), 1);
+                const __m512i scale_idx = _mm512_add_epi32(scale_at, _mm512_set1_epi32(2 * k));
+                __m512i part[QDR]; /* (QDR) per row: 8 scaled lane sums of block b, then b+1 */
+#pragma GCC unroll 8
+                for (int r = 0; r < QDR; r++) {
+                    const unsigned char *sb = rows[r] + sbo;
+                    /* low 4 bits of both blocks: 64 contiguous ql bytes, low or high nibbles */
+                    __m512i ql = _mm512_loadu_si512(sb + 64 * h);
+                    __m512i lo = _mm512_and_si512(q == 0 ? ql : _mm512_srli_epi16(ql, 4), low4);
+                    /* the 32 qh bytes in both halves: a broadcast load, no shuffle */
+                    __m512i qh = _mm512_broadcast_i64x4(
+                        _mm256_loadu_si256((const __m256i *)(const void *)(sb + 128 + 32 * h)));
+                    __m512i hi = _mm512_and_si512(q == 0 ? _mm512_sllv_epi16(qh, qh_shift)
+                                                         : _mm512_srlv_epi16(qh, qh_shift),
+                                                  bits45);
+                    __m512i code = _mm512_or_si512(lo, hi); /* 0..63 */
+                    /* a lane is 4 products (code - 32) * x: |lane| <= 4 * 32 * 128 = 2^14,
+                     * so it is its own low 16 bits, and vpmaddwd against (scale, 0) gives
+                     * lane * scale exactly (at most 2^21), as a 32-bit multiply would */
+                    __m512i lanes = _mm512_sub_epi32(
+                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), code, xv), xoff);
+                    part[r] = _mm512_madd_epi16(lanes, _mm512_permutexvar_epi32(scale_idx, sc16[r]));
+                }
+                __m512 sf = _mm512_cvtepi32_ps(merge_rows2(part)); /* S_b per row | S_b+1 */
+                __m256 sc0 = _mm256_mul_ps(d, _mm256_set1_ps(xd[b])); /* ws * xd */
+                __m256 sc1 = _mm256_mul_ps(d, _mm256_set1_ps(xd[b + 1]));
+                acc = _mm256_fmadd_ps(_mm512_castps512_ps256(sf), sc0, acc);
+                acc = _mm256_fmadd_ps(
+                    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sf), 1)), sc1, acc);
+            }
             Q_MCA_END("avx512_q6k_decode", Q_TENSOR_Q6_K);
         }
         float res[QDR];
