@@ -821,19 +821,46 @@ QZ_INLINE void qk_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
             __m512 xdv = f32x8_twice(_mm256_loadu_ps(xd + c));
             __m512 xsv = f32x8_twice(_mm256_loadu_ps(xs + c));
             size_t sbo = c / 8 * sb_bytes;
+            /* The 16 header bytes of the 8 rows' super-blocks (d, dmin, the 12 packed
+             * scale bytes) as dword lanes = rows: the 4 dwords of rows r and r + 4 loaded
+             * into one register, then a 4 x 4 dword transpose per 128-bit lane. */
+            __m256i hd[4]; /* (4) dword j of the header of each row: rows 0-3 | 4-7 */
+            {
+                __m256i y[4]; /* (4) row r's header | row r + 4's */
+                for (int r = 0; r < 4; r++)
+                    y[r] = _mm256_inserti128_si256(
+                        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(rows[r] + sbo))),
+                        _mm_loadu_si128((const __m128i *)(const void *)(rows[r + 4] + sbo)), 1);
+                __m256i t0 = _mm256_unpacklo_epi32(y[0], y[1]), t1 = _mm256_unpacklo_epi32(y[2], y[3]);
+                __m256i t2 = _mm256_unpackhi_epi32(y[0], y[1]), t3 = _mm256_unpackhi_epi32(y[2], y[3]);
+                hd[0] = _mm256_unpacklo_epi64(t0, t1);
+                hd[1] = _mm256_unpackhi_epi64(t0, t1);
+                hd[2] = _mm256_unpacklo_epi64(t2, t3);
+                hd[3] = _mm256_unpackhi_epi64(t2, t3);
+            }
+            /* d and dmin of rows 0..7 (binary16 halves of dword 0) */
+            __m512 d8 = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm256_cvtepi32_epi16(hd[0])));
+            __m512 dmin8 = _mm512_castps256_ps512(
+                _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(hd[0], 16))));
+            /* q_k_scales_mins on 8 rows at once: dwords w0, w1, w2 = hd[1..3]; the top two
+             * bits of w0 / w1 bytes go to bits 4-5 of the high scales / mins */
+            const __m256i low6 = _mm256_set1_epi8(0x3f), low4_8 = _mm256_set1_epi8(15),
+                          bits45_8 = _mm256_set1_epi8(0x30);
+            __m256i sc_lo = _mm256_and_si256(hd[1], low6), m_lo = _mm256_and_si256(hd[2], low6);
+            __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(hd[3], low4_8),
+                                            _mm256_and_si256(_mm256_srli_epi32(hd[1], 2), bits45_8));
+            __m256i m_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(hd[3], 4), low4_8),
+                                           _mm256_and_si256(_mm256_srli_epi32(hd[2], 2), bits45_8));
+            /* per 128-bit lane, the 8 scales (or mins) of two rows: sc01 = rows 0, 1 | 4, 5,
+             * sc23 = rows 2, 3 | 6, 7 */
+            __m256i sc01 = _mm256_unpacklo_epi32(sc_lo, sc_hi), sc23 = _mm256_unpackhi_epi32(sc_lo, sc_hi);
+            __m256i m01 = _mm256_unpacklo_epi32(m_lo, m_hi), m23 = _mm256_unpackhi_epi32(m_lo, m_hi);
 #pragma GCC unroll 4
             for (int a = 0; a < QDR / 2; a++) {
                 __m512i part[8]; /* (2 rows, 4 pairs) 8 partial sums of each pair's 2 blocks */
-                __m128i sm[2];   /* (2) each row's 8 scales, then 8 mins (bytes) */
-                float dd[2][2];  /* (2 rows) d, dmin */
 #pragma GCC unroll 2
                 for (int rr = 0; rr < 2; rr++) {
                     const unsigned char *sb = rows[2 * a + rr] + sbo;
-                    uint16_t h[2];
-                    memcpy(h, sb, 4);
-                    dd[rr][0] = _cvtsh_ss(h[0]);
-                    dd[rr][1] = _cvtsh_ss(h[1]);
-                    sm[rr] = q_k_scales_mins(sb + Q_QK_SCALES);
                     __m512i qh = _mm512_setzero_si512();
                     if (q5)
                         qh = _mm512_broadcast_i64x4(
@@ -856,10 +883,17 @@ QZ_INLINE void qk_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
                     }
                 }
                 __m512i sums = _mm512_permutexvar_epi32(to_rows, merge_rows2(part));
-                __m512i scv = _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(sm[0], sm[1]));
-                __m512 minv = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi64(sm[0], sm[1])));
-                __m512 dv = f32x8_pair(_mm256_set1_ps(dd[0][0]), _mm256_set1_ps(dd[1][0]));
-                __m512 dminv = f32x8_pair(_mm256_set1_ps(dd[0][1]), _mm256_set1_ps(dd[1][1]));
+                /* rows 2a, 2a + 1: a = 0, 1 from the low 128-bit lanes, 2, 3 the high */
+                __m256i scp = a % 2 == 0 ? sc01 : sc23, mp = a % 2 == 0 ? m01 : m23;
+                __m128i sc2 = a < 2 ? _mm256_castsi256_si128(scp) : _mm256_extracti128_si256(scp, 1);
+                __m128i m2 = a < 2 ? _mm256_castsi256_si128(mp) : _mm256_extracti128_si256(mp, 1);
+                __m512i scv = _mm512_cvtepu8_epi32(sc2);
+                __m512 minv = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(m2));
+                /* [row 2a's value x 8 | row 2a + 1's x 8] */
+                const __m512i pick = _mm512_inserti64x4(_mm512_set1_epi32(2 * a),
+                                                        _mm256_set1_epi32(2 * a + 1), 1);
+                __m512 dv = _mm512_permutexvar_ps(pick, d8);
+                __m512 dminv = _mm512_permutexvar_ps(pick, dmin8);
                 __m512 qsum = _mm512_cvtepi32_ps(_mm512_mullo_epi32(sums, scv));
                 acc[a] = _mm512_fmadd_ps(qsum, _mm512_mul_ps(dv, xdv), acc[a]);
                 acc[a] = _mm512_fnmadd_ps(_mm512_mul_ps(minv, xsv), _mm512_mul_ps(dminv, xdv), acc[a]);
