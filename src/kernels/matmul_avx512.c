@@ -713,8 +713,11 @@ static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1
                 for (; pf < pf_end; pf += 64)
                     _mm_prefetch((const char *)pf, _MM_HINT_T0);
                 __m512i xv = _mm512_loadu_si512(xq + b * Q_QBLOCK); /* blocks b, b+1 */
-                /* 32 * the sum of each dword lane's 4 activations */
-                __m512i xoff = _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, xv), 5);
+                /* -32 * the sum of each dword lane's 4 activations: every row's lanes start
+                 * there, so the dpbusd that adds the codes' products leaves (code - 32) * x */
+                __m512i nxoff = _mm512_sub_epi32(
+                    _mm512_setzero_si512(),
+                    _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, xv), 5));
                 /* the high 2 bits of block b's codes are bits 2q of qh, of block b+1's 2q + 2:
                  * moved straight to bits 4-5 (q = 0: left by 4 and 2; q = 2: by 0 and right
                  * by 2), 16-bit shifts whose spill into the neighbouring byte the mask drops */
@@ -740,8 +743,7 @@ static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1
                     /* a lane is 4 products (code - 32) * x: |lane| <= 4 * 32 * 128 = 2^14,
                      * so it is its own low 16 bits, and vpmaddwd against (scale, 0) gives
                      * lane * scale exactly (at most 2^21), as a 32-bit multiply would */
-                    __m512i lanes = _mm512_sub_epi32(
-                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), code, xv), xoff);
+                    __m512i lanes = _mm512_dpbusd_epi32(nxoff, code, xv);
                     part[r] = _mm512_madd_epi16(lanes, _mm512_permutexvar_epi32(scale_idx, sc16[r]));
                 }
                 __m512 sf = _mm512_cvtepi32_ps(merge_rows2(part)); /* S_b per row | S_b+1 */
