@@ -145,6 +145,15 @@ enum { LAY_Q8_0 = 0, LAY_SPLIT = 1, LAY_Q4_0 = 2, LAY_Q6_K = 3, LAY_Q4_K = 4, LA
      : (lay) == LAY_Q5_K ? Q_Q5_K_BLOCK_BYTES                                            \
                          : Q_Q6_K_BLOCK_BYTES)
 
+/* The tensor type of a layout (the name of its bench/mca.sh region) */
+#define LAY_TYPE(lay)                                                                    \
+    ((lay) == LAY_Q8_0   ? Q_TENSOR_Q8_0                                                 \
+     : (lay) == LAY_SPLIT ? Q_TENSOR_Q8_SPLIT                                            \
+     : (lay) == LAY_Q4_0  ? Q_TENSOR_Q4_0                                                \
+     : (lay) == LAY_Q6_K  ? Q_TENSOR_Q6_K                                                \
+     : (lay) == LAY_Q4_K  ? Q_TENSOR_Q4_K                                                \
+                          : Q_TENSOR_Q5_K)
+
 /* Bytes per 32-value block of a blocked layout (Q8_0, Q4_0) */
 #define LAY_BLOCK_BYTES(lay) ((lay) == LAY_Q4_0 ? Q_Q4_0_BLOCK_BYTES : Q_Q8_0_BLOCK_BYTES)
 
@@ -553,6 +562,8 @@ QA_INLINE void qtile(float *const *outs, const qrows *wr_in, const int8_t *const
     size_t pf_step = (tile_bytes + full_chunks - 1) / full_chunks; /* bytes per chunk */
     uintptr_t pf = (uintptr_t)wr->row[0] + tile_bytes; /* an address only: never read */
     for (; c + 8 <= nb; c += 8) {
+        if (T == 1 && R == 8)
+            Q_MCA_BEGIN("avx2_decode", LAY_TYPE(lay));
         if (T == 1) {
             for (size_t o = 0; o < pf_step; o += 64)
                 _mm_prefetch((const char *)(pf + o), _MM_HINT_T0);
@@ -562,6 +573,8 @@ QA_INLINE void qtile(float *const *outs, const qrows *wr_in, const int8_t *const
             qchunk_kmin(acc, wr, xq, xd, c, R, T, lay);
         else
             qchunk(acc, wr, xq, xd, c, 8, R, T, lay);
+        if (T == 1 && R == 8)
+            Q_MCA_END("avx2_decode", LAY_TYPE(lay));
     }
     if (c < nb && !LAY_IS_KMIN(lay))
         qchunk(acc, wr, xq, xd, c, nb - c, R, T, lay);
