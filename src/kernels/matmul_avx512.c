@@ -46,12 +46,14 @@
  *       computed once per row and block. Four rows at a time, two dpbusd chains per row;
  *       no horizontal sums at all.
  *   int8 decode (fewer rows): lanes are ROWS. For 8 rows and two blocks, each row gives
- *       vpdpbusd(0, w xor 0x80, x) on 512 bits = 8 partial sums of (w + 128) * x per block;
- *       three levels of 2-source permutes and adds turn those 8 vectors into 8 row sums
- *       per block, and 128 * sum(x_b) (8 * sum(x_b) for Q4_0; one value per block, the
- *       same for every row) is subtracted. An odd last block goes through the AVX2 table's 256-bit hadd tree.
- *       The 8 rows' scales of a block come in one gather. Rows past r1 repeat the last row
- *       (read, never stored), so there are no edge tiles.
+ *       vpdpbusd(init, w xor 0x80, x) on 512 bits = 8 partial sums of (w + 128) * x per
+ *       block, where init holds -128 * sum(x_b) (-8 * sum(x_b) for Q4_0; one value per
+ *       block, the same for every row) in one lane of each block; three levels of 2-source
+ *       permutes and adds turn those 8 vectors into 8 exact row sums per block. An odd
+ *       last block goes through the AVX2 table's 256-bit hadd tree (the offset subtracted).
+ *       The 8 rows' scales of two blocks come in one gather (Q8_SPLIT: one per block, from
+ *       its group counters). Rows past r1 repeat the last row (read, never stored), so
+ *       there are no edge tiles.
  *   Decode prefetches the next tile's bytes, as the AVX2 table does (see matmul_avx2.c).
  *
  * Both int8 paths give each output the same sequence: the block sums are exact integers
@@ -451,6 +453,14 @@ static inline __m256 gather_q80_scales(const unsigned char *hdr, __m256i idx)
     return _mm256_cvtph_ps(_mm256_cvtepi32_epi16(h));
 }
 
+/* The binary16 scales of blocks b (lanes 0-7) and b + 1 (lanes 8-15) of 8 rows, as float32:
+ * the block headers at hdr + idx[r] bytes, idx = (row offsets, row offsets + block size). */
+static inline __m512 gather_q80_scales2(const unsigned char *hdr, __m512i idx)
+{
+    __m512i h = _mm512_i32gather_epi32(idx, (const int *)(const void *)hdr, 1);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
+}
+
 /* The binary16 d of 8 Q6_K super-blocks at at + idx[r] bytes, as float32: each gathered
  * dword is bytes 206..209 of its super-block (the last two scales, then d), so nothing past
  * the super-block is read. */
@@ -470,6 +480,18 @@ static inline size_t grp_now(__m512i g, int r)
     return (size_t)v[r];
 }
 #endif
+
+/* [lo | hi] and [v | v] as one 512-bit register (AVX512F only: no DQ insert / broadcast) */
+QZ_INLINE __m512 f32x8_pair(__m256 lo, __m256 hi)
+{
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)),
+                                               _mm256_castps_pd(hi), 1));
+}
+
+QZ_INLINE __m512 f32x8_twice(__m256 v)
+{
+    return f32x8_pair(v, v);
+}
 
 /*
  * The 8 rows' partial sums of two blocks (part[r]: 8 dwords of block b in the low 256 bits,
@@ -522,6 +544,13 @@ QZ_INLINE void int8_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
         h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x55));
         xoff[b] = offset * _mm_cvtsi128_si32(h);
     }
+    /* xinit[8b .. 8b+8): lane 0 is -xoff[b], the others 0. Every row's lanes of blocks b,
+     * b + 1 start from xinit[8b .. 8b+16) (vpdpbusd adds onto it), so after the merge each
+     * block sum has its offset taken off exactly once, with no subtraction per block. */
+    _Alignas(64) int32_t xinit[Q512_MAX_BLOCKS * 8];
+    memset(xinit, 0, nb * 8 * sizeof xinit[0]);
+    for (size_t b = 0; b < nb; b++)
+        xinit[8 * b] = -xoff[b];
     /* Q8_SPLIT: the group of row r0's first block and the blocks of that group before it;
      * each next row is n values on (row_groups groups and row_blocks blocks), so the
      * counters advance without a division per row */
@@ -549,6 +578,10 @@ QZ_INLINE void int8_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
             }
         }
         __m256i hdr_idx = _mm256_loadu_si256((const __m256i *)(const void *)row_off);
+        /* (16) the row offsets, then the same plus one block: blocks b and b + 1 */
+        __m512i hdr_idx2 = _mm512_inserti64x4(
+            _mm512_castsi256_si512(hdr_idx),
+            _mm256_add_epi32(hdr_idx, _mm256_set1_epi32((int)step)), 1);
         __m512i g = _mm512_loadu_si512(grp), k = _mm512_loadu_si512(inb);
         const __m512i bpg = _mm512_set1_epi64((long long)(split ? w->group_size / Q_QBLOCK : 1));
         const __m512i one64 = _mm512_set1_epi64(1);
@@ -585,6 +618,7 @@ QZ_INLINE void int8_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
             for (; pf < pf_end; pf += 64)
                 _mm_prefetch((const char *)pf, _MM_HINT_T0);
             __m512i xv = _mm512_loadu_si512(xq + b * Q_QBLOCK); /* blocks b, b+1 */
+            const __m512i init = _mm512_load_si512(xinit + 8 * b); /* b even: aligned */
             __m512i part[QDR]; /* (QDR) per row: 8 partial sums of block b, then of b+1 */
 #pragma GCC unroll 8
             for (int r = 0; r < QDR; r++) {
@@ -598,17 +632,27 @@ QZ_INLINE void int8_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
                         _mm256_loadu_si256((const __m256i *)(const void *)(q0 + step)), 1);
                     wu = _mm512_xor_si512(wv, bias2);
                 }
-                part[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wu, xv);
+                part[r] = _mm512_dpbusd_epi32(init, wu, xv);
             }
-            __m512i sums = merge_rows2(part);
-            sums = _mm512_sub_epi32(sums, _mm512_inserti64x4(_mm512_set1_epi32(xoff[b]),
-                                                             _mm256_set1_epi32(xoff[b + 1]), 1));
-            __m512 sf = _mm512_cvtepi32_ps(sums); /* S_b per row | S_b+1 per row */
-            __m256 ws0, ws1;
-            BLOCK_SCALES(b, ws0);
-            BLOCK_SCALES(b + 1, ws1);
-            __m256 sc0 = _mm256_mul_ps(ws0, _mm256_set1_ps(xd[b])); /* ws * xd */
-            __m256 sc1 = _mm256_mul_ps(ws1, _mm256_set1_ps(xd[b + 1]));
+            __m512 sf = _mm512_cvtepi32_ps(merge_rows2(part)); /* S_b per row | S_b+1 per row */
+            __m256 sc0, sc1; /* ws * xd of block b, of block b + 1 (lanes: rows) */
+            if (split) {
+                __m256 ws0, ws1;
+                BLOCK_SCALES(b, ws0);
+                BLOCK_SCALES(b + 1, ws1);
+                sc0 = _mm256_mul_ps(ws0, _mm256_set1_ps(xd[b]));
+                sc1 = _mm256_mul_ps(ws1, _mm256_set1_ps(xd[b + 1]));
+            } else { /* both blocks' scales in one gather, the same products 16 wide */
+                const unsigned char *hdr = quants[0] - 2 + b * step;
+                for (int r_ = 0; r_ < QDR; r_++) {
+                    Q_GATHER_CHECK(hdr + row_off[r_], 4);
+                    Q_GATHER_CHECK(hdr + step + row_off[r_], 4);
+                }
+                __m512 sc = _mm512_mul_ps(gather_q80_scales2(hdr, hdr_idx2),
+                                          f32x8_pair(_mm256_set1_ps(xd[b]), _mm256_set1_ps(xd[b + 1])));
+                sc0 = _mm512_castps512_ps256(sc);
+                sc1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sc), 1));
+            }
             acc = _mm256_fmadd_ps(_mm512_castps512_ps256(sf), sc0, acc);
             acc = _mm256_fmadd_ps(
                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sf), 1)), sc1, acc);
@@ -760,18 +804,6 @@ static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1
         for (int r = 0; r < QDR && i + (size_t)r < r1; r++)
             out[i + (size_t)r] = res[r];
     }
-}
-
-/* [lo | hi] and [v | v] as one 512-bit register (AVX512F only: no DQ insert / broadcast) */
-QZ_INLINE __m512 f32x8_pair(__m256 lo, __m256 hi)
-{
-    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)),
-                                               _mm256_castps_pd(hi), 1));
-}
-
-QZ_INLINE __m512 f32x8_twice(__m256 v)
-{
-    return f32x8_pair(v, v);
 }
 
 /*
