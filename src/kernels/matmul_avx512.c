@@ -518,9 +518,10 @@ QZ_INLINE __m512i merge_rows2(__m512i *part)
 
 /*
  * Decode: one token (xq: n int8, xd: n / 32 scales) against rows [r0, r1), 8 rows at a
- * time (lanes = rows), in block order, two blocks per step. The 8 rows' scales of a block come in
- * one gather: Q8_0 from the block headers (a constant offset per row), Q8_SPLIT from the
- * scale array at each row's current group (8 group counters in vectors).
+ * time (lanes = rows), in block order, two blocks per step. Q8_0 / Q4_0: the 8 rows' scales
+ * of both blocks come in one 16-lane gather from the block headers (a constant offset per
+ * row); Q8_SPLIT: one gather per block from the scale array at each row's current group (8
+ * group counters in vectors). `type` is a constant in each of the three copies below.
  */
 QZ_INLINE void int8_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
                            const int8_t *xq, const float *xd, int type)
@@ -707,12 +708,14 @@ static void int8_decode_split(float *out, const q_tensor *w, size_t r0, size_t r
 }
 
 /*
- * Q6_K decode: one token against rows [r0, r1), 8 rows in the lanes, two blocks (weights
- * 32k .. 32k+63 of a super-block, k even) per step. The unsigned operand of vpdpbusd is
- * the 6-bit code itself (weight + 32), so each dword lane (4 weights, inside one 16-weight
- * half-block) loses 32 * (the sum of its 4 activations, the same for every row) and is
- * multiplied by its half-block's int8 scale; merge_rows2 then gives the exact block sums,
- * which go into the accumulator as in int8_decode (and as in the prefill).
+ * Q6_K decode: one token against rows [r0, r1), 8 rows in the lanes, a super-block per
+ * iteration in four steps of two blocks (weights 32k .. 32k+63, k even; unrolled, so each
+ * step's nibble and bit positions are constants). The unsigned operand of vpdpbusd is the
+ * 6-bit code itself (weight + 32); each dword lane (4 weights, inside one 16-weight
+ * half-block) starts at -32 * (the sum of its 4 activations, the same for every row), so it
+ * ends at the exact sum of (code - 32) * x, and is multiplied by its half-block's int8 scale
+ * (vpmaddwd against the scale widened once per super-block); merge_rows2 then gives the
+ * exact block sums, which go into the accumulator as in int8_decode (and as in the prefill).
  */
 static void q6k_decode_token(float *out, const q_tensor *w, size_t r0, size_t r1,
                              const int8_t *xq, const float *xd)
