@@ -375,6 +375,21 @@ QA_INLINE __m256i q_wmul(const qrows *wr, int r, size_t b, int lay)
     return _mm256_set_m128i(_mm_set1_epi16((short)(int8_t)sc[1]), _mm_set1_epi16((short)(int8_t)sc[0]));
 }
 
+/* Q6_K decode: block 4h + j's multipliers (as q_wmul) from the super-block's 16 half-block
+ * scales as int16 with 128-bit half h in both halves of s16h (h = 0: scales 0..7, 1: 8..15):
+ * lanes 0-7 take scale 2j of that half, lanes 8-15 scale 2j + 1 (one in-lane shuffle). */
+QA_INLINE __m256i q6k_pair_scales(__m256i s16h, int j)
+{
+    const char a = (char)(4 * j), b = (char)(4 * j + 2);
+    const __m256i pick = _mm256_setr_epi8(a, (char)(a + 1), a, (char)(a + 1), a, (char)(a + 1), a,
+                                          (char)(a + 1), a, (char)(a + 1), a, (char)(a + 1), a,
+                                          (char)(a + 1), a, (char)(a + 1), b, (char)(b + 1), b,
+                                          (char)(b + 1), b, (char)(b + 1), b, (char)(b + 1), b,
+                                          (char)(b + 1), b, (char)(b + 1), b, (char)(b + 1), b,
+                                          (char)(b + 1));
+    return _mm256_shuffle_epi8(s16h, pick);
+}
+
 /* 8 exact int32 partial sums of one 32-value block: sum of x[j] * w[j] = |w[j]| * (x[j] *
  * sign(w[j])) through maddubs (u8 x s8 -> pairs of s16, no saturation for x in [-127, 127]
  * and |w| <= 128) and madd with the multipliers m (-> s32: ones, or Q6_K's half-block
@@ -461,8 +476,22 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
 {
     __m256 wsv[MAX_R], xdv[MAX_T]; /* (R), (T) scales of the chunk's blocks */
     __m256i wv[MAX_R][8], aw[MAX_R][8]; /* (R, 8) weights and |w| of the chunk (T > 1) */
+    /* Q6_K decode (T == 1): each row's 16 half-block scales as int16, half 0 (scales 0..7)
+     * in both 128-bit halves of s16[r][0], half 1 in s16[r][1]: q6k_pair_scales takes a
+     * block's multipliers from them with one shuffle (instead of q_wmul's loads and
+     * broadcasts per block) */
+    __m256i s16[MAX_R][2];
+    const int q6k_decode = lay == LAY_Q6_K && T == 1 && nbc == 8;
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
+        if (q6k_decode) {
+            __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(
+                wr->row[r] + c / 8 * Q_Q6_K_BLOCK_BYTES + Q_Q6_K_SCALES)));
+            s16[r][0] = _mm256_permute2x128_si256(v, v, 0x00);
+            s16[r][1] = _mm256_permute2x128_si256(v, v, 0x11);
+        } else {
+            s16[r][0] = s16[r][1] = _mm256_setzero_si256(); /* unused */
+        }
         if (lay == LAY_Q6_K && nbc == 8) { /* a whole super-block: one d */
             wsv[r] = _mm256_set1_ps(q_wscale(wr, r, c, lay));
         } else if (lay == LAY_SPLIT && nbc == 8) {
@@ -520,8 +549,9 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
                 if (k < nbc) {
                     __m256i w = T > 1 ? wv[r][k] : q_wblock(wr, r, c + k, lay);
                     __m256i a = T > 1 ? aw[r][k] : _mm256_abs_epi8(w);
-                    v[k] = q_block_dot(a, w, q_wmul(wr, r, c + k, lay),
-                                       xq[t] + (c + k) * Q_QBLOCK);
+                    __m256i m = q6k_decode ? q6k_pair_scales(s16[r][k / 4], (int)(k % 4))
+                                           : q_wmul(wr, r, c + k, lay);
+                    v[k] = q_block_dot(a, w, m, xq[t] + (c + k) * Q_QBLOCK);
                 } else {
                     v[k] = _mm256_setzero_si256();
                 }
