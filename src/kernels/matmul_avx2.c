@@ -482,6 +482,18 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
      * broadcasts per block) */
     __m256i s16[MAX_R][2];
     const int q6k_decode = lay == LAY_Q6_K && T == 1 && nbc == 8;
+    /* Q4_0 decode (T == 1, a full chunk): the nibbles (code + 8, 0..15) go into maddubs as
+     * its unsigned operand, no |w| / sign steps, and 8 * (each block's activation sum, the
+     * same for every row) comes off the 8 block sums at once: exact, as the signed path */
+    const int q40_decode = lay == LAY_Q4_0 && T == 1 && nbc == 8;
+    __m256i x8off = _mm256_setzero_si256(); /* lane k: 8 * sum of block c + k's activations */
+    if (q40_decode) {
+        __m256i xs[8];
+#pragma GCC unroll 8
+        for (size_t k = 0; k < 8; k++)
+            xs[k] = q_block_dot_u(_mm256_set1_epi8(1), xq[0] + (c + k) * Q_QBLOCK);
+        x8off = _mm256_slli_epi32(q_sum8x8(xs), 3);
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
         if (q6k_decode) {
@@ -546,7 +558,17 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
             __m256i v[8]; /* (8) the chunk's block partial sums */
 #pragma GCC unroll 8
             for (size_t k = 0; k < 8; k++) {
-                if (k < nbc) {
+                if (q40_decode) {
+                    /* the block's 16 bytes in both 128-bit halves (a broadcast load), the
+                     * upper half shifted down a nibble: weights 0..15 | 16..31 as 0..15 */
+                    const unsigned char *qs = wr->row[r] + (c + k) * Q_Q4_0_BLOCK_BYTES + 2;
+                    __m256i nib = _mm256_and_si256(
+                        _mm256_srlv_epi64(_mm256_broadcastsi128_si256(
+                                              _mm_loadu_si128((const __m128i *)(const void *)qs)),
+                                          _mm256_setr_epi64x(0, 0, 4, 4)),
+                        _mm256_set1_epi8(15));
+                    v[k] = q_block_dot_u(nib, xq[t] + (c + k) * Q_QBLOCK);
+                } else if (k < nbc) {
                     __m256i w = T > 1 ? wv[r][k] : q_wblock(wr, r, c + k, lay);
                     __m256i a = T > 1 ? aw[r][k] : _mm256_abs_epi8(w);
                     __m256i m = q6k_decode ? q6k_pair_scales(s16[r][k / 4], (int)(k % 4))
@@ -557,7 +579,10 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
                 }
             }
             __m256 sc = _mm256_mul_ps(wsv[r], xdv[t]); /* ws * xd, as the reference */
-            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q_sum8x8(v)), sc, acc[r][t]);
+            __m256i sums = q_sum8x8(v);
+            if (q40_decode)
+                sums = _mm256_sub_epi32(sums, x8off);
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), sc, acc[r][t]);
         }
 }
 
