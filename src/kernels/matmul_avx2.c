@@ -32,9 +32,12 @@
  *       (fewer than 4 usable activation rows): 8x1 (8 weight streams), edges 4x1, 1x1.
  *       Q8_SPLIT scales are read a chunk at a time (q_split_scales8), not one by one.
  *       Q4_0 blocks are unpacked into their 32 int8 codes in [-8, 7] (q_wblock) and then
- *       take the same path as Q8_0. Q6_K: a chunk of 8 blocks is one super-block (one d
+ *       take the same path as Q8_0; decode (T == 1) instead feeds the nibbles (code + 8)
+ *       to maddubs unsigned and takes 8 * sum(x) off each block sum (the same exact sums).
+ *       Q6_K: a chunk of 8 blocks is one super-block (one d
  *       for its 8 lanes); each block's codes are unpacked to int8 in [-32, 31] and its pair
- *       sums multiplied by its two 16-weight halves' int8 scales instead of ones (q_wmul),
+ *       sums multiplied by its two 16-weight halves' int8 scales instead of ones (q_wmul;
+ *       decode: q6k_pair_scales from the scales widened once per super-block),
  *       so a block sum is the exact sum of scale * code * x. Q4_K, Q5_K: a chunk is one
  *       super-block; each block's unsigned codes (unpacked to [0, 15] / [0, 31]) go
  *       straight into maddubs (no sign trick), the 8 exact sums are multiplied by the 8
