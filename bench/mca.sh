@@ -50,6 +50,7 @@ types='function tname(id) {
     if (id == 2) return "Q4_0"; if (id == 8) return "Q8_0"; if (id == 12) return "Q4_K"
     if (id == 13) return "Q5_K"; if (id == 14) return "Q6_K"; return "Q8_SPLIT"
   }
+  # loopname: the name without its type suffix; sets the global id to that suffix
   function loopname(name) { n = split(name, part, "_"); id = part[n]; return substr(name, 1, length(name) - length(id) - 1) }'
 
 echo "AVX-512 decode loops, llvm-mca -mcpu=$mcpu"

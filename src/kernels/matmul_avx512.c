@@ -50,7 +50,7 @@
  *       block, where init holds -128 * sum(x_b) (-8 * sum(x_b) for Q4_0; one value per
  *       block, the same for every row) in one lane of each block; three levels of 2-source
  *       permutes and adds turn those 8 vectors into 8 exact row sums per block. An odd
- *       last block goes through the AVX2 table's 256-bit hadd tree (the offset subtracted).
+ *       last block goes through the AVX2 table's 256-bit hadd tree (from the same init).
  *       The 8 rows' scales of two blocks come in one gather (Q8_SPLIT: one per block, from
  *       its group counters). Rows past r1 repeat the last row (read, never stored), so
  *       there are no edge tiles.
@@ -535,7 +535,11 @@ QZ_INLINE void int8_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
     /* The unsigned operand of vpdpbusd is w + 128 (Q8) or the Q4_0 nibble = code + 8: its
      * offset times sum(x) of each block is every row's excess in that block's sum */
     const int32_t offset = q4 ? 8 : 128;
-    int32_t xoff[Q512_MAX_BLOCKS];
+    /* xinit[8b .. 8b+8): lane 0 is -offset * sum(x_b), the others 0. Every row's lanes of
+     * block b start there (vpdpbusd adds onto them), so after the merge each block sum has
+     * its offset taken off exactly once, with no subtraction per block. */
+    _Alignas(64) int32_t xinit[Q512_MAX_BLOCKS * 8];
+    memset(xinit, 0, nb * 8 * sizeof xinit[0]);
     for (size_t b = 0; b < nb; b++) {
         __m256i sx = _mm256_dpbusd_epi32(
             _mm256_setzero_si256(), ones,
@@ -543,15 +547,8 @@ QZ_INLINE void int8_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
         __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sx), _mm256_extracti128_si256(sx, 1));
         h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
         h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x55));
-        xoff[b] = offset * _mm_cvtsi128_si32(h);
+        xinit[8 * b] = -offset * _mm_cvtsi128_si32(h);
     }
-    /* xinit[8b .. 8b+8): lane 0 is -xoff[b], the others 0. Every row's lanes of blocks b,
-     * b + 1 start from xinit[8b .. 8b+16) (vpdpbusd adds onto it), so after the merge each
-     * block sum has its offset taken off exactly once, with no subtraction per block. */
-    _Alignas(64) int32_t xinit[Q512_MAX_BLOCKS * 8];
-    memset(xinit, 0, nb * 8 * sizeof xinit[0]);
-    for (size_t b = 0; b < nb; b++)
-        xinit[8 * b] = -xoff[b];
     /* Q8_SPLIT: the group of row r0's first block and the blocks of that group before it;
      * each next row is n values on (row_groups groups and row_blocks blocks), so the
      * counters advance without a division per row */
@@ -619,7 +616,7 @@ QZ_INLINE void int8_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
             for (; pf < pf_end; pf += 64)
                 _mm_prefetch((const char *)pf, _MM_HINT_T0);
             __m512i xv = _mm512_loadu_si512(xq + b * Q_QBLOCK); /* blocks b, b+1 */
-            const __m512i init = _mm512_load_si512(xinit + 8 * b); /* b even: aligned */
+            const __m512i init = _mm512_load_si512(xinit + 8 * b); /* blocks b, b+1 (b even: aligned) */
             __m512i part[QDR]; /* (QDR) per row: 8 partial sums of block b, then of b+1 */
 #pragma GCC unroll 8
             for (int r = 0; r < QDR; r++) {
@@ -664,16 +661,17 @@ QZ_INLINE void int8_decode(float *out, const q_tensor *w, size_t r0, size_t r1,
             for (; pf < pf_end; pf += 64)
                 _mm_prefetch((const char *)pf, _MM_HINT_T0);
             __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xq + b * Q_QBLOCK));
-            __m256i part[QDR]; /* (QDR) 8 partial sums of (w + offset) * x per row */
+            const __m256i init = _mm256_loadu_si256((const __m256i *)(const void *)(xinit + 8 * b));
+            __m256i part[QDR]; /* (QDR) 8 partial sums of (w + offset) * x per row, less the offset */
 #pragma GCC unroll 8
             for (int r = 0; r < QDR; r++) {
                 const unsigned char *q0 = quants[r] + b * step;
                 __m256i wu = q4 ? _mm256_add_epi8(q_unpack_q4_0(q0), _mm256_set1_epi8(8)) /* nibbles */
                                 : _mm256_xor_si256(
                                       _mm256_loadu_si256((const __m256i *)(const void *)q0), bias);
-                part[r] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wu, xv);
+                part[r] = _mm256_dpbusd_epi32(init, wu, xv);
             }
-            __m256i s = _mm256_sub_epi32(q_sum8x8(part), _mm256_set1_epi32(xoff[b])); /* S_b */
+            __m256i s = q_sum8x8(part); /* S_b */
             __m256 wsv;
             BLOCK_SCALES(b, wsv);
             __m256 sc = _mm256_mul_ps(wsv, _mm256_set1_ps(xd[b])); /* ws * xd */
