@@ -516,7 +516,22 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
             for (size_t k = 0; k < nbc; k++)
                 ws[k] = q_wscale(wr, r, c + k, lay);
             wsv[r] = _mm256_loadu_ps(ws);
-        } else { /* the 8 binary16 block scales (a block apart) into one vector */
+        } else if (nbc == 8) { /* the 8 binary16 block scales (a block apart) into one
+                                * vector: packed four to a 64-bit word by integer shifts
+                                * and ors, then two moves into the vector. One pinsrw per
+                                * scale kept the vector-insert pipes busiest (llvm-mca,
+                                * znver3: 93.8 -> 62.3 cycles per 1000 Q8_0 weights) */
+            const size_t bb = LAY_BLOCK_BYTES(lay);
+            const unsigned char *p0 = wr->row[r] + c * bb;
+            uint64_t half[2] = {0, 0};
+#pragma GCC unroll 8
+            for (size_t k = 0; k < 8; k++) {
+                uint16_t hk;
+                memcpy(&hk, p0 + k * bb, 2);
+                half[k / 4] |= (uint64_t)hk << (16 * (k % 4));
+            }
+            wsv[r] = _mm256_cvtph_ps(_mm_set_epi64x((long long)half[1], (long long)half[0]));
+        } else { /* a short last chunk: the nbc scales one by one */
             __m128i h = _mm_setzero_si128();
             const size_t bb = LAY_BLOCK_BYTES(lay);
             const unsigned char *p0 = wr->row[r] + c * bb;
