@@ -597,7 +597,7 @@ QA_INLINE void qchunk(__m256 (*acc)[MAX_T], qrows *wr, const int8_t *const *xq,
                 }
             }
             __m256 sc = _mm256_mul_ps(wsv[r], xdv[t]); /* ws * xd, as the reference */
-            __m256i sums = q_sum8x8(v);
+            __m256i sums = nbc == 8 ? q_sum8x8(v) : q_sum8x8_first(v, nbc);
             if (q40_decode)
                 sums = _mm256_sub_epi32(sums, x8off);
             acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), sc, acc[r][t]);
