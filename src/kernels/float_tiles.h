@@ -14,13 +14,9 @@
 #ifndef QORUS_FLOAT_TILES_H
 #define QORUS_FLOAT_TILES_H
 
-#include <stdint.h>
-#include <string.h>
-
 #include "qorus_kernels.h"
 
 #define Q_FTILE_MAX_T 8 /* the largest token group a table's prefill tile takes */
-#define Q_FTILE_PANEL_BYTES 65536 /* the aligned copy of one prefill panel (on the stack) */
 
 /* Element types of float weights, as the tiles' load helpers take them (`kind`) */
 enum { Q_FK_F32 = 0, Q_FK_F16 = 1, Q_FK_BF16 = 2 };
@@ -65,38 +61,21 @@ static inline void q_float_tiles_run(float *out, size_t out_stride, const q_tens
         }
         return;
     }
-    /* A panel whose rows do not start on a cache line (a llama2.c file's 28-byte header
-     * puts every row 28 bytes past one, so each 64-byte load of it spans two lines) is
-     * copied once into an aligned buffer, one row per 64-byte-aligned stride, when the
-     * token groups that read it are several: the tiles see the same values in the same
-     * order, so the results are the same bitwise. Wider panels than the buffer are read
-     * where they are. */
-    _Alignas(64) unsigned char panel[Q_FTILE_PANEL_BYTES]; /* (4, pstride) bytes */
-    size_t pstride = (wstride + 63) / 64 * 64;
-    int aligned = (uintptr_t)base % 64 == 0 && wstride % 64 == 0;
-    int copy = !aligned && 4 * pstride <= sizeof panel && nt >= 2 * T;
     for (size_t i = r0; i < r1;) { /* prefill: 4-row panels (outer), token groups (inner) */
         int four = r1 - i >= 4;
         const unsigned char *wi = base + i * wstride;
-        size_t wis = wstride; /* the row stride of wi */
-        if (copy) {
-            for (size_t r = 0; r < (four ? 4u : 1u); r++)
-                memcpy(panel + r * pstride, wi + r * wstride, wstride);
-            wi = panel;
-            wis = pstride;
-        }
         size_t t = 0;
         for (; t + T <= nt; t += T) {
             for (size_t k = 0; k < T; k++) {
                 xs[k] = x->f + (t + k) * n;
                 outs[k] = out + (t + k) * out_stride + i;
             }
-            (four ? tl->big : tl->toks)(outs, wi, wis, xs, n);
+            (four ? tl->big : tl->toks)(outs, wi, wstride, xs, n);
         }
         for (; t < nt; t++) {
             xs[0] = x->f + t * n;
             outs[0] = out + t * out_stride + i;
-            (four ? tl->rows4 : tl->one)(outs, wi, wis, xs, n);
+            (four ? tl->rows4 : tl->one)(outs, wi, wstride, xs, n);
         }
         i += four ? 4u : 1u;
     }
